@@ -1,0 +1,135 @@
+//! The command line, as one clap-derive definition. Doc comments here are
+//! the `--help` text (and, later, the man page). Values stay raw here;
+//! `config.rs` turns them into resolved settings.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0   success, whether or not there was new mail
+  64  usage error
+  65  bad data: damaged ledger, server data that cannot be stored
+  69  service refused: certificate rejected, STARTTLS missing, plaintext login refused
+  70  internal error
+  73  cannot create the destination
+  74  local I/O error: delivery failed, disk full
+  75  temporary failure: network, timeout, another run holds the lock
+  76  protocol violation by the server
+  77  authentication failed
+  78  configuration error, including no way to get a password";
+
+/// Fetch mail from a POP3 server into a Maildir, durably: a message is
+/// deleted from the server only after its local copy is safely on disk and
+/// recorded, so no mail is lost or delivered twice, whatever happens.
+#[derive(Debug, Parser)]
+#[command(name = "fetch", version, after_help = EXIT_CODES, args_override_self = true)]
+pub struct Cli {
+    /// Fetch from this POP3 server.
+    #[arg(long, value_name = "HOST")]
+    pub pop3: Option<String>,
+
+    /// Server port [default: 995 for implicit TLS, 110 otherwise].
+    #[arg(long, value_name = "N")]
+    pub port: Option<u16>,
+
+    /// Login name [default: $USER].
+    #[arg(short, long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// How to protect the connection: TLS from the first byte, a mandatory
+    /// STLS upgrade, or none (then a password is only sent with
+    /// --allow-plaintext-auth).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub tls: Option<TlsMode>,
+
+    /// Allow sending the password over a connection without TLS.
+    #[arg(long)]
+    pub allow_plaintext_auth: bool,
+
+    /// Login method: auto (SASL PLAIN when offered, else USER/PASS), or force
+    /// one. APOP is only used when asked for.
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub auth: Option<AuthMethod>,
+
+    /// Shell command that prints the password; the first line of its output
+    /// is used. Without it, fetch asks on the terminal.
+    #[arg(long, value_name = "CMD")]
+    pub password_command: Option<String>,
+
+    /// Also trust the certificate authorities in this PEM file.
+    #[arg(long, value_name = "PEM")]
+    pub cafile: Option<PathBuf>,
+
+    /// Leave messages on the server; later runs fetch only messages not
+    /// fetched before (tracked by UIDL).
+    #[arg(short, long)]
+    pub keep: bool,
+
+    /// Fetch all messages, including those fetched before.
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Deliver into this Maildir (created if missing) [default: ~/Maildir].
+    #[arg(long, value_name = "DIR")]
+    pub maildir: Option<PathBuf>,
+
+    /// Network timeout in seconds: for connecting, and for each reply (a
+    /// server must keep making progress within it).
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+
+    /// Print nothing but errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more: -v a summary and a line per message, -vv also the protocol
+    /// exchange (passwords redacted).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// TLS from the first byte (RFC 8314).
+    Implicit,
+    /// Plain connection upgraded with STLS; fails if the server does not offer it.
+    Starttls,
+    /// No encryption.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMethod {
+    /// SASL PLAIN if the server offers it, else USER/PASS.
+    Auto,
+    /// SASL PLAIN (RFC 5034).
+    Plain,
+    /// USER and PASS (RFC 1939).
+    User,
+    /// APOP (RFC 1939 section 7); needs a timestamp in the server greeting.
+    Apop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_flag_takes_a_password() {
+        for arg in Cli::command().get_arguments() {
+            let id = arg.get_id().as_str();
+            assert!(
+                !id.contains("password") || id == "password_command",
+                "argument {id} would put a password on argv"
+            );
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Maildir delivery with group commit.
+//!
+//! A message is streamed into `tmp/NAME` (created exclusively, mode 0600),
+//! and only published into `new/NAME,S=SIZE` after it is durable. Publishing
+//! is split in two so that the caller can journal its intent in between:
+//!
+//! 1. [`Maildir::create`] + [`Staging::write`] + [`Maildir::finish`] per message;
+//! 2. [`Maildir::sync`]: make a whole batch of files durable;
+//! 3. (the caller journals which names it is about to publish)
+//! 4. [`Maildir::publish`]: rename the batch into `new/`, then one fsync of
+//!    `new/` makes all the renames durable.
+//!
+//! Names are ours (time, pid, counter, account tag, host), never server data.
+//! The account tag lets a later run of the same account find and remove its
+//! own leftovers in `tmp/` after a crash, without touching other programs'
+//! files.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::error::{Context, Kind, Result, cant_create, local_io};
+
+pub struct Maildir {
+    root: PathBuf,
+    tag: String,
+    host: String,
+    pid: u32,
+    seq: u64,
+}
+
+/// A message being written into `tmp/`.
+pub struct Staging {
+    file: File,
+    base: String,
+    path: PathBuf,
+    size: u64,
+}
+
+/// A complete message in `tmp/`, not yet durable or published.
+pub struct Staged {
+    file: File,
+    base: String,
+    tmp_path: PathBuf,
+    pub size: u64,
+}
+
+impl Staged {
+    /// The name the message will have in `new/`.
+    pub fn final_name(&self) -> String {
+        format!("{},S={}", self.base, self.size)
+    }
+}
+
+impl Staging {
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.file
+            .write_all(data)
+            .ctx(Kind::LocalIo, || format!("writing {}", self.path.display()))?;
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Maildir {
+    /// Open the Maildir at `root`, creating it and its `tmp/`, `new/` and
+    /// `cur/` (mode 0700) when missing. `tag` identifies the account in the
+    /// names of our temporary files.
+    pub fn open(root: &Path, tag: &str) -> Result<Maildir> {
+        for sub in ["", "tmp", "new", "cur"] {
+            let dir = root.join(sub);
+            match fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+            {
+                Ok(()) => {}
+                Err(e) => {
+                    return Err(cant_create(format!(
+                        "cannot create Maildir directory {}: {e}",
+                        dir.display()
+                    )));
+                }
+            }
+            if !dir.is_dir() {
+                return Err(cant_create(format!(
+                    "{} exists but is not a directory",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(Maildir {
+            root: root.to_path_buf(),
+            tag: tag.to_string(),
+            host: hostname_for_maildir(),
+            pid: std::process::id(),
+            seq: 0,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Start a new message in `tmp/`.
+    pub fn create(&mut self) -> Result<Staging> {
+        for _ in 0..10 {
+            let base = self.next_base();
+            let path = self.root.join("tmp").join(&base);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(Staging {
+                        file,
+                        base,
+                        path,
+                        size: 0,
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(local_io(format!("creating {}: {e}", path.display()))),
+            }
+        }
+        Err(local_io(format!(
+            "cannot create a unique file in {}",
+            self.root.join("tmp").display()
+        )))
+    }
+
+    /// The message is complete; keep it in `tmp/` until the batch is synced.
+    pub fn finish(&mut self, s: Staging) -> Staged {
+        Staged {
+            file: s.file,
+            base: s.base,
+            tmp_path: s.path,
+            size: s.size,
+        }
+    }
+
+    /// Remove an incomplete message from `tmp/`.
+    pub fn discard(&mut self, path: &Path) {
+        let _ = fs::remove_file(path);
+    }
+
+    /// Make every file of the batch durable (data and size).
+    pub fn sync(&self, batch: &[Staged]) -> Result<()> {
+        for s in batch {
+            s.file
+                .sync_data()
+                .ctx(Kind::LocalIo, || format!("fsync {}", s.tmp_path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Move every file of the batch from `tmp/` to `new/`, then make the
+    /// renames durable with one fsync of `new/`. Returns the final names.
+    /// On error, files already moved stay in `new/` (they are complete and
+    /// durable data; the caller's journal intent lets recovery find them).
+    pub fn publish(&self, batch: Vec<Staged>) -> Result<Vec<(String, u64)>> {
+        let new = self.root.join("new");
+        let mut names = Vec::with_capacity(batch.len());
+        for s in batch {
+            let name = s.final_name();
+            let dest = new.join(&name);
+            drop(s.file);
+            rename_noreplace(&s.tmp_path, &dest).ctx(Kind::LocalIo, || {
+                format!("moving {} to {}", s.tmp_path.display(), dest.display())
+            })?;
+            names.push((name, s.size));
+        }
+        sync_dir(&new)?;
+        Ok(names)
+    }
+
+    /// Remove this account's leftovers in `tmp/` (from a crashed run). Only
+    /// call this while holding the account's lock. Returns how many were removed.
+    pub fn remove_stale_tmp(&self) -> Result<usize> {
+        let tmp = self.root.join("tmp");
+        let marker = format!("F{}.", self.tag);
+        let mut n = 0;
+        let dir = fs::read_dir(&tmp).ctx(Kind::LocalIo, || format!("reading {}", tmp.display()))?;
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_our_name(name, &marker) {
+                fs::remove_file(entry.path()).ctx(Kind::LocalIo, || {
+                    format!("removing {}", entry.path().display())
+                })?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn next_base(&mut self) -> String {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.seq += 1;
+        format!(
+            "{}.M{}P{}Q{}F{}.{}",
+            now.as_secs(),
+            now.subsec_micros(),
+            self.pid,
+            self.seq,
+            self.tag,
+            self.host
+        )
+    }
+}
+
+/// Find a message published under `name` in the Maildir at `root`: in
+/// `new/`, or in `cur/` where a mail reader may have moved it and added
+/// flags (`name:2,S`). Scans `cur/` only when the cheap checks fail.
+pub fn find_in(root: &Path, name: &str) -> Option<PathBuf> {
+    let p = root.join("new").join(name);
+    if p.exists() {
+        return Some(p);
+    }
+    let p = root.join("cur").join(name);
+    if p.exists() {
+        return Some(p);
+    }
+    let cur = fs::read_dir(root.join("cur")).ok()?;
+    for entry in cur.flatten() {
+        let f = entry.file_name();
+        let f = f.as_bytes();
+        if f.len() > name.len()
+            && f.starts_with(name.as_bytes())
+            && matches!(f[name.len()], b':' | b';')
+        {
+            return Some(entry.path());
+        }
+    }
+    None
+}
+
+/// `SECS.M<usec>P<pid>Q<n>F<tag>.host`: one of our own temporary names.
+fn is_our_name(name: &str, marker: &str) -> bool {
+    let Some(pos) = name.find(marker) else {
+        return false;
+    };
+    let head = &name[..pos];
+    head.split_once(".M").is_some_and(|(secs, rest)| {
+        !secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()) && rest.contains('Q')
+    })
+}
+
+/// fsync a directory, so that entries created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(Kind::LocalIo, || format!("fsync {}", dir.display()))
+}
+
+/// rename(2) that fails instead of replacing an existing target
+/// (renameat2 RENAME_NOREPLACE, with link+unlink where the file system
+/// lacks it).
+pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    let f = CString::new(from.as_os_str().as_bytes())?;
+    let t = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD is a valid dirfd.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            fs::hard_link(from, to)?;
+            fs::remove_file(from)
+        }
+        _ => Err(e),
+    }
+}
+
+/// The host name as Maildir names carry it: `/` and `:` (and `,`, which
+/// starts Dovecot's size fields) escaped as octal, as the Maildir spec says.
+fn hostname_for_maildir() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for its whole length.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let raw = if r == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    let raw = if raw.is_empty() {
+        "localhost".into()
+    } else {
+        raw
+    };
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        match c {
+            '/' => out.push_str("\\057"),
+            ':' => out.push_str("\\072"),
+            ',' => out.push_str("\\054"),
+            c if c.is_ascii_graphic() => out.push(c),
+            _ => out.push('_'),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn deliver_batch_into_new() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("Mail");
+        let mut md = Maildir::open(&root, "0badcafe").unwrap();
+        for sub in ["tmp", "new", "cur"] {
+            let mode = fs::metadata(root.join(sub)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{sub}");
+        }
+        let mut batch = Vec::new();
+        for body in [&b"one\n"[..], b"two\n\n"] {
+            let mut s = md.create().unwrap();
+            s.write(body).unwrap();
+            batch.push(md.finish(s));
+        }
+        md.sync(&batch).unwrap();
+        let names = md.publish(batch).unwrap();
+        assert_eq!(names.len(), 2);
+        assert_ne!(names[0].0, names[1].0);
+        let p = root.join("new").join(&names[1].0);
+        assert_eq!(fs::read(&p).unwrap(), b"two\n\n");
+        assert!(names[1].0.ends_with(",S=5"), "{}", names[1].0);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+        assert_eq!(
+            find_in(&root, &names[0].0),
+            Some(root.join("new").join(&names[0].0))
+        );
+        // A mail reader moves it to cur/ and marks it seen.
+        let moved = root.join("cur").join(format!("{}:2,S", names[0].0));
+        fs::rename(root.join("new").join(&names[0].0), &moved).unwrap();
+        assert_eq!(find_in(&root, &names[0].0), Some(moved));
+        assert_eq!(find_in(&root, "1.M1P1Q1Fx.nohost,S=1"), None);
+    }
+
+    #[test]
+    fn stale_tmp_cleanup_touches_only_our_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut md = Maildir::open(dir.path(), "0badcafe").unwrap();
+        let s = md.create().unwrap();
+        let ours = s.path().to_path_buf();
+        drop(s);
+        let mut other = Maildir::open(dir.path(), "12345678").unwrap();
+        let theirs = other.create().unwrap().path().to_path_buf();
+        let foreign = dir.path().join("tmp").join("1700000000.M1P2.otherhost");
+        fs::write(&foreign, b"x").unwrap();
+        assert_eq!(md.remove_stale_tmp().unwrap(), 1);
+        assert!(!ours.exists());
+        assert!(theirs.exists());
+        assert!(foreign.exists());
+    }
+
+    #[test]
+    fn noreplace_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        assert!(rename_noreplace(&a, &b).is_err());
+        assert_eq!(fs::read(&b).unwrap(), b"b");
+    }
+
+    #[test]
+    fn unwritable_root_is_cant_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"").unwrap();
+        let err = Maildir::open(&file.join("Maildir"), "t").err().unwrap();
+        assert_eq!(err.kind, Kind::CantCreate);
+    }
+}

@@ -1,0 +1,158 @@
+//! Typed errors and the one mapping from an error to a process exit code.
+//!
+//! Every failure in `fetch` is an [`Error`] with a [`Kind`]; the kind alone
+//! decides the exit code (sysexits, as mpop uses them; GUIDE §5). Call sites
+//! choose the kind explicitly, because the same `io::Error` means different
+//! things in different places: a read error on a socket is a temporary
+//! network failure (75), a write error in the Maildir is a local I/O failure
+//! (74).
+
+use std::fmt;
+
+/// What went wrong, at the granularity a user or a script acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Bad command-line usage (64).
+    Usage,
+    /// Bad data: a corrupt state file, server data that cannot be stored (65).
+    Data,
+    /// Service refused: certificate rejected, STARTTLS missing, plaintext
+    /// authentication refused (69).
+    Unavailable,
+    /// A bug in fetch (70).
+    Internal,
+    /// The destination cannot be created (73).
+    CantCreate,
+    /// Local I/O failure: delivery failed, disk full (74).
+    LocalIo,
+    /// Temporary failure: network, timeout, lock held by another run (75).
+    Temporary,
+    /// The server violated the protocol (76).
+    Protocol,
+    /// Authentication failed (77).
+    Auth,
+    /// Configuration error, including "no password source" (78).
+    Config,
+}
+
+impl Kind {
+    /// The process exit code for this kind of failure.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Kind::Usage => 64,
+            Kind::Data => 65,
+            Kind::Unavailable => 69,
+            Kind::Internal => 70,
+            Kind::CantCreate => 73,
+            Kind::LocalIo => 74,
+            Kind::Temporary => 75,
+            Kind::Protocol => 76,
+            Kind::Auth => 77,
+            Kind::Config => 78,
+        }
+    }
+}
+
+/// An error with its kind and a one-line, human-readable message.
+#[derive(Debug)]
+pub struct Error {
+    pub kind: Kind,
+    pub msg: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: Kind, msg: impl Into<String>) -> Error {
+        Error {
+            kind,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Shorthand constructors, one per kind, so call sites read as prose:
+/// `Err(err::protocol(format!(...)))`.
+macro_rules! ctor {
+    ($($name:ident => $kind:ident),* $(,)?) => {
+        $(pub fn $name(msg: impl Into<String>) -> Error { Error::new(Kind::$kind, msg) })*
+    };
+}
+ctor! {
+    usage => Usage,
+    data => Data,
+    unavailable => Unavailable,
+    internal => Internal,
+    cant_create => CantCreate,
+    local_io => LocalIo,
+    temporary => Temporary,
+    protocol => Protocol,
+    auth => Auth,
+    config => Config,
+}
+
+/// Attach a kind and a description to an `io::Error` (or anything displayable).
+pub trait Context<T> {
+    fn ctx<S: Into<String>>(self, kind: Kind, what: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn ctx<S: Into<String>>(self, kind: Kind, what: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|e| Error::new(kind, format!("{}: {}", what().into(), e)))
+    }
+}
+
+/// The exit code for a run over several accounts (GUIDE §5): 0 when all
+/// succeeded, the failing account's code when one failed or all failures share
+/// a code, 75 when two or more failed differently.
+pub fn combine(codes: &[i32]) -> i32 {
+    let mut failed = codes.iter().copied().filter(|&c| c != 0);
+    match failed.next() {
+        None => 0,
+        Some(first) => {
+            if failed.all(|c| c == first) {
+                first
+            } else {
+                75
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_sysexits() {
+        assert_eq!(Kind::Usage.exit_code(), 64);
+        assert_eq!(Kind::Auth.exit_code(), 77);
+        assert_eq!(Kind::Config.exit_code(), 78);
+    }
+
+    #[test]
+    fn combine_accounts() {
+        assert_eq!(combine(&[]), 0);
+        assert_eq!(combine(&[0, 0]), 0);
+        assert_eq!(combine(&[0, 77, 0]), 77);
+        assert_eq!(combine(&[77, 77]), 77);
+        assert_eq!(combine(&[77, 69]), 75);
+    }
+
+    #[test]
+    fn context_keeps_kind_and_cause() {
+        let r: std::result::Result<(), std::io::Error> =
+            Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let e = r.ctx(Kind::LocalIo, || "writing /x/tmp/1").unwrap_err();
+        assert_eq!(e.kind, Kind::LocalIo);
+        assert!(e.msg.starts_with("writing /x/tmp/1: "), "{}", e.msg);
+    }
+}

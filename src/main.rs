@@ -1,0 +1,61 @@
+//! `fetch`: parse the command line, run each account, turn the outcome into
+//! an exit code. Nothing else happens here; see `run.rs` for the work.
+
+mod cli;
+mod config;
+mod deliver;
+mod error;
+mod net;
+mod pop3;
+mod run;
+mod secret;
+mod state;
+mod term;
+mod ui;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+fn main() {
+    std::process::exit(real_main());
+}
+
+fn real_main() -> i32 {
+    // Files we create are 0600 and directories 0700, whatever the caller's
+    // umask: every create asks for exactly those modes, and nothing is
+    // masked off them.
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe { libc::umask(0o077) };
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
+                _ => error::Kind::Usage.exit_code(),
+            };
+        }
+    };
+    let (accounts, output) = match config::resolve(&cli) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("fetch: {}", e.msg);
+            return e.kind.exit_code();
+        }
+    };
+    let ui = ui::Ui::new(output);
+    let mut codes = Vec::with_capacity(accounts.len());
+    for acct in &accounts {
+        match run::run(acct, &ui) {
+            Ok(summary) => {
+                ui.info(&acct.name, &summary.line());
+                codes.push(0);
+            }
+            Err(e) => {
+                ui.error(&acct.name, &e.msg);
+                codes.push(e.kind.exit_code());
+            }
+        }
+    }
+    error::combine(&codes)
+}

@@ -1,0 +1,460 @@
+//! The only code that opens sockets and TLS sessions.
+//!
+//! [`Conn`] is a buffered connection (plain TCP or TLS) with two clocks:
+//! an idle timeout on every read and write (SO_RCVTIMEO/SO_SNDTIMEO), and a
+//! per-reply deadline started by [`Conn::begin_reply`] that only moves forward
+//! when the server makes real progress ([`PROGRESS_BYTES`] per timeout
+//! period). A server that dribbles one byte every few seconds therefore fails
+//! within the timeout, not never.
+//!
+//! STARTTLS: [`Conn::start_tls`] refuses to upgrade when the server has sent
+//! anything after its positive reply (RFC 2595 / RFC 3207 response injection).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Kind, Result, config, temporary, unavailable};
+
+/// A server must send at least this many bytes per timeout period while a
+/// reply is in progress, or the reply times out.
+pub const PROGRESS_BYTES: u64 = 64 * 1024;
+const BUF_SIZE: usize = 64 * 1024;
+
+/// Trust settings for TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Extra trust roots (PEM, one or more certificates), added to the system's.
+    pub cafile: Option<PathBuf>,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
+    /// After a failed TLS upgrade: the socket is gone.
+    Closed,
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "connection closed")
+}
+
+impl Stream {
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            Stream::Plain(s) => Some(s),
+            Stream::Tls(s) => Some(s.get_ref()),
+            Stream::Closed => None,
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+            Stream::Closed => Err(closed()),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+            Stream::Closed => Err(closed()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+            Stream::Closed => Err(closed()),
+        }
+    }
+}
+
+/// A buffered client connection with deadlines.
+pub struct Conn {
+    stream: Stream,
+    /// Name used in messages: `host:port`.
+    pub peer: String,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    timeout: Duration,
+    /// The socket read timeout currently set, to avoid needless syscalls.
+    sock_timeout: Duration,
+    deadline: Instant,
+    progress: u64,
+}
+
+impl Conn {
+    /// Open a TCP connection to `host:port`, trying every address the name
+    /// resolves to, each with a connect deadline of `timeout`.
+    pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Conn> {
+        let peer = format!("{host}:{port}");
+        let addrs: Vec<_> = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| temporary(format!("cannot resolve {host}: {e}")))?
+            .collect();
+        let mut last = None;
+        for addr in &addrs {
+            match TcpStream::connect_timeout(addr, timeout) {
+                Ok(s) => return Conn::new(s, peer, timeout),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(e) => temporary(format!("cannot connect to {peer}: {}", describe_io(&e))),
+            None => temporary(format!("{host} resolves to no address")),
+        })
+    }
+
+    fn new(tcp: TcpStream, peer: String, timeout: Duration) -> Result<Conn> {
+        let _ = tcp.set_nodelay(true);
+        tcp.set_read_timeout(Some(timeout))
+            .and_then(|_| tcp.set_write_timeout(Some(timeout)))
+            .map_err(|e| temporary(format!("{peer}: cannot set timeouts: {e}")))?;
+        let stream = Stream::Plain(tcp);
+        Ok(Conn {
+            stream,
+            peer,
+            buf: vec![0; BUF_SIZE].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            timeout,
+            sock_timeout: timeout,
+            deadline: Instant::now() + timeout,
+            progress: 0,
+        })
+    }
+
+    /// Wrap the connection in TLS right away (implicit TLS, RFC 8314).
+    pub fn tls(&mut self, host: &str, tls: &TlsSettings) -> Result<()> {
+        self.upgrade(host, tls)
+    }
+
+    /// Upgrade after a positive STLS/STARTTLS reply. Refuses when the server
+    /// already sent more bytes: they were sent in plaintext and could have
+    /// been injected by an attacker, so nothing after this point may trust
+    /// them.
+    pub fn start_tls(&mut self, host: &str, tls: &TlsSettings) -> Result<()> {
+        if self.start != self.end {
+            return Err(unavailable(format!(
+                "{}: server sent {} unexpected bytes after accepting STARTTLS, before the TLS \
+                 handshake (possible response injection); refusing to continue",
+                self.peer,
+                self.end - self.start
+            )));
+        }
+        self.upgrade(host, tls)
+    }
+
+    fn upgrade(&mut self, host: &str, tls: &TlsSettings) -> Result<()> {
+        let connector = connector(tls)?;
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
+            return Err(crate::error::internal(
+                "TLS requested twice on one connection",
+            ));
+        };
+        let peer = &self.peer;
+        match connector.connect(host, tcp) {
+            Ok(s) => {
+                self.stream = Stream::Tls(Box::new(s));
+                self.start = 0;
+                self.end = 0;
+                Ok(())
+            }
+            Err(native_tls::HandshakeError::WouldBlock(_)) => Err(temporary(format!(
+                "{peer}: TLS handshake timed out after {} s",
+                self.timeout.as_secs()
+            ))),
+            Err(native_tls::HandshakeError::Failure(e)) => Err(classify_tls_error(peer, &e)),
+        }
+    }
+
+    /// Start the clock for a new reply (or a new command round trip).
+    pub fn begin_reply(&mut self) {
+        self.deadline = Instant::now() + self.timeout;
+        self.progress = 0;
+    }
+
+    /// The bytes buffered but not consumed yet.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.end - self.start);
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Read more bytes from the server into the buffer, keeping what is
+    /// already buffered. Errors on EOF, on timeout and when the buffer is
+    /// full (a caller that needs more than the buffer holds at once has a
+    /// bug or a hostile peer).
+    pub fn read_more(&mut self) -> Result<usize> {
+        if self.start > 0 && self.end == self.buf.len() {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            return Err(crate::error::protocol(format!(
+                "{}: server sent more than {} bytes without a line break",
+                self.peer, BUF_SIZE
+            )));
+        }
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(self.timed_out());
+        }
+        let remaining = self.deadline - now;
+        let want = remaining.min(self.timeout).max(Duration::from_millis(1));
+        if want != self.sock_timeout {
+            if let Some(tcp) = self.stream.tcp() {
+                let _ = tcp.set_read_timeout(Some(want));
+            }
+            self.sock_timeout = want;
+        }
+        let n = loop {
+            match self.stream.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_timeout(&e) => return Err(self.timed_out()),
+                Err(e) => {
+                    return Err(temporary(format!(
+                        "{}: connection lost: {}",
+                        self.peer,
+                        describe_io(&e)
+                    )));
+                }
+            }
+        };
+        if n == 0 {
+            return Err(temporary(format!(
+                "{}: connection closed by the server",
+                self.peer
+            )));
+        }
+        self.end += n;
+        self.progress += n as u64;
+        if self.progress >= PROGRESS_BYTES {
+            self.progress = 0;
+            self.deadline = Instant::now() + self.timeout;
+        }
+        Ok(n)
+    }
+
+    /// Make sure at least one byte is buffered and return the buffered bytes.
+    pub fn fill(&mut self) -> Result<&[u8]> {
+        if self.start == self.end {
+            self.read_more()?;
+        }
+        Ok(self.buffered())
+    }
+
+    /// Write all of `bytes` (one or many pipelined commands) and flush.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        let r = self
+            .stream
+            .write_all(bytes)
+            .and_then(|_| self.stream.flush());
+        r.map_err(|e| {
+            if is_timeout(&e) {
+                temporary(format!(
+                    "{}: timed out after {} s sending to the server",
+                    self.peer,
+                    self.timeout.as_secs()
+                ))
+            } else {
+                temporary(format!(
+                    "{}: connection lost: {}",
+                    self.peer,
+                    describe_io(&e)
+                ))
+            }
+        })
+    }
+
+    /// Close the connection without a protocol goodbye.
+    pub fn shutdown(&mut self) {
+        if let Some(tcp) = self.stream.tcp() {
+            let _ = tcp.shutdown(Shutdown::Both);
+        }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Stream::Tls(_))
+    }
+
+    fn timed_out(&self) -> Error {
+        temporary(format!(
+            "{}: timed out after {} s waiting for the server",
+            self.peer,
+            self.timeout.as_secs()
+        ))
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset by the server".into(),
+        io::ErrorKind::UnexpectedEof => "connection closed by the server".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn connector(tls: &TlsSettings) -> Result<native_tls::TlsConnector> {
+    let mut b = native_tls::TlsConnector::builder();
+    b.min_protocol_version(Some(native_tls::Protocol::Tlsv12));
+    if let Some(path) = &tls.cafile {
+        let pem = std::fs::read(path)
+            .map_err(|e| config(format!("cannot read CA file {}: {e}", path.display())))?;
+        let certs = split_pem_certificates(&pem);
+        if certs.is_empty() {
+            return Err(config(format!(
+                "CA file {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        for c in certs {
+            let cert = native_tls::Certificate::from_pem(c).map_err(|e| {
+                config(format!(
+                    "bad certificate in CA file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            b.add_root_certificate(cert);
+        }
+    }
+    b.build()
+        .map_err(|e| Error::new(Kind::Internal, format!("cannot set up TLS: {e}")))
+}
+
+/// The PEM blocks of the certificates in a (bundle) file.
+fn split_pem_certificates(pem: &[u8]) -> Vec<&[u8]> {
+    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(s) = find(rest, BEGIN) {
+        let Some(e) = find(&rest[s..], END) else {
+            break;
+        };
+        let stop = s + e + END.len();
+        out.push(&rest[s..stop]);
+        rest = &rest[stop..];
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A handshake failure is a refusal (69) when it is about trust or about the
+/// server not speaking TLS, and temporary (75) when the network broke.
+fn classify_tls_error(peer: &str, e: &native_tls::Error) -> Error {
+    let text = e.to_string();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<io::Error>() {
+            if is_timeout(io) {
+                return temporary(format!("{peer}: TLS handshake timed out"));
+            }
+            return temporary(format!("{peer}: TLS handshake failed: {}", describe_io(io)));
+        }
+        source = s.source();
+    }
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("unexpected eof") || lower.contains("connection reset") {
+        return temporary(format!("{peer}: TLS handshake failed: {text}"));
+    }
+    unavailable(format!(
+        "{peer}: TLS handshake failed: {}",
+        crate::term::escape(&text)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pem_bundle_split() {
+        let one = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let bundle = format!("junk\n{one}{one}");
+        assert_eq!(split_pem_certificates(bundle.as_bytes()).len(), 2);
+        assert!(split_pem_certificates(b"nothing").is_empty());
+    }
+
+    #[test]
+    fn dribbling_server_times_out_within_the_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            for _ in 0..40 {
+                if s.write_all(b"x").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut c = Conn::connect("127.0.0.1", port, Duration::from_millis(700)).unwrap();
+        c.begin_reply();
+        let t = Instant::now();
+        let err = loop {
+            match c.read_more() {
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind, Kind::Temporary, "{}", err.msg);
+        assert!(err.msg.contains("timed out"), "{}", err.msg);
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        drop(c);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn start_tls_refuses_buffered_bytes() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(b"+OK begin TLS\r\n+OK injected\r\n").unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+        });
+        let mut c = Conn::connect("127.0.0.1", port, Duration::from_secs(5)).unwrap();
+        c.begin_reply();
+        while !c.buffered().ends_with(b"injected\r\n") {
+            c.read_more().unwrap();
+        }
+        c.consume(15);
+        let err = c
+            .start_tls("localhost", &TlsSettings::default())
+            .unwrap_err();
+        assert_eq!(err.kind, Kind::Unavailable);
+        assert!(err.msg.contains("injection"), "{}", err.msg);
+        server.join().unwrap();
+    }
+}

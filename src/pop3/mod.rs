@@ -1,0 +1,488 @@
+//! A POP3 client session: drives the sans-io [`proto`] over a [`Conn`].
+//!
+//! It owns the order of commands on the wire and the queue of replies still
+//! expected, so that RETR and DELE can be pipelined (RFC 2449 PIPELINING)
+//! while replies are matched to commands in order. It never decides *when*
+//! to delete: `run.rs` calls [`Session::queue_dele`] only for committed
+//! messages.
+
+pub mod proto;
+
+use std::collections::VecDeque;
+
+use crate::cli::{AuthMethod, TlsMode};
+use crate::config::Account;
+use crate::error::{Error, Result, auth, internal, protocol, temporary, unavailable};
+use crate::net::{Conn, TlsSettings};
+use crate::secret::Secret;
+use crate::term::escape;
+use crate::ui::Ui;
+use proto::{BodyDecoder, Capabilities, Command, ListingDecoder, MAX_LINE, Status};
+
+/// Most messages we accept in one maildrop listing.
+pub const MAX_MESSAGES: usize = 5_000_000;
+
+/// One message as the server lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub msgno: u32,
+    pub size: u64,
+    /// None when the server has no UIDL.
+    pub uidl: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    Retr(u32),
+    Dele(u32),
+}
+
+/// The result of a RETR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retrieved {
+    /// The whole message went to the sink: bytes as the server sent them
+    /// (after unstuffing, CRLF counted as two), and bytes written.
+    Done { wire: u64, written: u64 },
+    /// The server answered -ERR (e.g. the message vanished); nothing was written.
+    Refused(String),
+}
+
+pub struct Session<'u> {
+    conn: Conn,
+    ui: &'u Ui,
+    pub caps: Capabilities,
+    pub greeting: String,
+    pipelining: bool,
+    out: Vec<u8>,
+    pending: VecDeque<Pending>,
+    /// DELE commands the server refused: (msgno, server text).
+    pub dele_refused: Vec<(u32, String)>,
+    /// DELE commands the server accepted.
+    pub dele_accepted: Vec<u32>,
+    scratch: Vec<u8>,
+}
+
+impl<'u> Session<'u> {
+    /// Connect, read the greeting and capabilities, and set up TLS as the
+    /// account requires. No credential has been sent when this returns.
+    pub fn connect(acct: &Account, ui: &'u Ui) -> Result<Session<'u>> {
+        let tls = TlsSettings {
+            cafile: acct.cafile.clone(),
+        };
+        let mut conn = Conn::connect(&acct.host, acct.port, acct.timeout)?;
+        if acct.tls == TlsMode::Implicit {
+            conn.tls(&acct.host, &tls)?;
+        }
+        let mut s = Session {
+            conn,
+            ui,
+            caps: Capabilities::default(),
+            greeting: String::new(),
+            pipelining: false,
+            out: Vec::new(),
+            pending: VecDeque::new(),
+            dele_refused: Vec::new(),
+            dele_accepted: Vec::new(),
+            scratch: Vec::with_capacity(64 * 1024),
+        };
+        s.conn.begin_reply();
+        match s.read_status()? {
+            Status::Ok(text) => s.greeting = text,
+            Status::Err(text) | Status::Continue(text) => {
+                return Err(temporary(format!(
+                    "server refused the connection: {}",
+                    escape(&text)
+                )));
+            }
+        }
+        s.caps = s.capa()?;
+        if acct.tls == TlsMode::Starttls {
+            if !s.caps.stls {
+                return Err(unavailable(
+                    "server does not offer STLS, and --tls starttls requires it; \
+                     refusing to continue without encryption",
+                ));
+            }
+            match s.simple(&Command::Stls)? {
+                Status::Ok(_) => {}
+                Status::Err(text) | Status::Continue(text) => {
+                    return Err(unavailable(format!(
+                        "server refused STLS: {}; refusing to continue without encryption",
+                        escape(&text)
+                    )));
+                }
+            }
+            // Anything the server sent after +OK arrived in plaintext:
+            // start_tls refuses if so. Then forget the plaintext capabilities.
+            s.conn.start_tls(&acct.host, &tls)?;
+            s.caps = s.capa()?;
+        }
+        s.pipelining = s.caps.pipelining;
+        Ok(s)
+    }
+
+    pub fn pipelining(&self) -> bool {
+        self.pipelining
+    }
+
+    /// Log in. Refuses to send a password over plaintext unless allowed.
+    pub fn login(&mut self, acct: &Account, password: &Secret) -> Result<()> {
+        if !self.conn.is_tls() && !acct.allow_plaintext_auth {
+            return Err(unavailable(
+                "refusing to send the password over an unencrypted connection; use \
+                 --tls implicit or --tls starttls, or --allow-plaintext-auth if you must",
+            ));
+        }
+        let method = match acct.auth {
+            AuthMethod::Auto if self.caps.sasl_plain => AuthMethod::Plain,
+            AuthMethod::Auto => AuthMethod::User,
+            m => m,
+        };
+        let user = acct.user.as_str();
+        let pass = password.expose();
+        let reply = match method {
+            AuthMethod::Plain => {
+                let r = self.simple(&Command::AuthPlain {
+                    authcid: user,
+                    password: pass,
+                })?;
+                if let Status::Continue(_) = r {
+                    // The server wants the response in a second round; we
+                    // sent it already, so this server is broken: cancel.
+                    self.send_line(b"*\r\n")?;
+                    let _ = self.read_status();
+                    return Err(protocol(
+                        "server did not accept the SASL PLAIN initial response",
+                    ));
+                }
+                r
+            }
+            AuthMethod::User => match self.simple(&Command::User(user))? {
+                Status::Ok(_) => self.simple(&Command::Pass(pass))?,
+                other => other,
+            },
+            AuthMethod::Apop => {
+                let Some(ts) = proto::apop_timestamp(&self.greeting) else {
+                    return Err(unavailable(
+                        "APOP was requested but the server greeting has no APOP timestamp",
+                    ));
+                };
+                let digest = apop_digest(ts, pass);
+                self.simple(&Command::Apop { user, digest })?
+            }
+            AuthMethod::Auto => unreachable!("resolved above"),
+        };
+        match reply {
+            Status::Ok(_) => Ok(()),
+            Status::Err(text) | Status::Continue(text) => Err(login_error(&text)),
+        }
+    }
+
+    /// STAT, UIDL (if the server has it) and LIST, checked against each other.
+    pub fn listing(&mut self) -> Result<Vec<Listed>> {
+        let count = match self.simple(&Command::Stat)? {
+            Status::Ok(text) => proto::parse_number_size(&text)?.0 as usize,
+            Status::Err(t) | Status::Continue(t) => {
+                return Err(protocol(format!("STAT failed: {}", escape(&t))));
+            }
+        };
+        if count > MAX_MESSAGES {
+            return Err(protocol(format!(
+                "server claims {count} messages, more than the {MAX_MESSAGES} fetch handles"
+            )));
+        }
+        let limit = count + 1;
+        let uidls = self.multiline(&Command::Uidl, limit)?;
+        let sizes = self
+            .multiline(&Command::List, limit)?
+            .ok_or_else(|| protocol("server refused LIST"))?;
+        let mut msgs: Vec<Listed> = Vec::with_capacity(sizes.len());
+        let mut seen = vec![false; count];
+        for line in &sizes {
+            let (n, size) = proto::parse_number_size(line)?;
+            let idx = (n as usize)
+                .checked_sub(1)
+                .filter(|&i| i < count)
+                .ok_or_else(|| {
+                    protocol(format!(
+                        "LIST names message {n}, but STAT said {count} messages"
+                    ))
+                })?;
+            if std::mem::replace(&mut seen[idx], true) {
+                return Err(protocol(format!("LIST names message {n} twice")));
+            }
+            msgs.push(Listed {
+                msgno: n,
+                size,
+                uidl: None,
+            });
+        }
+        if let Some(uidls) = uidls {
+            let mut by_no: std::collections::HashMap<u32, String> =
+                std::collections::HashMap::with_capacity(uidls.len());
+            let mut by_uid: std::collections::HashMap<&str, u32> =
+                std::collections::HashMap::with_capacity(uidls.len());
+            let parsed: Vec<(u32, String)> = uidls
+                .iter()
+                .map(|l| proto::parse_uidl_line(l))
+                .collect::<Result<_>>()?;
+            for (n, uid) in &parsed {
+                if let Some(other) = by_uid.insert(uid.as_str(), *n) {
+                    return Err(protocol(format!(
+                        "server gave messages {other} and {n} the same unique id {:?}; \
+                         refusing to continue, as tracking by it could lose mail",
+                        escape(uid)
+                    )));
+                }
+                if by_no.insert(*n, uid.clone()).is_some() {
+                    return Err(protocol(format!("UIDL names message {n} twice")));
+                }
+            }
+            for m in &mut msgs {
+                m.uidl = Some(by_no.remove(&m.msgno).ok_or_else(|| {
+                    protocol(format!("UIDL has no unique id for message {}", m.msgno))
+                })?);
+            }
+            if let Some(n) = by_no.keys().next() {
+                return Err(protocol(format!(
+                    "UIDL names message {n}, which LIST does not"
+                )));
+            }
+        }
+        msgs.sort_by_key(|m| m.msgno);
+        Ok(msgs)
+    }
+
+    /// Queue a RETR. With pipelining it is buffered for [`Session::flush`];
+    /// without, only one command may be outstanding.
+    pub fn queue_retr(&mut self, n: u32) -> Result<()> {
+        self.queue(Command::Retr(n), Pending::Retr(n))
+    }
+
+    /// Queue a DELE; call only for messages whose local copy is committed.
+    /// Without pipelining the DELE is sent and answered right away.
+    pub fn queue_dele(&mut self, n: u32) -> Result<()> {
+        self.queue(Command::Dele(n), Pending::Dele(n))?;
+        if !self.pipelining {
+            self.flush()?;
+            self.drain_deles()?;
+        }
+        Ok(())
+    }
+
+    fn queue(&mut self, cmd: Command<'_>, p: Pending) -> Result<()> {
+        if !self.pipelining && !self.pending.is_empty() {
+            return Err(internal("a second command was queued without pipelining"));
+        }
+        self.ui.trace("C:", &cmd.redacted());
+        cmd.encode(&mut self.out)?;
+        self.pending.push_back(p);
+        Ok(())
+    }
+
+    /// Send everything queued.
+    pub fn flush(&mut self) -> Result<()> {
+        if !self.out.is_empty() {
+            let out = std::mem::take(&mut self.out);
+            self.conn.send(&out)?;
+            self.out = out;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Number of RETRs sent or queued and not yet read.
+    pub fn retrs_in_flight(&self) -> usize {
+        self.pending
+            .iter()
+            .filter(|p| matches!(p, Pending::Retr(_)))
+            .count()
+    }
+
+    /// Read the reply to the oldest outstanding RETR, which must be for
+    /// message `n`, streaming the message into `sink` with CRLF turned into
+    /// LF. Replies to DELEs queued before it are read and recorded first.
+    /// `announced` is the size from LIST: a server that sends far more is
+    /// stopped, so a lying server cannot fill the disk.
+    pub fn read_retr(
+        &mut self,
+        n: u32,
+        announced: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Retrieved> {
+        self.drain_deles()?;
+        match self.pending.pop_front() {
+            Some(Pending::Retr(m)) if m == n => {}
+            other => {
+                return Err(internal(format!(
+                    "expected a RETR {n} reply to be next, found {other:?}"
+                )));
+            }
+        }
+        self.conn.begin_reply();
+        match self.read_status()? {
+            Status::Ok(_) => {}
+            Status::Err(text) | Status::Continue(text) => {
+                return Ok(Retrieved::Refused(text));
+            }
+        }
+        let limit = announced.saturating_mul(2).saturating_add(1 << 20);
+        let mut dec = BodyDecoder::new(true);
+        let mut wire = 0u64;
+        loop {
+            let buf = self.conn.fill()?;
+            self.scratch.clear();
+            let used = dec.decode(buf, &mut self.scratch);
+            self.conn.consume(used);
+            wire += used as u64;
+            if !self.scratch.is_empty() {
+                sink(&self.scratch)?;
+            }
+            if dec.done() {
+                break;
+            }
+            if wire > limit {
+                return Err(protocol(format!(
+                    "message {n}: server sent more than {limit} bytes, though LIST said {announced}"
+                )));
+            }
+        }
+        Ok(Retrieved::Done {
+            wire: dec.unstuffed_bytes(),
+            written: dec.out_bytes,
+        })
+    }
+
+    /// Read the replies to DELEs at the head of the queue.
+    fn drain_deles(&mut self) -> Result<()> {
+        while let Some(&Pending::Dele(n)) = self.pending.front() {
+            self.pending.pop_front();
+            self.conn.begin_reply();
+            match self.read_status()? {
+                Status::Ok(_) => self.dele_accepted.push(n),
+                Status::Err(t) | Status::Continue(t) => self.dele_refused.push((n, t)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Finish: read outstanding DELE replies, then QUIT. Returns Ok(true)
+    /// when the server confirmed the QUIT (its deletions are done).
+    pub fn quit(&mut self) -> Result<bool> {
+        self.flush()?;
+        self.drain_deles()?;
+        if !self.pending.is_empty() {
+            return Err(internal("QUIT with RETR replies still unread"));
+        }
+        Ok(matches!(self.simple(&Command::Quit)?, Status::Ok(_)))
+    }
+
+    /// Drop the connection without QUIT: the server must not apply DELEs.
+    pub fn abort(&mut self) {
+        self.conn.shutdown();
+    }
+
+    /// Send one command (nothing may be outstanding) and read its status line.
+    fn simple(&mut self, cmd: &Command<'_>) -> Result<Status> {
+        self.flush()?;
+        if !self.pending.is_empty() {
+            return Err(internal("command sent while replies are outstanding"));
+        }
+        self.ui.trace("C:", &cmd.redacted());
+        let mut line = Vec::new();
+        cmd.encode(&mut line)?;
+        self.send_line(&line)?;
+        self.conn.begin_reply();
+        self.read_status()
+    }
+
+    fn send_line(&mut self, line: &[u8]) -> Result<()> {
+        self.conn.send(line)
+    }
+
+    /// Send a command with a multi-line reply and collect its lines;
+    /// `Ok(None)` when the server answered -ERR.
+    fn multiline(&mut self, cmd: &Command<'_>, max_lines: usize) -> Result<Option<Vec<String>>> {
+        match self.simple(cmd)? {
+            Status::Ok(_) => {}
+            Status::Err(_) | Status::Continue(_) => return Ok(None),
+        }
+        let mut dec = ListingDecoder::new(max_lines);
+        loop {
+            let buf = self.conn.fill()?;
+            let used = dec.decode(buf)?;
+            self.conn.consume(used);
+            if dec.done() {
+                return Ok(Some(dec.lines));
+            }
+        }
+    }
+
+    fn capa(&mut self) -> Result<Capabilities> {
+        match self.multiline(&Command::Capa, 1000)? {
+            Some(lines) => {
+                for l in &lines {
+                    self.ui.trace("S:", l);
+                }
+                Ok(Capabilities::parse(&lines))
+            }
+            None => Ok(Capabilities::default()),
+        }
+    }
+
+    fn read_status(&mut self) -> Result<Status> {
+        loop {
+            if let Some(end) = proto::line_end(self.conn.buffered(), MAX_LINE)? {
+                let status = Status::parse(&self.conn.buffered()[..end]);
+                if self.ui.verbose >= 2 {
+                    let text = String::from_utf8_lossy(&self.conn.buffered()[..end]).into_owned();
+                    self.ui.trace("S:", text.trim_end());
+                }
+                self.conn.consume(end);
+                return status;
+            }
+            self.conn.read_more()?;
+        }
+    }
+}
+
+fn login_error(text: &str) -> Error {
+    match proto::resp_code(text).as_deref() {
+        Some("IN-USE") | Some("LOGIN-DELAY") | Some("SYS/TEMP") => temporary(format!(
+            "server refused the login for now: {}",
+            escape(text)
+        )),
+        Some("SYS/PERM") => unavailable(format!("server refused the login: {}", escape(text))),
+        _ => auth(format!("authentication failed: {}", escape(text))),
+    }
+}
+
+fn apop_digest(timestamp: &str, password: &str) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    h.update(timestamp.as_bytes());
+    h.update(password.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apop_rfc1939_example() {
+        assert_eq!(
+            apop_digest("<1896.697170952@dbc.mtview.ca.us>", "tanstaaf"),
+            "c4c9334bac560ecc979e58001b3e22fb"
+        );
+    }
+
+    #[test]
+    fn login_errors_are_classified() {
+        use crate::error::Kind;
+        assert_eq!(login_error("[AUTH] bad password").kind, Kind::Auth);
+        assert_eq!(login_error("invalid").kind, Kind::Auth);
+        assert_eq!(login_error("[IN-USE] locked").kind, Kind::Temporary);
+        assert_eq!(login_error("[SYS/TEMP] try later").kind, Kind::Temporary);
+    }
+}

@@ -1,0 +1,749 @@
+//! Sans-io POP3 (RFC 1939, 2449, 2595, 5034): command encoding, status-line
+//! parsing, the streaming multi-line decoder (dot-unstuffing and CRLF -> LF)
+//! and the parsers for CAPA, UIDL, LIST and STAT.
+//!
+//! Nothing here reads or writes a socket; everything takes and returns bytes,
+//! so it is tested with scripted input. Nothing here sizes an allocation from
+//! server data: lines have a cap, bodies stream through a fixed-size buffer.
+
+use crate::error::{Result, protocol};
+
+/// The longest status or listing line we accept. RFC 2449 caps responses at
+/// 512 octets; real servers stay far below this, a hostile one gets an error.
+pub const MAX_LINE: usize = 8192;
+
+/// A POP3 command. Arguments are validated by [`Command::encode`]: none may
+/// contain CR or LF (that would let a user name inject a second command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    Capa,
+    Stls,
+    User(&'a str),
+    /// `PASS`, `AUTH PLAIN <ir>` and `APOP` carry secrets: see [`Command::redacted`].
+    Pass(&'a str),
+    AuthPlain {
+        authcid: &'a str,
+        password: &'a str,
+    },
+    Apop {
+        user: &'a str,
+        digest: String,
+    },
+    Stat,
+    Uidl,
+    List,
+    Retr(u32),
+    Dele(u32),
+    Quit,
+}
+
+impl Command<'_> {
+    /// The command line, CRLF-terminated, appended to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        match self {
+            Command::Capa => out.extend_from_slice(b"CAPA"),
+            Command::Stls => out.extend_from_slice(b"STLS"),
+            Command::User(u) => push_args(out, &["USER ", u])?,
+            Command::Pass(p) => push_args(out, &["PASS ", p])?,
+            Command::AuthPlain { authcid, password } => {
+                check_arg(authcid)?;
+                check_arg(password)?;
+                if authcid.contains('\0') || password.contains('\0') {
+                    return Err(crate::error::config(
+                        "user name or password contains a NUL byte, which SASL PLAIN cannot carry",
+                    ));
+                }
+                let mut raw = Vec::with_capacity(authcid.len() + password.len() + 2);
+                raw.push(0);
+                raw.extend_from_slice(authcid.as_bytes());
+                raw.push(0);
+                raw.extend_from_slice(password.as_bytes());
+                out.extend_from_slice(b"AUTH PLAIN ");
+                base64_encode(&raw, out);
+            }
+            Command::Apop { user, digest } => push_args(out, &["APOP ", user, " ", digest])?,
+            Command::Stat => out.extend_from_slice(b"STAT"),
+            Command::Uidl => out.extend_from_slice(b"UIDL"),
+            Command::List => out.extend_from_slice(b"LIST"),
+            Command::Retr(n) => out.extend_from_slice(format!("RETR {n}").as_bytes()),
+            Command::Dele(n) => out.extend_from_slice(format!("DELE {n}").as_bytes()),
+            Command::Quit => out.extend_from_slice(b"QUIT"),
+        }
+        debug_assert!(!out[start..].contains(&b'\n'));
+        out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// The command as it may appear in a log or trace: secrets replaced.
+    pub fn redacted(&self) -> String {
+        match self {
+            Command::Pass(_) => "PASS [REDACTED]".into(),
+            Command::AuthPlain { .. } => "AUTH PLAIN [REDACTED]".into(),
+            Command::Apop { user, .. } => format!("APOP {user} [REDACTED]"),
+            other => {
+                let mut v = Vec::new();
+                match other.encode(&mut v) {
+                    Ok(()) => String::from_utf8_lossy(&v).trim_end().to_string(),
+                    Err(_) => "[unencodable]".into(),
+                }
+            }
+        }
+    }
+}
+
+fn check_arg(s: &str) -> Result<()> {
+    if s.contains(['\r', '\n']) {
+        return Err(crate::error::config(
+            "a user name or password contains a line break, which POP3 cannot carry",
+        ));
+    }
+    Ok(())
+}
+
+fn push_args(out: &mut Vec<u8>, parts: &[&str]) -> Result<()> {
+    for p in parts {
+        check_arg(p)?;
+        out.extend_from_slice(p.as_bytes());
+    }
+    Ok(())
+}
+
+/// Standard base64 with padding (RFC 4648), for SASL initial responses.
+pub fn base64_encode(input: &[u8], out: &mut Vec<u8>) {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(ALPHABET[(n >> 18) as usize & 63]);
+        out.push(ALPHABET[(n >> 12) as usize & 63]);
+        out.push(if chunk.len() > 1 {
+            ALPHABET[(n >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if chunk.len() > 2 {
+            ALPHABET[n as usize & 63]
+        } else {
+            b'='
+        });
+    }
+}
+
+/// A status line: `+OK text`, `-ERR text`, or a SASL continuation `+ data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ok(String),
+    Err(String),
+    Continue(String),
+}
+
+impl Status {
+    /// Parse one status line (without or with its line ending).
+    pub fn parse(line: &[u8]) -> Result<Status> {
+        let line = trim_eol(line);
+        let text = |rest: &[u8]| {
+            let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+            String::from_utf8_lossy(rest).into_owned()
+        };
+        let word_end = |rest: &[u8]| rest.is_empty() || rest[0] == b' ';
+        if let Some(rest) = line.strip_prefix(b"+OK")
+            && word_end(rest)
+        {
+            return Ok(Status::Ok(text(rest)));
+        }
+        if let Some(rest) = line.strip_prefix(b"-ERR")
+            && word_end(rest)
+        {
+            return Ok(Status::Err(text(rest)));
+        }
+        if line == b"+" || line.starts_with(b"+ ") {
+            return Ok(Status::Continue(text(&line[1..])));
+        }
+        Err(protocol(format!(
+            "expected +OK or -ERR, got {:?}",
+            crate::term::escape_bytes(&line[..line.len().min(80)])
+        )))
+    }
+}
+
+/// The response code of an `-ERR [CODE] text` reply (RFC 2449, 3206), upper-cased.
+pub fn resp_code(text: &str) -> Option<String> {
+    let rest = text.strip_prefix('[')?;
+    let end = rest.find(']')?;
+    Some(rest[..end].to_ascii_uppercase())
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Find the end of the first line in `buf`: the index one past its `\n`.
+/// `Ok(None)` means "need more bytes"; an error means the line is longer than
+/// `max` (a hostile or broken server).
+pub fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>> {
+    match memchr(b'\n', &buf[..buf.len().min(max + 2)]) {
+        Some(i) => Ok(Some(i + 1)),
+        None if buf.len() > max => Err(protocol(format!(
+            "server sent a line longer than {max} bytes"
+        ))),
+        None => Ok(None),
+    }
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// Streaming decoder for the body of a multi-line reply: removes the
+/// dot-stuffing, recognises the terminating `.` line, and (optionally) turns
+/// CRLF line endings into LF. A bare CR (not followed by LF) is data and is
+/// kept. A server that ends lines with bare LF is tolerated.
+///
+/// Feed it any split of the input; output is identical whatever the split.
+#[derive(Debug, Clone)]
+pub struct BodyDecoder {
+    state: State,
+    crlf_to_lf: bool,
+    /// Bytes emitted so far (after unstuffing and line-ending conversion).
+    pub out_bytes: u64,
+    /// CRs removed by the CRLF -> LF conversion.
+    crs_dropped: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a line.
+    LineStart,
+    /// Inside a line.
+    Mid,
+    /// Inside a line, just after a CR that has not been emitted yet.
+    MidCr,
+    /// After a dot at the start of a line.
+    Dot,
+    /// After `.` + CR at the start of a line.
+    DotCr,
+    /// The terminator has been seen.
+    Done,
+}
+
+impl BodyDecoder {
+    pub fn new(crlf_to_lf: bool) -> BodyDecoder {
+        BodyDecoder {
+            state: State::LineStart,
+            crlf_to_lf,
+            out_bytes: 0,
+            crs_dropped: 0,
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// The size of the message as the server holds it (after unstuffing,
+    /// before CRLF -> LF): what LIST should have announced.
+    pub fn unstuffed_bytes(&self) -> u64 {
+        self.out_bytes + self.crs_dropped
+    }
+
+    /// Decode as much of `input` as belongs to this body, appending the
+    /// message bytes to `out`. Returns how many input bytes were consumed;
+    /// once [`done`](Self::done) is true the rest of `input` belongs to the
+    /// next reply and is left alone. `out` grows by at most `input.len()`.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
+        let before = out.len();
+        let mut i = 0;
+        while i < input.len() {
+            match self.state {
+                State::Done => break,
+                State::LineStart => {
+                    if input[i] == b'.' {
+                        self.state = State::Dot;
+                        i += 1;
+                    } else {
+                        self.state = State::Mid;
+                    }
+                }
+                State::Mid => {
+                    let rest = &input[i..];
+                    match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+                        None => {
+                            out.extend_from_slice(rest);
+                            i = input.len();
+                        }
+                        Some(p) => {
+                            out.extend_from_slice(&rest[..p]);
+                            i += p + 1;
+                            if rest[p] == b'\n' {
+                                out.push(b'\n');
+                                self.state = State::LineStart;
+                            } else {
+                                self.state = State::MidCr;
+                            }
+                        }
+                    }
+                }
+                State::MidCr => match input[i] {
+                    b'\n' => {
+                        if self.crlf_to_lf {
+                            self.crs_dropped += 1;
+                        } else {
+                            out.push(b'\r');
+                        }
+                        out.push(b'\n');
+                        i += 1;
+                        self.state = State::LineStart;
+                    }
+                    b'\r' => {
+                        // The earlier CR was bare; this one may start a CRLF.
+                        out.push(b'\r');
+                        i += 1;
+                    }
+                    _ => {
+                        out.push(b'\r');
+                        self.state = State::Mid;
+                    }
+                },
+                State::Dot => match input[i] {
+                    b'\r' => {
+                        self.state = State::DotCr;
+                        i += 1;
+                    }
+                    b'\n' => {
+                        // Bare-LF terminator from a sloppy server.
+                        self.state = State::Done;
+                        i += 1;
+                    }
+                    // The leading dot was stuffing: drop it, keep the rest.
+                    _ => self.state = State::Mid,
+                },
+                State::DotCr => {
+                    if input[i] == b'\n' {
+                        self.state = State::Done;
+                        i += 1;
+                    } else {
+                        // A line "." + bare CR + more: the dot was stuffing.
+                        self.state = State::MidCr;
+                    }
+                }
+            }
+        }
+        self.out_bytes += (out.len() - before) as u64;
+        i
+    }
+}
+
+/// Collects the lines of a multi-line listing (CAPA, UIDL, LIST) with a
+/// per-line cap and a cap on the number of lines.
+#[derive(Debug)]
+pub struct ListingDecoder {
+    body: BodyDecoder,
+    partial: Vec<u8>,
+    scratch: Vec<u8>,
+    pub lines: Vec<String>,
+    max_lines: usize,
+}
+
+impl ListingDecoder {
+    pub fn new(max_lines: usize) -> ListingDecoder {
+        ListingDecoder {
+            body: BodyDecoder::new(true),
+            partial: Vec::new(),
+            scratch: Vec::new(),
+            lines: Vec::new(),
+            max_lines,
+        }
+    }
+
+    pub fn done(&self) -> bool {
+        self.body.done()
+    }
+
+    /// Like [`BodyDecoder::decode`]; errors on an over-long line or too many lines.
+    pub fn decode(&mut self, input: &[u8]) -> Result<usize> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let used = self.body.decode(input, &mut scratch);
+        let mut rest = &scratch[..];
+        while let Some(p) = memchr(b'\n', rest) {
+            self.partial.extend_from_slice(&rest[..p]);
+            rest = &rest[p + 1..];
+            self.push_line()?;
+        }
+        self.partial.extend_from_slice(rest);
+        self.scratch = scratch;
+        if self.partial.len() > MAX_LINE {
+            return Err(protocol(format!(
+                "server sent a listing line longer than {MAX_LINE} bytes"
+            )));
+        }
+        if self.done() && !self.partial.is_empty() {
+            self.push_line()?;
+        }
+        Ok(used)
+    }
+
+    fn push_line(&mut self) -> Result<()> {
+        if self.lines.len() >= self.max_lines {
+            return Err(protocol(format!(
+                "server sent more than {} lines in a listing",
+                self.max_lines
+            )));
+        }
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        self.lines.push(line);
+        Ok(())
+    }
+}
+
+/// Server capabilities from CAPA (RFC 2449), reduced to what we act on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub stls: bool,
+    pub user: bool,
+    pub uidl: bool,
+    pub pipelining: bool,
+    pub sasl_plain: bool,
+    /// False when the server answered CAPA with -ERR (a pre-RFC 2449 server).
+    pub known: bool,
+    /// The raw lines, for reporting.
+    pub raw: Vec<String>,
+}
+
+impl Capabilities {
+    pub fn parse(lines: &[String]) -> Capabilities {
+        let mut c = Capabilities {
+            known: true,
+            raw: lines.to_vec(),
+            ..Default::default()
+        };
+        for line in lines {
+            let mut words = line.split_ascii_whitespace();
+            let Some(name) = words.next() else { continue };
+            match name.to_ascii_uppercase().as_str() {
+                "STLS" => c.stls = true,
+                "USER" => c.user = true,
+                "UIDL" => c.uidl = true,
+                "PIPELINING" => c.pipelining = true,
+                "SASL" => c.sasl_plain |= words.any(|w| w.eq_ignore_ascii_case("PLAIN")),
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// One line of a UIDL listing: `msgno uid`. The uid is an opaque ledger key,
+/// never a file name; we accept what RFC 1939 allows (1-70 printable ASCII
+/// characters) and, leniently, longer ids and ids with spaces up to the line
+/// cap, because refusing them would leave the user unable to fetch at all.
+pub fn parse_uidl_line(line: &str) -> Result<(u32, String)> {
+    let line = line.trim_end_matches(['\r', '\n']);
+    let (n, uid) = line
+        .trim_start()
+        .split_once(' ')
+        .ok_or_else(|| protocol(format!("malformed UIDL line {:?}", short(line))))?;
+    let n = parse_msgno(n)?;
+    let uid = uid.trim();
+    if uid.is_empty() {
+        return Err(protocol(format!("empty unique id for message {n}")));
+    }
+    if uid.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(protocol(format!(
+            "unique id of message {n} contains control characters"
+        )));
+    }
+    Ok((n, uid.to_string()))
+}
+
+/// One line of a LIST listing, or the text of a `+OK` reply to STAT:
+/// `number size ...`.
+pub fn parse_number_size(line: &str) -> Result<(u32, u64)> {
+    let mut words = line.split_ascii_whitespace();
+    let (Some(n), Some(size)) = (words.next(), words.next()) else {
+        return Err(protocol(format!(
+            "expected \"number size\", got {:?}",
+            short(line)
+        )));
+    };
+    let size: u64 = size
+        .parse()
+        .map_err(|_| protocol(format!("bad size in {:?}", short(line))))?;
+    let n: u64 = n
+        .parse()
+        .map_err(|_| protocol(format!("bad number in {:?}", short(line))))?;
+    let n = u32::try_from(n).map_err(|_| protocol(format!("number too large: {n}")))?;
+    Ok((n, size))
+}
+
+fn parse_msgno(s: &str) -> Result<u32> {
+    match s.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(protocol(format!("bad message number {:?}", short(s)))),
+    }
+}
+
+fn short(s: &str) -> String {
+    let cut: String = s.chars().take(80).collect();
+    crate::term::escape(&cut)
+}
+
+/// The APOP timestamp `<...>` from a greeting, if any (RFC 1939 §7).
+pub fn apop_timestamp(greeting: &str) -> Option<&str> {
+    let start = greeting.find('<')?;
+    let end = start + greeting[start..].find('>')?;
+    let ts = &greeting[start..=end];
+    ts.contains('@').then_some(ts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(input: &[u8], split: usize, crlf_to_lf: bool) -> (Vec<u8>, usize, bool) {
+        let mut d = BodyDecoder::new(crlf_to_lf);
+        let mut out = Vec::new();
+        let mut used = 0;
+        for chunk in input.chunks(split.max(1)) {
+            if d.done() {
+                break;
+            }
+            used += d.decode(chunk, &mut out);
+        }
+        (out, used, d.done())
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(
+            Status::parse(b"+OK hi\r\n").unwrap(),
+            Status::Ok("hi".into())
+        );
+        assert_eq!(Status::parse(b"+OK\r\n").unwrap(), Status::Ok("".into()));
+        assert_eq!(
+            Status::parse(b"-ERR [IN-USE] locked\r\n").unwrap(),
+            Status::Err("[IN-USE] locked".into())
+        );
+        assert_eq!(
+            Status::parse(b"+ \r\n").unwrap(),
+            Status::Continue("".into())
+        );
+        assert!(Status::parse(b"+OKAY\r\n").is_err());
+        assert!(Status::parse(b"hello\r\n").is_err());
+        assert!(Status::parse(b"").is_err());
+        assert_eq!(resp_code("[IN-USE] locked").as_deref(), Some("IN-USE"));
+        assert_eq!(resp_code("[sys/temp] x").as_deref(), Some("SYS/TEMP"));
+        assert_eq!(resp_code("no code"), None);
+    }
+
+    #[test]
+    fn unstuffs_and_converts_line_endings() {
+        let wire = b"a\r\n..x\r\n..\r\n.\r\nNEXT";
+        let (out, used, done) = decode_all(wire, 1000, true);
+        assert!(done);
+        assert_eq!(out, b"a\n.x\n.\n");
+        assert_eq!(&wire[used..], b"NEXT");
+        let (out, _, _) = decode_all(wire, 1000, false);
+        assert_eq!(out, b"a\r\n.x\r\n.\r\n");
+    }
+
+    #[test]
+    fn any_split_gives_the_same_output() {
+        let wire = b"From x\r\n..\r\n...dots\r\nbare\rcr\r\r\n\r\n.\r\n+OK next\r\n";
+        let (whole, used_whole, _) = decode_all(wire, wire.len(), true);
+        assert_eq!(whole, b"From x\n.\n..dots\nbare\rcr\r\n\n");
+        for split in 1..wire.len() {
+            let (out, used, done) = decode_all(wire, split, true);
+            assert!(done, "split {split}");
+            assert_eq!(out, whole, "split {split}");
+            assert_eq!(used, used_whole, "split {split}");
+        }
+    }
+
+    #[test]
+    fn bare_cr_and_nul_are_data() {
+        let (out, _, done) = decode_all(b"a\rb\0c\r\n.\r\n", 3, true);
+        assert!(done);
+        assert_eq!(out, b"a\rb\0c\n");
+    }
+
+    #[test]
+    fn lone_dot_inside_body_is_stuffed() {
+        // The body "x\n.\ny\n" is sent as "x\r\n..\r\ny\r\n.\r\n".
+        let (out, _, _) = decode_all(b"x\r\n..\r\ny\r\n.\r\n", 2, true);
+        assert_eq!(out, b"x\n.\ny\n");
+    }
+
+    #[test]
+    fn empty_body() {
+        let (out, used, done) = decode_all(b".\r\n", 1, true);
+        assert!(done);
+        assert_eq!(used, 3);
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn lf_only_server_is_tolerated() {
+        let (out, _, done) = decode_all(b"a\n..b\n.\n", 1, true);
+        assert!(done);
+        assert_eq!(out, b"a\n.b\n");
+    }
+
+    #[test]
+    fn eof_mid_body_is_not_done() {
+        let (out, used, done) = decode_all(b"a\r\nb\r\n.", 4, true);
+        assert!(!done);
+        assert_eq!(used, 7);
+        assert_eq!(out, b"a\nb\n");
+    }
+
+    #[test]
+    fn terminator_split_across_reads() {
+        let mut d = BodyDecoder::new(true);
+        let mut out = Vec::new();
+        assert_eq!(d.decode(b"hi\r\n.", &mut out), 5);
+        assert!(!d.done());
+        assert_eq!(d.decode(b"\r", &mut out), 1);
+        assert!(!d.done());
+        assert_eq!(d.decode(b"\n+OK", &mut out), 1);
+        assert!(d.done());
+        assert_eq!(out, b"hi\n");
+        assert_eq!(d.out_bytes, 3);
+        assert_eq!(d.unstuffed_bytes(), 4);
+    }
+
+    #[test]
+    fn listing_lines() {
+        let mut l = ListingDecoder::new(10);
+        let wire = b"1 abc\r\n2 d/e\r\n.\r\n";
+        let mut used = 0;
+        for c in wire.chunks(3) {
+            used += l.decode(c).unwrap();
+        }
+        assert!(l.done());
+        assert_eq!(used, wire.len());
+        assert_eq!(l.lines, vec!["1 abc", "2 d/e"]);
+    }
+
+    #[test]
+    fn listing_caps() {
+        let mut l = ListingDecoder::new(1);
+        assert!(l.decode(b"1 a\r\n2 b\r\n.\r\n").is_err());
+        let mut l = ListingDecoder::new(10);
+        let long = vec![b'x'; MAX_LINE + 10];
+        assert!(l.decode(&long).is_err());
+    }
+
+    #[test]
+    fn line_end_caps() {
+        assert_eq!(line_end(b"+OK\r\nrest", 100).unwrap(), Some(5));
+        assert_eq!(line_end(b"+OK", 100).unwrap(), None);
+        assert!(line_end(&[b'x'; 200], 100).is_err());
+    }
+
+    #[test]
+    fn capabilities() {
+        let lines: Vec<String> = [
+            "TOP",
+            "USER",
+            "UIDL",
+            "PIPELINING",
+            "SASL LOGIN PLAIN",
+            "STLS",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let c = Capabilities::parse(&lines);
+        assert!(c.stls && c.user && c.uidl && c.pipelining && c.sasl_plain && c.known);
+        let c = Capabilities::parse(&["SASL LOGIN".to_string()]);
+        assert!(!c.sasl_plain && !c.stls);
+    }
+
+    #[test]
+    fn uidl_lines() {
+        assert_eq!(parse_uidl_line("1 abc").unwrap(), (1, "abc".into()));
+        assert_eq!(parse_uidl_line("2 ../x/y").unwrap(), (2, "../x/y".into()));
+        assert_eq!(parse_uidl_line("3 a b").unwrap(), (3, "a b".into()));
+        let long = format!("4 {}", "z".repeat(100));
+        assert_eq!(parse_uidl_line(&long).unwrap().1.len(), 100);
+        assert!(parse_uidl_line("0 abc").is_err());
+        assert!(parse_uidl_line("x abc").is_err());
+        assert!(parse_uidl_line("5").is_err());
+        assert!(parse_uidl_line("5 ").is_err());
+        assert!(parse_uidl_line("5 a\x01b").is_err());
+    }
+
+    #[test]
+    fn number_size() {
+        assert_eq!(parse_number_size("3 1200").unwrap(), (3, 1200));
+        assert_eq!(parse_number_size("2 320 extra").unwrap(), (2, 320));
+        assert!(parse_number_size("3").is_err());
+        assert!(parse_number_size("3 -1").is_err());
+        assert!(parse_number_size("99999999999 1").is_err());
+    }
+
+    #[test]
+    fn commands_encode_and_redact() {
+        let mut v = Vec::new();
+        Command::Retr(7).encode(&mut v).unwrap();
+        Command::Dele(7).encode(&mut v).unwrap();
+        assert_eq!(v, b"RETR 7\r\nDELE 7\r\n");
+        let mut v = Vec::new();
+        Command::AuthPlain {
+            authcid: "tim",
+            password: "tanstaaftanstaaf",
+        }
+        .encode(&mut v)
+        .unwrap();
+        assert_eq!(v, b"AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+        assert!(
+            Command::User("a\r\nDELE 1")
+                .encode(&mut Vec::new())
+                .is_err()
+        );
+        assert!(Command::Pass("x\ny").encode(&mut Vec::new()).is_err());
+        assert_eq!(Command::Pass("sekrit").redacted(), "PASS [REDACTED]");
+        assert!(
+            !Command::AuthPlain {
+                authcid: "u",
+                password: "sekrit"
+            }
+            .redacted()
+            .contains("sekrit")
+        );
+        assert_eq!(Command::Retr(3).redacted(), "RETR 3");
+    }
+
+    #[test]
+    fn base64_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            let mut v = Vec::new();
+            base64_encode(i.as_bytes(), &mut v);
+            assert_eq!(v, o.as_bytes());
+        }
+    }
+
+    #[test]
+    fn apop_timestamps() {
+        assert_eq!(
+            apop_timestamp("POP3 ready <1896.697170952@dbc.mtview.ca.us>"),
+            Some("<1896.697170952@dbc.mtview.ca.us>")
+        );
+        assert_eq!(apop_timestamp("ready"), None);
+        assert_eq!(apop_timestamp("ready <nope>"), None);
+    }
+}

@@ -1,0 +1,456 @@
+//! Per-account orchestration, and the only place that decides the order of
+//! delivery, commit and server mutation:
+//!
+//! password -> lock ledger -> recover -> connect -> login -> list -> for each
+//! batch: RETR (pipelined) into tmp/ -> fsync files -> journal intents ->
+//! rename into new/ + fsync new/ -> journal "delivered" (the commit point)
+//! -> only then DELE -> ... -> QUIT -> journal "removed".
+//!
+//! A failure in the middle still commits the messages that arrived whole,
+//! then drops the connection without QUIT, so the server deletes nothing
+//! from this session; the next run sends the DELEs without downloading again.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Account;
+use crate::deliver::maildir::{self, Maildir, Staged};
+use crate::error::{Result, config, protocol, temporary};
+use crate::pop3::{Listed, Retrieved, Session};
+use crate::state::{self, Entry, Ledger};
+use crate::term::escape;
+use crate::ui::{Ui, human_bytes};
+
+/// RETRs kept in flight when the server pipelines.
+const PIPELINE_WINDOW: usize = 64;
+/// A batch is committed (one group of fsyncs) after this many messages...
+const BATCH_MESSAGES: usize = 256;
+/// ... or this many bytes, whichever comes first.
+const BATCH_BYTES: u64 = 32 << 20;
+
+/// What one account's run did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub fetched: usize,
+    pub bytes: u64,
+    pub deleted: usize,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub fn line(&self) -> String {
+        let noun = if self.fetched == 1 {
+            "message"
+        } else {
+            "messages"
+        };
+        let mut s = format!(
+            "{} new {noun} ({}) in {:.1} s",
+            self.fetched,
+            human_bytes(self.bytes),
+            self.seconds
+        );
+        if self.deleted > 0 {
+            s.push_str(&format!(", {} deleted from the server", self.deleted));
+        }
+        s
+    }
+}
+
+/// Fetch one account.
+pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
+    let started = Instant::now();
+    let password = crate::secret::obtain(acct)?;
+    let root = state::default_root()
+        .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
+    let id = acct.ledger_id();
+    let mut ledger = Ledger::open(&root, &id)?;
+    let mut maildir = Maildir::open(&acct.maildir, &state::account_tag(&id))?;
+    recover(&mut ledger, &maildir, ui, &acct.name)?;
+
+    let mut session = Session::connect(acct, ui)?;
+    session.login(acct, &password)?;
+    drop(password);
+    let listing = session.listing()?;
+
+    let mut run = Run {
+        acct,
+        ui,
+        ledger: &mut ledger,
+        maildir: &mut maildir,
+        session,
+        batch: Vec::new(),
+        batch_bytes: 0,
+        dele_keys: HashMap::new(),
+        summary: Summary::default(),
+    };
+    let outcome = run.fetch(&listing);
+    let Run {
+        session,
+        mut summary,
+        dele_keys,
+        ..
+    } = run;
+    let on_server = outcome?;
+    finish(
+        acct,
+        &mut ledger,
+        session,
+        dele_keys,
+        &on_server,
+        &mut summary,
+    )?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// One message to retrieve.
+struct Job {
+    msgno: u32,
+    size: u64,
+    /// The ledger key (`u:UIDL`), or None when the server has no UIDL and
+    /// the key is the content hash, known only after download.
+    key: Option<String>,
+}
+
+struct Item {
+    msgno: u32,
+    key: String,
+    staged: Staged,
+}
+
+struct Run<'a, 'u> {
+    acct: &'a Account,
+    ui: &'u Ui,
+    ledger: &'a mut Ledger,
+    maildir: &'a mut Maildir,
+    session: Session<'u>,
+    batch: Vec<Item>,
+    batch_bytes: u64,
+    /// DELEs sent this session: msgno -> ledger key.
+    dele_keys: HashMap<u32, String>,
+    summary: Summary,
+}
+
+impl Run<'_, '_> {
+    /// Plan and fetch. Returns the ledger keys present on the server.
+    fn fetch(&mut self, listing: &[Listed]) -> Result<HashSet<String>> {
+        let uidl_mode = listing.iter().all(|m| m.uidl.is_some());
+        if self.acct.keep && !uidl_mode {
+            return Err(protocol(
+                "the server does not support UIDL, which --keep needs to tell new \
+                 messages from old ones; run without --keep to download and delete",
+            ));
+        }
+        let mut jobs = Vec::new();
+        let mut delete_only = Vec::new();
+        let mut on_server = HashSet::with_capacity(listing.len());
+        for m in listing {
+            match &m.uidl {
+                Some(uidl) => {
+                    let key = format!("u:{uidl}");
+                    if self.ledger.contains(&key) && !self.acct.all {
+                        if !self.acct.keep {
+                            delete_only.push((m.msgno, key.clone()));
+                        }
+                    } else {
+                        jobs.push(Job {
+                            msgno: m.msgno,
+                            size: m.size,
+                            key: Some(key.clone()),
+                        });
+                    }
+                    on_server.insert(key);
+                }
+                None => jobs.push(Job {
+                    msgno: m.msgno,
+                    size: m.size,
+                    key: None,
+                }),
+            }
+        }
+        // Messages delivered by an earlier run but not yet deleted: their
+        // local copies are committed, so delete them without downloading.
+        for (n, key) in delete_only {
+            self.session.queue_dele(n)?;
+            self.dele_keys.insert(n, key);
+        }
+        // Hash keys from an interrupted run without UIDL: a message whose
+        // content matches was delivered already; it is only deleted.
+        let delivered_hashes: HashSet<String> = self
+            .ledger
+            .keys()
+            .filter(|k| k.starts_with("h:"))
+            .cloned()
+            .collect();
+
+        if let Err(e) = self.retrieve(&jobs, &delivered_hashes) {
+            // Keep whatever arrived whole, then hang up without QUIT.
+            let kept = self.commit_batch(false);
+            self.session.abort();
+            kept?;
+            return Err(e);
+        }
+        Ok(on_server)
+    }
+
+    fn retrieve(&mut self, jobs: &[Job], delivered_hashes: &HashSet<String>) -> Result<()> {
+        let window = if self.session.pipelining() {
+            PIPELINE_WINDOW
+        } else {
+            1
+        };
+        let mut next = 0;
+        for (i, job) in jobs.iter().enumerate() {
+            while next < jobs.len() && (next == i || self.session.retrs_in_flight() < window) {
+                self.session.queue_retr(jobs[next].msgno)?;
+                next += 1;
+                if !self.session.pipelining() {
+                    break;
+                }
+            }
+            self.session.flush()?;
+
+            let mut staging = self.maildir.create()?;
+            let mut hasher = job.key.is_none().then(Sha256::new);
+            let got = self.session.read_retr(job.msgno, job.size, &mut |chunk| {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(chunk);
+                }
+                staging.write(chunk)
+            });
+            let got = match got {
+                Ok(g) => g,
+                Err(e) => {
+                    self.maildir.discard(staging.path());
+                    return Err(e);
+                }
+            };
+            match got {
+                Retrieved::Refused(text) => {
+                    self.maildir.discard(staging.path());
+                    self.ui.warn(
+                        &self.acct.name,
+                        &format!(
+                            "server refused to send message {}: {}; it stays on the server",
+                            job.msgno,
+                            escape(&text)
+                        ),
+                    );
+                }
+                Retrieved::Done { wire, written } => {
+                    if wire != job.size {
+                        self.ui.warn(
+                            &self.acct.name,
+                            &format!(
+                                "message {}: LIST announced {} bytes but the server sent {wire}",
+                                job.msgno, job.size
+                            ),
+                        );
+                    }
+                    let key = match (&job.key, hasher) {
+                        (Some(k), _) => k.clone(),
+                        (None, Some(h)) => format!("h:{}", state::hex(&h.finalize())),
+                        (None, None) => unreachable!("a hasher exists when there is no key"),
+                    };
+                    if job.key.is_none() && delivered_hashes.contains(&key) {
+                        // Delivered by an interrupted earlier run.
+                        self.maildir.discard(staging.path());
+                        if !self.acct.keep {
+                            self.session.queue_dele(job.msgno)?;
+                            self.dele_keys.insert(job.msgno, key);
+                        }
+                        continue;
+                    }
+                    self.ui.detail(
+                        &self.acct.name,
+                        &format!("message {} ({written} bytes)", job.msgno),
+                    );
+                    let staged = self.maildir.finish(staging);
+                    self.batch_bytes += written;
+                    self.batch.push(Item {
+                        msgno: job.msgno,
+                        key,
+                        staged,
+                    });
+                }
+            }
+            if self.batch.len() >= BATCH_MESSAGES
+                || self.batch_bytes >= BATCH_BYTES
+                || i + 1 == jobs.len()
+            {
+                self.commit_batch(true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Make the batch durable and recorded; then (when `then_delete` and not
+    /// keeping) queue its DELEs. The order here is the durability guarantee.
+    fn commit_batch(&mut self, then_delete: bool) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let mut keys = Vec::with_capacity(items.len());
+        let mut staged = Vec::with_capacity(items.len());
+        for it in items {
+            keys.push((it.msgno, it.key));
+            staged.push(it.staged);
+        }
+        // 1. The files' data is on disk.
+        self.maildir.sync(&staged)?;
+        // 2. The journal says which names are about to appear in new/.
+        let dir = self.maildir.root().to_path_buf();
+        for ((_, key), s) in keys.iter().zip(&staged) {
+            self.ledger.intend(key, &dir, &s.final_name());
+        }
+        self.ledger.commit()?;
+        // 3. Renames into new/, made durable by one fsync of new/.
+        let names = self.maildir.publish(staged)?;
+        // 4. The commit point.
+        let now = unix_now();
+        for ((_, key), (name, size)) in keys.iter().zip(&names) {
+            self.ledger.delivered(
+                key,
+                Entry {
+                    name: name.clone(),
+                    size: *size,
+                    time: now,
+                },
+            );
+            self.summary.fetched += 1;
+            self.summary.bytes += size;
+        }
+        self.ledger.commit()?;
+        // 5. Only now may the server forget these messages.
+        if then_delete && !self.acct.keep {
+            for (n, key) in keys {
+                self.session.queue_dele(n)?;
+                self.dele_keys.insert(n, key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// QUIT, then record what the server confirmed it deleted.
+fn finish(
+    acct: &Account,
+    ledger: &mut Ledger,
+    mut session: Session<'_>,
+    dele_keys: HashMap<u32, String>,
+    on_server: &HashSet<String>,
+    summary: &mut Summary,
+) -> Result<()> {
+    let confirmed = session.quit()?;
+    if !confirmed {
+        return Err(temporary(
+            "the server reported an error at QUIT; its deletions may not have happened \
+             and will be retried on the next run",
+        ));
+    }
+    if !acct.keep {
+        let refused: HashSet<u32> = session.dele_refused.iter().map(|(n, _)| *n).collect();
+        for n in &session.dele_accepted {
+            if let Some(key) = dele_keys.get(n) {
+                ledger.removed(key);
+                summary.deleted += 1;
+            }
+        }
+        // Entries for messages no longer on the server (deleted by us in a
+        // run whose end was not recorded, or by someone else) are done with.
+        // Content-hash keys cannot be matched against the listing; after a
+        // complete run, any not refused just now belongs to a message that
+        // is gone.
+        let refused_keys: HashSet<&String> =
+            refused.iter().filter_map(|n| dele_keys.get(n)).collect();
+        let stale: Vec<String> = ledger
+            .keys()
+            .filter(|k| {
+                if k.starts_with("h:") {
+                    !refused_keys.contains(k)
+                } else {
+                    !on_server.contains(*k)
+                }
+            })
+            .cloned()
+            .collect();
+        for k in stale {
+            ledger.removed(&k);
+        }
+        ledger.write_buffered()?;
+    }
+    if acct.keep {
+        ledger.maybe_compact(|k| on_server.contains(k))?;
+    } else {
+        ledger.maybe_compact(|_| true)?;
+    }
+    if let Some((n, text)) = session.dele_refused.first() {
+        return Err(protocol(format!(
+            "the server refused to delete {} message(s) (message {n}: {}); they are \
+             saved locally and will be deleted on the next run",
+            session.dele_refused.len(),
+            escape(text)
+        )));
+    }
+    Ok(())
+}
+
+/// Settle deliveries that a crashed run left half-done (GUIDE §4): a
+/// journalled intent whose file is in `new/` or `cur/` was delivered; one
+/// whose file is not there was not, and will be fetched again. Then remove
+/// this account's leftovers from `tmp/`.
+fn recover(ledger: &mut Ledger, maildir: &Maildir, ui: &Ui, name: &str) -> Result<()> {
+    let intents = ledger.pending_intents().to_vec();
+    if !intents.is_empty() {
+        let mut synced: HashSet<&Path> = HashSet::new();
+        let (mut found, mut missing) = (0, 0);
+        let now = unix_now();
+        for i in &intents {
+            match maildir::find_in(&i.dir, &i.name) {
+                Some(path) => {
+                    if synced.insert(i.dir.as_path()) {
+                        maildir::sync_dir(&i.dir.join("new"))?;
+                        maildir::sync_dir(&i.dir.join("cur"))?;
+                    }
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    ledger.delivered(
+                        &i.key,
+                        Entry {
+                            name: i.name.clone(),
+                            size,
+                            time: now,
+                        },
+                    );
+                    found += 1;
+                }
+                None => {
+                    ledger.aborted(&i.name);
+                    missing += 1;
+                }
+            }
+        }
+        ledger.commit()?;
+        ui.info(
+            name,
+            &format!(
+                "finished an interrupted run: {found} message(s) were delivered, \
+                 {missing} will be fetched again"
+            ),
+        );
+    }
+    maildir.remove_stale_tmp()?;
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

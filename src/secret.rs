@@ -1,0 +1,163 @@
+//! Password sources and the [`Secret`] type that carries a password.
+//!
+//! Sources, in order: the account's password command (run with `sh -c`, the
+//! first line of its output), then a prompt on the controlling terminal with
+//! echo off. With neither, fail at once (exit 78) rather than hang: a cron
+//! job has no terminal.
+//!
+//! While a password is held the process is made non-dumpable, so a core
+//! dump or a ptrace by another user cannot read it, and a [`Secret`] is wiped
+//! from memory when dropped. Its `Debug` prints `[REDACTED]`.
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+
+use crate::config::Account;
+use crate::error::{Result, config};
+
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        make_undumpable();
+        Secret(s)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // SAFETY: zero bytes are valid UTF-8; the string is dropped right after.
+        let bytes = unsafe { self.0.as_bytes_mut() };
+        for b in bytes.iter_mut() {
+            // SAFETY: `b` is a valid, aligned, exclusive reference.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+fn make_undumpable() {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
+/// Get the password for `acct` from the first source that has one.
+pub fn obtain(acct: &Account) -> Result<Secret> {
+    if let Some(cmd) = &acct.password_command {
+        return from_command(cmd);
+    }
+    prompt(&format!("Password for {}: ", acct.name)).map_err(|why| {
+        config(format!(
+            "no password: {why}; give --password-command CMD (for example \
+             --password-command 'pass show mail')"
+        ))
+    })
+}
+
+fn from_command(cmd: &str) -> Result<Secret> {
+    make_undumpable();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .output()
+        .map_err(|e| config(format!("cannot run the password command: {e}")))?;
+    if !out.status.success() {
+        return Err(config(format!(
+            "the password command failed ({})",
+            out.status
+        )));
+    }
+    let mut stdout = out.stdout;
+    let line_end = stdout
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(stdout.len());
+    let mut line = stdout[..line_end].to_vec();
+    stdout.iter_mut().for_each(|b| *b = 0);
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    if line.is_empty() {
+        return Err(config("the password command printed an empty first line"));
+    }
+    match String::from_utf8(line) {
+        Ok(s) => Ok(Secret::new(s)),
+        Err(_) => Err(config(
+            "the password command printed a line that is not UTF-8",
+        )),
+    }
+}
+
+/// Ask on the controlling terminal with echo off. Errors with the reason
+/// when there is no terminal.
+fn prompt(text: &str) -> std::result::Result<Secret, String> {
+    let tty = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|_| "there is no terminal to ask on".to_string())?;
+    make_undumpable();
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return Err("the terminal cannot be configured".into());
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !(libc::ECHO | libc::ECHONL);
+    quiet.c_lflag |= libc::ICANON;
+    // SAFETY: valid fd and termios.
+    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) };
+    let mut w = &tty;
+    let _ = w.write_all(text.as_bytes());
+    let _ = w.flush();
+    let mut line = String::new();
+    let read = BufReader::new(&tty).read_line(&mut line);
+    // SAFETY: restores the settings read above.
+    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+    let _ = w.write_all(b"\n");
+    read.map_err(|e| format!("reading the terminal failed: {e}"))?;
+    let secret = Secret::new(line.trim_end_matches(['\r', '\n']).to_string());
+    line.clear();
+    if secret.expose().is_empty() {
+        return Err("an empty password was entered".into());
+    }
+    Ok(secret)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_redacted() {
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s:?}"), "[REDACTED]");
+    }
+
+    #[test]
+    fn command_first_line() {
+        let s = from_command("printf 'pw one\\r\\nsecond\\n'").unwrap();
+        assert_eq!(s.expose(), "pw one");
+        let e = from_command("exit 3").unwrap_err();
+        assert_eq!(e.kind, crate::error::Kind::Config);
+        assert!(from_command("echo").is_err());
+        assert_eq!(from_command("printf nonl").unwrap().expose(), "nonl");
+    }
+}

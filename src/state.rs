@@ -1,0 +1,993 @@
+//! The per-account durable ledger: what has been delivered, under which
+//! local name, and what is still to be done on the server.
+//!
+//! On disk, in `STATE/fetch/ACCOUNT-DIR/`:
+//! - `lock`: held with flock for the whole run; a second run on the same
+//!   account fails at once (exit 75). The kernel drops it when a run dies.
+//! - `ledger`: a snapshot (written whole, fsynced, renamed into place),
+//!   generation G, ending in an `End` record that counts the records.
+//! - `journal`: generation G, append-only records since the snapshot.
+//!
+//! Every record is framed as `len u32le | crc32 u32le | payload`. Reading the
+//! journal stops at a torn tail (a record cut short, or zeros, at the end of
+//! the file: the crash of a writer) and truncates it; a bad record followed by
+//! good data, a bad snapshot, a generation mismatch or a newer format version
+//! is corruption: we refuse (exit 65) rather than guess, because treating a
+//! damaged ledger as empty would fetch everything again.
+//!
+//! Group commit: records are buffered by [`Ledger::intend`],
+//! [`Ledger::delivered`] and [`Ledger::removed`], and [`Ledger::commit`]
+//! writes them with one `write` and one `fdatasync`, however many messages
+//! they describe.
+//!
+//! Compaction writes a new snapshot (generation G+1), then a fresh journal
+//! (G+1). A crash in between leaves a journal of generation G beside a
+//! snapshot of G+1, which is recognised as already folded in and discarded.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Context, Error, Kind, Result, data, local_io, temporary};
+
+const JOURNAL_MAGIC: &[u8; 8] = b"FETCHJNL";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"FETCHSNP";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8;
+const FRAME_LEN: usize = 8;
+/// No record we write is anywhere near this; a larger length is corruption.
+const MAX_RECORD: usize = 1 << 20;
+/// Compact when the journal grows past this and past the snapshot's size.
+const COMPACT_MIN_JOURNAL: u64 = 1 << 20;
+
+/// A delivered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The file name we gave it (in `new/`, or `cur/` with flags added).
+    pub name: String,
+    /// Bytes stored locally.
+    pub size: u64,
+    /// When it was delivered (seconds since the epoch).
+    pub time: u64,
+}
+
+/// A delivery that was about to be published when the journal was last
+/// written: recovery decides whether it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub key: String,
+    /// The Maildir the file was published into (any bytes a path may hold).
+    pub dir: PathBuf,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Record {
+    Meta { account: String },
+    Intent(Intent),
+    Delivered { key: String, entry: Entry },
+    Removed { key: String },
+    Aborted { name: String },
+    End { count: u64 },
+}
+
+const T_META: u8 = 1;
+const T_INTENT: u8 = 2;
+const T_DELIVERED: u8 = 3;
+const T_REMOVED: u8 = 4;
+const T_ABORTED: u8 = 5;
+const T_END: u8 = 0x7f;
+
+impl Record {
+    fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0; FRAME_LEN]);
+        match self {
+            Record::Meta { account } => {
+                out.push(T_META);
+                put_str(out, account);
+            }
+            Record::Intent(i) => {
+                out.push(T_INTENT);
+                put_str(out, &i.key);
+                put_bytes(out, i.dir.as_os_str().as_bytes());
+                put_str(out, &i.name);
+            }
+            Record::Delivered { key, entry } => {
+                out.push(T_DELIVERED);
+                put_str(out, key);
+                put_str(out, &entry.name);
+                put_u64(out, entry.size);
+                put_u64(out, entry.time);
+            }
+            Record::Removed { key } => {
+                out.push(T_REMOVED);
+                put_str(out, key);
+            }
+            Record::Aborted { name } => {
+                out.push(T_ABORTED);
+                put_str(out, name);
+            }
+            Record::End { count } => {
+                out.push(T_END);
+                put_u64(out, *count);
+            }
+        }
+        let payload = &out[start + FRAME_LEN..];
+        let len = payload.len() as u32;
+        let crc = crc32fast::hash(payload);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn decode(payload: &[u8]) -> std::result::Result<Record, String> {
+        let mut r = Reader(payload);
+        let t = r.u8()?;
+        let rec = match t {
+            T_META => Record::Meta { account: r.str()? },
+            T_INTENT => Record::Intent(Intent {
+                key: r.str()?,
+                dir: PathBuf::from(OsStr::from_bytes(r.bytes()?)),
+                name: r.str()?,
+            }),
+            T_DELIVERED => Record::Delivered {
+                key: r.str()?,
+                entry: Entry {
+                    name: r.str()?,
+                    size: r.u64()?,
+                    time: r.u64()?,
+                },
+            },
+            T_REMOVED => Record::Removed { key: r.str()? },
+            T_ABORTED => Record::Aborted { name: r.str()? },
+            T_END => Record::End { count: r.u64()? },
+            other => return Err(format!("unknown record type {other}")),
+        };
+        if !r.0.is_empty() {
+            return Err("trailing bytes in a record".into());
+        }
+        Ok(rec)
+    }
+}
+
+fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u64(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_bytes(out, s.as_bytes());
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn u8(&mut self) -> std::result::Result<u8, String> {
+        let (&b, rest) = self.0.split_first().ok_or("record cut short")?;
+        self.0 = rest;
+        Ok(b)
+    }
+    fn u64(&mut self) -> std::result::Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("bad number in a record".into())
+    }
+    fn bytes(&mut self) -> std::result::Result<&[u8], String> {
+        let n = self.u64()?;
+        let n = usize::try_from(n).map_err(|_| "bad length")?;
+        if n > self.0.len() {
+            return Err("string runs past the record".into());
+        }
+        let (s, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(s)
+    }
+    fn str(&mut self) -> std::result::Result<String, String> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8".into())
+    }
+}
+
+fn header(magic: &[u8; 8], generation: u64) -> Vec<u8> {
+    let mut h = Vec::with_capacity(HEADER_LEN);
+    h.extend_from_slice(magic);
+    h.extend_from_slice(&VERSION.to_le_bytes());
+    h.extend_from_slice(&generation.to_le_bytes());
+    h
+}
+
+/// Parse a header; `Ok(None)` when the file is shorter than a header and
+/// could be a torn creation (a prefix of a valid header, or zeros).
+fn parse_header(
+    bytes: &[u8],
+    magic: &[u8; 8],
+    what: &str,
+) -> std::result::Result<Option<u64>, String> {
+    if bytes.len() < HEADER_LEN {
+        let valid_prefix = bytes.iter().zip(magic.iter()).all(|(a, b)| a == b);
+        if bytes.iter().all(|&b| b == 0) || (bytes.len() <= 8 && valid_prefix) {
+            return Ok(None);
+        }
+        return Err(format!("the {what} header is cut short"));
+    }
+    if &bytes[..8] != magic {
+        return Err(format!("not a fetch {what} (bad magic bytes)"));
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    if version > VERSION {
+        return Err(format!(
+            "the {what} was written by a newer version of fetch (format {version}, this one reads {VERSION})"
+        ));
+    }
+    if version == 0 {
+        return Err(format!("the {what} has an invalid format version 0"));
+    }
+    Ok(Some(u64::from_le_bytes(bytes[12..20].try_into().unwrap())))
+}
+
+/// Outcome of reading framed records from a byte slice.
+struct Parsed {
+    records: Vec<Record>,
+    /// Offset just past the last good record.
+    good_len: usize,
+    /// A torn tail was found after `good_len`.
+    torn: bool,
+}
+
+fn parse_records(bytes: &[u8], start: usize) -> std::result::Result<Parsed, String> {
+    let mut records = Vec::new();
+    let mut off = start;
+    while off < bytes.len() {
+        let rest = &bytes[off..];
+        if rest.len() < FRAME_LEN {
+            // A frame header cut short can only be a torn append.
+            return Ok(Parsed {
+                records,
+                good_len: off,
+                torn: true,
+            });
+        }
+        let tail_is_zeros = || rest.iter().all(|&b| b == 0);
+        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
+        let problem = if len == 0 || len > MAX_RECORD {
+            Some(format!("bad record length {len}"))
+        } else if FRAME_LEN + len > rest.len() {
+            // Runs past the end of the file: a torn append.
+            return Ok(Parsed {
+                records,
+                good_len: off,
+                torn: true,
+            });
+        } else if crc32fast::hash(&rest[FRAME_LEN..FRAME_LEN + len]) != crc {
+            Some("checksum mismatch".to_string())
+        } else {
+            match Record::decode(&rest[FRAME_LEN..FRAME_LEN + len]) {
+                Ok(r) => {
+                    records.push(r);
+                    off += FRAME_LEN + len;
+                    None
+                }
+                Err(e) => Some(e),
+            }
+        };
+        if let Some(problem) = problem {
+            let is_last = len > 0 && len <= MAX_RECORD && FRAME_LEN + len == rest.len();
+            if tail_is_zeros() || is_last {
+                return Ok(Parsed {
+                    records,
+                    good_len: off,
+                    torn: true,
+                });
+            }
+            return Err(format!("{problem} at byte {off}"));
+        }
+    }
+    Ok(Parsed {
+        records,
+        good_len: off,
+        torn: false,
+    })
+}
+
+/// The ledger of one account, locked for the lifetime of this value.
+pub struct Ledger {
+    dir: PathBuf,
+    account: String,
+    _lock: File,
+    journal: File,
+    journal_len: u64,
+    snapshot_len: u64,
+    generation: u64,
+    entries: HashMap<String, Entry>,
+    intents: Vec<Intent>,
+    buf: Vec<u8>,
+    dirty: bool,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("dir", &self.dir)
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+/// The state directory for `account`: a readable, safe name plus a hash of
+/// the exact identity, so distinct accounts never share a ledger.
+pub fn account_dir_name(account: &str) -> String {
+    let safe: String = account
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '@' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    format!("{safe}-{}", account_tag(account))
+}
+
+/// A short, stable tag for `account` (8 hex digits).
+pub fn account_tag(account: &str) -> String {
+    hex(&Sha256::digest(account.as_bytes())[..4])
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Where ledgers live: `$XDG_STATE_HOME/fetch`, else the local data dir.
+pub fn default_root() -> Option<PathBuf> {
+    dirs::state_dir()
+        .or_else(dirs::data_local_dir)
+        .map(|d| d.join("fetch"))
+}
+
+fn corrupt(path: &Path, why: &str) -> Error {
+    data(format!(
+        "the ledger file {} is damaged: {why}. fetch will not guess what was already \
+         delivered. To start over, move the directory {} aside: messages still on the \
+         server will then be fetched again",
+        path.display(),
+        path.parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    ))
+}
+
+fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> std::io::Result<File> {
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Read a whole state file, refusing symlinks. `Ok(None)` if absent.
+fn read_state_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    match open_nofollow(path, OpenOptions::new().read(true)) {
+        Ok(mut f) => {
+            let mut v = Vec::new();
+            f.read_to_end(&mut v)
+                .ctx(Kind::LocalIo, || format!("reading {}", path.display()))?;
+            Ok(Some(v))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Err(corrupt(path, "it is a symbolic link"))
+        }
+        Err(e) => Err(local_io(format!("opening {}: {e}", path.display()))),
+    }
+}
+
+impl Ledger {
+    /// Lock and load the ledger of `account` under `root`, creating it when
+    /// this is the account's first run.
+    pub fn open(root: &Path, account: &str) -> Result<Ledger> {
+        let dir = root.join(account_dir_name(account));
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .ctx(Kind::LocalIo, || {
+                format!("creating state directory {}", dir.display())
+            })?;
+        let lock_path = dir.join("lock");
+        let lock = open_nofollow(
+            &lock_path,
+            OpenOptions::new().read(true).write(true).create(true),
+        )
+        .ctx(Kind::LocalIo, || format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(temporary(format!(
+                    "another fetch is running for this account (lock {} is held)",
+                    lock_path.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(local_io(format!("locking {}: {e}", lock_path.display())));
+            }
+        }
+
+        let mut entries = HashMap::new();
+        let mut intents = Vec::new();
+        let snap_path = dir.join("ledger");
+        let (generation, snapshot_len) = match read_state_file(&snap_path)? {
+            None => (0, 0),
+            Some(bytes) => {
+                let generation = match parse_header(&bytes, SNAPSHOT_MAGIC, "ledger") {
+                    Ok(Some(g)) => g,
+                    Ok(None) => return Err(corrupt(&snap_path, "the file is empty or cut short")),
+                    Err(e) => return Err(corrupt(&snap_path, &e)),
+                };
+                let parsed =
+                    parse_records(&bytes, HEADER_LEN).map_err(|e| corrupt(&snap_path, &e))?;
+                let Some((Record::End { count }, body)) = parsed.records.split_last() else {
+                    return Err(corrupt(&snap_path, "it does not end with an end record"));
+                };
+                if parsed.torn || *count != body.len() as u64 {
+                    return Err(corrupt(&snap_path, "it is incomplete"));
+                }
+                apply(&snap_path, account, body, &mut entries, &mut intents)?;
+                (generation, bytes.len() as u64)
+            }
+        };
+
+        let jpath = dir.join("journal");
+        let mut journal_ok_len = None;
+        if let Some(bytes) = read_state_file(&jpath)? {
+            match parse_header(&bytes, JOURNAL_MAGIC, "journal") {
+                Err(e) => return Err(corrupt(&jpath, &e)),
+                Ok(None) => {} // torn creation: start a fresh journal
+                Ok(Some(g)) if g + 1 == generation => {} // folded into the snapshot already
+                Ok(Some(g)) if g != generation => {
+                    return Err(corrupt(
+                        &jpath,
+                        &format!(
+                            "its generation {g} does not match the snapshot's {generation} \
+                             (a ledger file is missing or was replaced)"
+                        ),
+                    ));
+                }
+                Ok(Some(_)) => {
+                    let parsed =
+                        parse_records(&bytes, HEADER_LEN).map_err(|e| corrupt(&jpath, &e))?;
+                    if parsed
+                        .records
+                        .iter()
+                        .any(|r| matches!(r, Record::End { .. }))
+                    {
+                        return Err(corrupt(&jpath, "it holds a snapshot record"));
+                    }
+                    apply(&jpath, account, &parsed.records, &mut entries, &mut intents)?;
+                    journal_ok_len = Some((parsed.good_len as u64, parsed.torn));
+                }
+            }
+        }
+
+        let (journal, journal_len) = match journal_ok_len {
+            Some((len, torn)) => {
+                let f = open_nofollow(&jpath, OpenOptions::new().append(true))
+                    .ctx(Kind::LocalIo, || format!("opening {}", jpath.display()))?;
+                if torn {
+                    // Cut the torn tail off before appending after it.
+                    f.set_len(len)
+                        .and_then(|_| f.sync_data())
+                        .ctx(Kind::LocalIo, || format!("truncating {}", jpath.display()))?;
+                }
+                (f, len)
+            }
+            None => {
+                let f = new_journal(&dir, account, generation)?;
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                (f, len)
+            }
+        };
+        Ok(Ledger {
+            dir,
+            account: account.to_string(),
+            _lock: lock,
+            journal,
+            journal_len,
+            snapshot_len,
+            generation,
+            entries,
+            intents,
+            buf: Vec::new(),
+            dirty: false,
+        })
+    }
+
+    #[cfg(test)]
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.contains_key(key)
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.entries.keys()
+    }
+
+    /// Deliveries that were being published when the last run stopped.
+    pub fn pending_intents(&self) -> &[Intent] {
+        &self.intents
+    }
+
+    /// Buffer: `name` in `dir` is about to be published for `key`.
+    pub fn intend(&mut self, key: &str, dir: &Path, name: &str) {
+        let i = Intent {
+            key: key.into(),
+            dir: dir.to_path_buf(),
+            name: name.into(),
+        };
+        Record::Intent(i.clone()).encode(&mut self.buf);
+        self.intents.push(i);
+    }
+
+    /// Buffer: `key` is delivered as `entry`.
+    pub fn delivered(&mut self, key: &str, entry: Entry) {
+        Record::Delivered {
+            key: key.into(),
+            entry: entry.clone(),
+        }
+        .encode(&mut self.buf);
+        self.intents.retain(|i| i.name != entry.name);
+        self.entries.insert(key.into(), entry);
+    }
+
+    /// Buffer: `key` is gone from the server; forget it.
+    pub fn removed(&mut self, key: &str) {
+        if self.entries.remove(key).is_some() {
+            Record::Removed { key: key.into() }.encode(&mut self.buf);
+        }
+    }
+
+    /// Buffer: the intent to publish `name` did not happen.
+    pub fn aborted(&mut self, name: &str) {
+        Record::Aborted { name: name.into() }.encode(&mut self.buf);
+        self.intents.retain(|i| i.name != name);
+    }
+
+    /// Write the buffered records and make them durable: the commit point.
+    pub fn commit(&mut self) -> Result<()> {
+        self.write_buffered()?;
+        self.journal.sync_data().ctx(Kind::LocalIo, || {
+            format!("fsync {}", self.dir.join("journal").display())
+        })
+    }
+
+    /// Write the buffered records without waiting for the disk (for records
+    /// whose loss is harmless, such as "removed from the server").
+    pub fn write_buffered(&mut self) -> Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let jpath = self.dir.join("journal");
+        let len = self.journal_len;
+        if let Err(e) = self.journal.write_all(&self.buf) {
+            // Do not leave half a record in front of later appends.
+            let _ = self.journal.set_len(len);
+            return Err(local_io(format!("writing {}: {e}", jpath.display())));
+        }
+        self.journal_len += self.buf.len() as u64;
+        self.buf.clear();
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Compact if the journal has grown large: a new snapshot replaces the
+    /// journal. Entries for which `keep` is false are dropped.
+    pub fn maybe_compact(&mut self, keep: impl Fn(&str) -> bool) -> Result<bool> {
+        if self.journal_len < COMPACT_MIN_JOURNAL.max(self.snapshot_len) {
+            return Ok(false);
+        }
+        self.compact(keep)?;
+        Ok(true)
+    }
+
+    /// Write a snapshot of the current state and start an empty journal.
+    pub fn compact(&mut self, keep: impl Fn(&str) -> bool) -> Result<()> {
+        self.write_buffered()?;
+        self.entries.retain(|k, _| keep(k));
+        let generation = self.generation + 1;
+        let mut out = header(SNAPSHOT_MAGIC, generation);
+        Record::Meta {
+            account: self.account.clone(),
+        }
+        .encode(&mut out);
+        let mut count = 1u64;
+        let mut keys: Vec<&String> = self.entries.keys().collect();
+        keys.sort();
+        for k in keys {
+            Record::Delivered {
+                key: k.clone(),
+                entry: self.entries[k].clone(),
+            }
+            .encode(&mut out);
+            count += 1;
+        }
+        for i in &self.intents {
+            Record::Intent(i.clone()).encode(&mut out);
+            count += 1;
+        }
+        Record::End { count }.encode(&mut out);
+        write_atomically(&self.dir, "ledger", &out)?;
+        self.snapshot_len = out.len() as u64;
+        self.generation = generation;
+        self.journal = new_journal(&self.dir, &self.account, generation)?;
+        self.journal_len = self.journal.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(())
+    }
+}
+
+fn apply(
+    path: &Path,
+    account: &str,
+    records: &[Record],
+    entries: &mut HashMap<String, Entry>,
+    intents: &mut Vec<Intent>,
+) -> Result<()> {
+    for r in records {
+        match r {
+            Record::Meta { account: a } => {
+                if a != account {
+                    return Err(corrupt(
+                        path,
+                        &format!("it belongs to account {a:?}, not {account:?}"),
+                    ));
+                }
+            }
+            Record::Intent(i) => intents.push(i.clone()),
+            Record::Delivered { key, entry } => {
+                intents.retain(|i| i.name != entry.name);
+                entries.insert(key.clone(), entry.clone());
+            }
+            Record::Removed { key } => {
+                entries.remove(key);
+            }
+            Record::Aborted { name } => intents.retain(|i| &i.name != name),
+            Record::End { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Write `name` in `dir` atomically and durably: write a temporary file,
+/// fsync it, rename it into place, fsync the directory.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.new"));
+    let path = dir.join(name);
+    let _ = fs::remove_file(&tmp);
+    let mut f = open_nofollow(&tmp, OpenOptions::new().write(true).create_new(true))
+        .ctx(Kind::LocalIo, || format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .ctx(Kind::LocalIo, || format!("writing {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, &path).ctx(Kind::LocalIo, || format!("renaming {}", tmp.display()))?;
+    crate::deliver::maildir::sync_dir(dir)
+}
+
+fn new_journal(dir: &Path, account: &str, generation: u64) -> Result<File> {
+    let mut bytes = header(JOURNAL_MAGIC, generation);
+    Record::Meta {
+        account: account.to_string(),
+    }
+    .encode(&mut bytes);
+    write_atomically(dir, "journal", &bytes)?;
+    let path = dir.join("journal");
+    open_nofollow(&path, OpenOptions::new().append(true))
+        .ctx(Kind::LocalIo, || format!("opening {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> Entry {
+        Entry {
+            name: name.into(),
+            size: 10,
+            time: 1_700_000_000,
+        }
+    }
+
+    const ACCT: &str = "pop3:alice@mail.example";
+
+    #[test]
+    fn records_round_trip() {
+        let recs = vec![
+            Record::Meta {
+                account: "a".into(),
+            },
+            Record::Intent(Intent {
+                key: "u:../x y".into(),
+                dir: PathBuf::from(OsStr::from_bytes(b"/m\xff")),
+                name: "n".into(),
+            }),
+            Record::Delivered {
+                key: "k".into(),
+                entry: Entry {
+                    name: "n".into(),
+                    size: u64::MAX,
+                    time: 0,
+                },
+            },
+            Record::Removed { key: "".into() },
+            Record::Aborted { name: "n".into() },
+            Record::End { count: 300 },
+        ];
+        let mut buf = Vec::new();
+        for r in &recs {
+            r.encode(&mut buf);
+        }
+        let parsed = parse_records(&buf, 0).unwrap();
+        assert!(!parsed.torn);
+        assert_eq!(parsed.records, recs);
+    }
+
+    #[test]
+    fn persists_across_opens_and_compaction() {
+        let root = tempfile::tempdir().unwrap();
+        {
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            assert!(l.is_empty());
+            l.intend("u:1", Path::new("/m"), "a");
+            l.delivered("u:1", entry("a"));
+            l.delivered("u:2", entry("b"));
+            l.commit().unwrap();
+        }
+        {
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            assert_eq!(l.len(), 2);
+            assert!(l.pending_intents().is_empty());
+            l.removed("u:1");
+            l.commit().unwrap();
+            l.compact(|k| k != "u:gone").unwrap();
+            l.delivered("u:3", entry("c"));
+            l.commit().unwrap();
+        }
+        let l = Ledger::open(root.path(), ACCT).unwrap();
+        assert_eq!(l.get("u:2"), Some(&entry("b")));
+        assert_eq!(l.get("u:3"), Some(&entry("c")));
+        assert!(!l.contains("u:1"));
+    }
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let root = tempfile::tempdir().unwrap();
+        let _l = Ledger::open(root.path(), ACCT).unwrap();
+        let e = Ledger::open(root.path(), ACCT).unwrap_err();
+        assert_eq!(e.kind, Kind::Temporary);
+        assert!(e.msg.contains("another fetch"), "{}", e.msg);
+        // A different account is independent.
+        Ledger::open(root.path(), "pop3:bob@mail.example").unwrap();
+    }
+
+    #[test]
+    fn intent_without_delivery_survives_reopen() {
+        let root = tempfile::tempdir().unwrap();
+        {
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            l.intend("u:1", Path::new("/m"), "a");
+            l.intend("u:2", Path::new("/m"), "b");
+            l.commit().unwrap();
+        }
+        let mut l = Ledger::open(root.path(), ACCT).unwrap();
+        assert_eq!(l.pending_intents().len(), 2);
+        l.delivered("u:1", entry("a"));
+        l.aborted("b");
+        l.commit().unwrap();
+        drop(l);
+        let l = Ledger::open(root.path(), ACCT).unwrap();
+        assert!(l.pending_intents().is_empty());
+        assert!(l.contains("u:1") && !l.contains("u:2"));
+    }
+
+    fn journal_path(root: &Path) -> PathBuf {
+        root.join(account_dir_name(ACCT)).join("journal")
+    }
+
+    fn setup_two(root: &Path) -> u64 {
+        let mut l = Ledger::open(root, ACCT).unwrap();
+        l.delivered("u:1", entry("a"));
+        l.commit().unwrap();
+        let len_after_first = l.journal_len;
+        l.delivered("u:2", entry("b"));
+        l.commit().unwrap();
+        len_after_first
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_at_every_cut() {
+        let root = tempfile::tempdir().unwrap();
+        let first = setup_two(root.path());
+        let full = fs::read(journal_path(root.path())).unwrap();
+        for cut in first as usize..full.len() {
+            fs::write(journal_path(root.path()), &full[..cut]).unwrap();
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            assert!(l.contains("u:1"), "cut {cut}");
+            assert!(!l.contains("u:2"), "cut {cut}");
+            // Appending after a truncated tail yields a readable journal.
+            l.delivered("u:3", entry("c"));
+            l.commit().unwrap();
+            drop(l);
+            let l = Ledger::open(root.path(), ACCT).unwrap();
+            assert!(l.contains("u:1") && l.contains("u:3"), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn zero_filled_tail_is_torn() {
+        let root = tempfile::tempdir().unwrap();
+        setup_two(root.path());
+        let mut full = fs::read(journal_path(root.path())).unwrap();
+        full.extend_from_slice(&[0; 4096]);
+        fs::write(journal_path(root.path()), &full).unwrap();
+        let l = Ledger::open(root.path(), ACCT).unwrap();
+        assert!(l.contains("u:2"));
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let first = setup_two(root.path()) as usize;
+        let mut full = fs::read(journal_path(root.path())).unwrap();
+        full[first - 2] ^= 0x55; // inside the first delivered record
+        fs::write(journal_path(root.path()), &full).unwrap();
+        let e = Ledger::open(root.path(), ACCT).unwrap_err();
+        assert_eq!(e.kind, Kind::Data);
+        assert!(e.msg.contains("damaged"), "{}", e.msg);
+    }
+
+    #[test]
+    fn garbage_newer_and_symlinked_files_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        setup_two(root.path());
+        let jp = journal_path(root.path());
+        let good = fs::read(&jp).unwrap();
+
+        fs::write(&jp, b"this is not a journal at all, just some text\n").unwrap();
+        assert_eq!(
+            Ledger::open(root.path(), ACCT).unwrap_err().kind,
+            Kind::Data
+        );
+
+        let mut newer = good.clone();
+        newer[8..12].copy_from_slice(&2u32.to_le_bytes());
+        fs::write(&jp, &newer).unwrap();
+        let e = Ledger::open(root.path(), ACCT).unwrap_err();
+        assert_eq!(e.kind, Kind::Data);
+        assert!(e.msg.contains("newer version"), "{}", e.msg);
+
+        fs::remove_file(&jp).unwrap();
+        let elsewhere = root.path().join("elsewhere");
+        fs::write(&elsewhere, &good).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &jp).unwrap();
+        let e = Ledger::open(root.path(), ACCT).unwrap_err();
+        assert_eq!(e.kind, Kind::Data);
+        assert!(e.msg.contains("symbolic link"), "{}", e.msg);
+    }
+
+    #[test]
+    fn damaged_snapshot_is_refused_never_empty() {
+        let root = tempfile::tempdir().unwrap();
+        {
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            l.delivered("u:1", entry("a"));
+            l.compact(|_| true).unwrap();
+        }
+        let sp = root.path().join(account_dir_name(ACCT)).join("ledger");
+        let good = fs::read(&sp).unwrap();
+        for bad in [
+            Vec::new(),
+            good[..good.len() - 3].to_vec(),
+            good[..HEADER_LEN].to_vec(),
+        ] {
+            fs::write(&sp, &bad).unwrap();
+            let e = Ledger::open(root.path(), ACCT).unwrap_err();
+            assert_eq!(e.kind, Kind::Data, "{} bytes", bad.len());
+        }
+        // The snapshot vanished while its journal says generation 1.
+        fs::remove_file(&sp).unwrap();
+        assert_eq!(
+            Ledger::open(root.path(), ACCT).unwrap_err().kind,
+            Kind::Data
+        );
+        fs::write(&sp, &good).unwrap();
+        assert!(Ledger::open(root.path(), ACCT).unwrap().contains("u:1"));
+    }
+
+    #[test]
+    fn crash_between_snapshot_and_new_journal() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join(account_dir_name(ACCT));
+        {
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            l.delivered("u:1", entry("a"));
+            l.removed("u:1");
+            l.delivered("u:2", entry("b"));
+            l.commit().unwrap();
+        }
+        let old_journal = fs::read(dir.join("journal")).unwrap();
+        {
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            l.compact(|_| true).unwrap();
+        }
+        // Simulate the crash: the old journal (generation 0) is still there.
+        fs::write(dir.join("journal"), &old_journal).unwrap();
+        let l = Ledger::open(root.path(), ACCT).unwrap();
+        assert!(l.contains("u:2") && !l.contains("u:1"));
+        assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn ledger_of_another_account_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        drop(Ledger::open(root.path(), ACCT).unwrap());
+        let other = "pop3:mallory@mail.example";
+        fs::rename(
+            root.path().join(account_dir_name(ACCT)),
+            root.path().join(account_dir_name(other)),
+        )
+        .unwrap();
+        assert_eq!(
+            Ledger::open(root.path(), other).unwrap_err().kind,
+            Kind::Data
+        );
+    }
+
+    #[test]
+    fn dir_names_are_safe_and_distinct() {
+        let a = account_dir_name("pop3:../../etc@host");
+        assert!(!a.contains('/') && !a.starts_with('.'), "{a}");
+        assert_ne!(account_dir_name("pop3:a@b"), account_dir_name("pop3:a_b"));
+    }
+}

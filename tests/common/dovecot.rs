@@ -1,0 +1,1 @@
+//! Placeholder: the real Dovecot sandbox support is being written separately.

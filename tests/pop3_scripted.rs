@@ -1,0 +1,821 @@
+//! The `fetch` binary against the scripted in-process POP3 server: the
+//! durability order, exit codes, TLS rules and hostile input, checked the way
+//! a user would check them (files in the Maildir, what is left on the server,
+//! the exit status, what was sent over the wire).
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::pop3server::{Faults, Pop3Server, ServerConfig, TlsMode, msg};
+use common::{Env, contains, expected_local, maildir_files, maildir_messages, sorted, tmp_files};
+
+fn three() -> Vec<(String, Vec<u8>)> {
+    (1..=3)
+        .map(|i| {
+            (
+                format!("uid-{i}"),
+                msg(i, &["hello", "..not a terminator", "From me"]),
+            )
+        })
+        .collect()
+}
+
+/// Arguments for a plaintext session with the scripted server.
+fn args(env: &Env, server: &Pop3Server) -> Vec<String> {
+    vec![
+        "--pop3".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        server.port.to_string(),
+        "--tls".into(),
+        "none".into(),
+        "--allow-plaintext-auth".into(),
+        "-u".into(),
+        "tester".into(),
+        "--password-command".into(),
+        "echo secret".into(),
+        "--maildir".into(),
+        env.maildir().to_string_lossy().into_owned(),
+        "--timeout".into(),
+        "5".into(),
+    ]
+}
+
+fn run(env: &Env, server: &Pop3Server, extra: &[&str]) -> common::Out {
+    let mut a = args(env, server);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+    env.run(&refs)
+}
+
+fn expected(msgs: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
+    sorted(msgs.iter().map(|(_, b)| expected_local(b)).collect())
+}
+
+fn credentials_sent(server: &Pop3Server) -> bool {
+    server.commands().iter().any(|c| {
+        let u = c.to_ascii_uppercase();
+        u.starts_with("USER")
+            || u.starts_with("PASS")
+            || u.starts_with("AUTH")
+            || u.starts_with("APOP")
+    }) || contains(&server.received(), b"secret")
+}
+
+#[test]
+fn delete_mode_fetches_everything_and_empties_the_server() {
+    let env = Env::new();
+    let msgs = three();
+    let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "", "stdout is for data only");
+    assert_eq!(
+        out.stderr, "",
+        "a successful run without a terminal is silent"
+    );
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert!(server.remaining().is_empty());
+    assert!(tmp_files(&env.maildir()).is_empty());
+    // The stored line "..not a terminator" (sent stuffed as "...") arrives as stored.
+    let one = std::fs::read(&maildir_files(&env.maildir())[0]).unwrap();
+    assert!(contains(&one, b"\n..not a terminator\n"));
+    assert!(!contains(&one, b"\r\n"));
+    // A second run finds nothing and changes nothing.
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_files(&env.maildir()).len(), 3);
+}
+
+#[test]
+fn dele_only_after_the_message_is_durable_and_recorded() {
+    let env = Env::new();
+    let msgs: Vec<(String, Vec<u8>)> = (1..=40)
+        .map(|i| (format!("UIDL-MARK-{i:03}"), msg(i, &[&format!("body {i}")])))
+        .collect();
+    let maildir = env.maildir();
+    let state = env.state_dir();
+    let by_no: HashMap<usize, (String, Vec<u8>)> = msgs
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, m)| (i + 1, m))
+        .collect();
+    let checked = Arc::new(Mutex::new(0usize));
+    let checked2 = checked.clone();
+    let hook = Arc::new(move |line: &str| {
+        let Some(n) = line.strip_prefix("DELE ") else {
+            return;
+        };
+        let n: usize = n.trim().parse().unwrap();
+        let (uidl, body) = &by_no[&n];
+        let want = expected_local(body);
+        assert!(
+            maildir_messages(&maildir).contains(&want),
+            "DELE {n} arrived before message {n} was in the Maildir"
+        );
+        let recorded = common::all_files(&state)
+            .iter()
+            .any(|(p, b)| p.ends_with("journal") && contains(b, uidl.as_bytes()));
+        assert!(
+            recorded,
+            "DELE {n} arrived before {uidl} was in the journal"
+        );
+        *checked2.lock().unwrap() += 1;
+    });
+    let cfg = ServerConfig {
+        hook_on_command: Some(hook),
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(*checked.lock().unwrap(), 40);
+    assert!(server.remaining().is_empty());
+    drop(server); // re-raises any hook assertion
+}
+
+#[test]
+fn wrong_password_exits_77_and_changes_nothing() {
+    let env = Env::new();
+    let cfg = ServerConfig {
+        password: "other".into(),
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, three());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 77, "{out:?}");
+    assert!(
+        out.stderr.contains("authentication failed"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.starts_with("fetch: tester@127.0.0.1: "),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("secret"));
+    assert_eq!(server.remaining().len(), 3);
+    assert!(maildir_files(&env.maildir()).is_empty());
+}
+
+#[test]
+fn locked_maildrop_is_a_temporary_failure() {
+    let env = Env::new();
+    let cfg = ServerConfig {
+        faults: Faults {
+            auth_reply_override: Some("-ERR [IN-USE] maildrop busy".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, three());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 75, "{out:?}");
+}
+
+#[test]
+fn dropped_connection_mid_retr_then_rerun_delivers_exactly_once() {
+    let env = Env::new();
+    let msgs = three();
+    let cfg = ServerConfig {
+        faults: Faults {
+            fault_connections: Some(1),
+            drop_during_retr: Some((2, 40)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(out.stderr.contains("connection"), "{}", out.stderr);
+    // Nothing half-written anywhere; the complete message 1 is kept.
+    let got = maildir_messages(&env.maildir());
+    assert!(!got.contains(&expected_local(&msgs[1].1)));
+    assert!(
+        got.iter()
+            .all(|m| msgs.iter().any(|(_, b)| &expected_local(b) == m))
+    );
+    assert!(
+        tmp_files(&env.maildir()).is_empty(),
+        "{:?}",
+        tmp_files(&env.maildir())
+    );
+    assert_eq!(server.remaining().len(), 3, "no QUIT, so nothing deleted");
+
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert!(server.remaining().is_empty());
+    // Message 1 was committed in the first run: the second only deletes it.
+    let retr1 = server.commands().iter().filter(|c| *c == "RETR 1").count();
+    assert_eq!(retr1, 1, "{:?}", server.commands());
+}
+
+#[test]
+fn starttls_missing_exits_69_before_credentials() {
+    let env = Env::new();
+    for faults in [
+        Faults {
+            stls_not_advertised: true,
+            ..Default::default()
+        },
+        Faults {
+            stls_refused: true,
+            ..Default::default()
+        },
+    ] {
+        let ca = common::tls::TestCa::new();
+        let cert = ca.issue(&["127.0.0.1"], common::tls::Validity::Good);
+        let cfg = ServerConfig {
+            tls: TlsMode::Stls(common::tls::acceptor(&cert)),
+            faults,
+            ..Default::default()
+        };
+        let server = Pop3Server::start(cfg, three());
+        let out = run(&env, &server, &["--tls", "starttls"]);
+        assert_eq!(out.code, 69, "{out:?}");
+        assert!(!credentials_sent(&server), "{:?}", server.commands());
+    }
+    // And with no TLS support at all.
+    let server = Pop3Server::start(ServerConfig::default(), three());
+    let out = run(&env, &server, &["--tls", "starttls"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(out.stderr.contains("STLS"), "{}", out.stderr);
+    assert!(!credentials_sent(&server));
+}
+
+#[test]
+fn starttls_response_injection_is_refused() {
+    let env = Env::new();
+    let ca = common::tls::TestCa::new();
+    let ca_path = env.path().join("ca.pem");
+    ca.write_pem(&ca_path);
+    let cert = ca.issue(&["127.0.0.1"], common::tls::Validity::Good);
+    let cfg = ServerConfig {
+        tls: TlsMode::Stls(common::tls::acceptor(&cert)),
+        faults: Faults {
+            inject_after_stls: Some(b"+OK injected\r\n".to_vec()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, three());
+    let ca_arg = ca_path.to_string_lossy().into_owned();
+    let out = run(&env, &server, &["--tls", "starttls", "--cafile", &ca_arg]);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(out.stderr.contains("injection"), "{}", out.stderr);
+    assert!(!credentials_sent(&server));
+}
+
+#[test]
+fn starttls_and_implicit_tls_work_with_a_trusted_ca() {
+    let env = Env::new();
+    let ca = common::tls::TestCa::new();
+    let ca_path = env.path().join("ca.pem");
+    ca.write_pem(&ca_path);
+    let ca_arg = ca_path.to_string_lossy().into_owned();
+    let cert = ca.issue(&["127.0.0.1"], common::tls::Validity::Good);
+    let msgs = three();
+
+    let cfg = ServerConfig {
+        tls: TlsMode::Stls(common::tls::acceptor(&cert)),
+        plaintext_auth_allowed: false,
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &["--tls", "starttls", "--cafile", &ca_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        server.commands().iter().filter(|c| *c == "CAPA").count() == 2,
+        "CAPA again after STLS"
+    );
+
+    let cfg = ServerConfig {
+        tls: TlsMode::Implicit(common::tls::acceptor(&cert)),
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &["--tls", "implicit", "--cafile", &ca_arg]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_files(&env.maildir()).len(), 6);
+}
+
+#[test]
+fn untrusted_certificates_exit_69_before_credentials() {
+    use common::tls::{TestCa, Validity, self_signed};
+    let env = Env::new();
+    let ca = TestCa::new();
+    let ca_path = env.path().join("ca.pem");
+    ca.write_pem(&ca_path);
+    let ca_arg = ca_path.to_string_lossy().into_owned();
+    let cases = [
+        ("self-signed", self_signed(&["127.0.0.1"]), true),
+        (
+            "unknown CA",
+            TestCa::new().issue(&["127.0.0.1"], Validity::Good),
+            true,
+        ),
+        (
+            "wrong host",
+            ca.issue(&["mail.example.org"], Validity::Good),
+            true,
+        ),
+        ("expired", ca.issue(&["127.0.0.1"], Validity::Expired), true),
+        (
+            "not yet valid",
+            ca.issue(&["127.0.0.1"], Validity::NotYetValid),
+            true,
+        ),
+        (
+            "self-signed, no --cafile",
+            ca.issue(&["127.0.0.1"], Validity::Good),
+            false,
+        ),
+    ];
+    for (what, cert, with_cafile) in cases {
+        let cfg = ServerConfig {
+            tls: TlsMode::Implicit(common::tls::acceptor(&cert)),
+            ..Default::default()
+        };
+        let server = Pop3Server::start(cfg, three());
+        let mut extra = vec!["--tls", "implicit"];
+        if with_cafile {
+            extra.extend(["--cafile", &ca_arg]);
+        }
+        let out = run(&env, &server, &extra);
+        assert_eq!(out.code, 69, "{what}: {out:?}");
+        assert!(!credentials_sent(&server), "{what}");
+        assert_eq!(server.remaining().len(), 3);
+    }
+}
+
+#[test]
+fn plaintext_login_is_refused_unless_allowed() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), three());
+    let a: Vec<String> = args(&env, &server)
+        .into_iter()
+        .filter(|a| a != "--allow-plaintext-auth")
+        .collect();
+    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+    let out = env.run(&refs);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(
+        out.stderr.contains("--allow-plaintext-auth"),
+        "{}",
+        out.stderr
+    );
+    assert!(!credentials_sent(&server));
+}
+
+#[test]
+fn auth_plain_is_preferred_and_user_pass_is_the_fallback() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), three());
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+    let cmds = server.commands();
+    assert!(
+        cmds.iter().any(|c| c.starts_with("AUTH PLAIN ")),
+        "{cmds:?}"
+    );
+    assert!(!cmds.iter().any(|c| c.starts_with("PASS")), "{cmds:?}");
+
+    let cfg = ServerConfig {
+        capa_sasl_plain: false,
+        sasl_plain_enabled: false,
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, three());
+    let env = Env::new();
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+    let cmds = server.commands();
+    assert!(cmds.contains(&"USER tester".to_string()), "{cmds:?}");
+    assert!(cmds.contains(&"PASS secret".to_string()), "{cmds:?}");
+}
+
+#[test]
+fn apop_only_on_request() {
+    let env = Env::new();
+    let cfg = ServerConfig {
+        greeting: "ready <1896.697170952@dbc.mtview.ca.us>".into(),
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, three());
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+    assert!(!server.commands().iter().any(|c| c.starts_with("APOP")));
+    let env = Env::new();
+    let out = run(&env, &server, &["--keep", "--auth", "apop"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        server
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("APOP tester "))
+    );
+}
+
+#[test]
+fn keep_mode_fetches_only_new_mail_and_all_refetches() {
+    let env = Env::new();
+    let msgs = three();
+    let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(server.remaining().len(), 3);
+    assert!(!server.commands().iter().any(|c| c.starts_with("DELE")));
+
+    let before = server.commands().len();
+    assert_eq!(run(&env, &server, &["-k"]).code, 0);
+    let second: Vec<String> = server.commands()[before..].to_vec();
+    assert!(!second.iter().any(|c| c.starts_with("RETR")), "{second:?}");
+    assert_eq!(maildir_files(&env.maildir()).len(), 3);
+
+    let new = msg(4, &["a new one"]);
+    server
+        .mailbox
+        .lock()
+        .unwrap()
+        .messages
+        .push(common::pop3server::Message {
+            uidl: "uid-4".into(),
+            body: new.clone(),
+            deleted: false,
+        });
+    let before = server.commands().len();
+    let out = run(&env, &server, &["--keep", "-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("1 new message"), "{}", out.stderr);
+    let third: Vec<String> = server.commands()[before..].to_vec();
+    assert_eq!(
+        third
+            .iter()
+            .filter(|c| c.starts_with("RETR"))
+            .collect::<Vec<_>>(),
+        vec!["RETR 4"]
+    );
+    assert_eq!(maildir_files(&env.maildir()).len(), 4);
+
+    assert_eq!(run(&env, &server, &["--keep", "--all"]).code, 0);
+    assert_eq!(maildir_files(&env.maildir()).len(), 8);
+}
+
+#[test]
+fn keep_then_delete_deletes_without_downloading_again() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), three());
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+    let before = server.commands().len();
+    assert_eq!(run(&env, &server, &[]).code, 0);
+    let second: Vec<String> = server.commands()[before..].to_vec();
+    assert!(!second.iter().any(|c| c.starts_with("RETR")), "{second:?}");
+    assert_eq!(second.iter().filter(|c| c.starts_with("DELE")).count(), 3);
+    assert!(server.remaining().is_empty());
+    assert_eq!(maildir_files(&env.maildir()).len(), 3);
+}
+
+#[test]
+fn server_without_uidl_delete_works_keep_exits_76() {
+    let env = Env::new();
+    let msgs = three();
+    let cfg = ServerConfig {
+        capa_uidl: false,
+        uidl_supported: false,
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg.clone(), msgs.clone());
+    let out = run(&env, &server, &["--keep"]);
+    assert_eq!(out.code, 76, "{out:?}");
+    assert!(out.stderr.contains("UIDL"), "{}", out.stderr);
+    assert_eq!(server.remaining().len(), 3);
+
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert!(server.remaining().is_empty());
+}
+
+#[test]
+fn no_uidl_interrupted_before_quit_is_not_delivered_twice() {
+    let env = Env::new();
+    let msgs = three();
+    let cfg = ServerConfig {
+        capa_uidl: false,
+        uidl_supported: false,
+        faults: Faults {
+            fault_connections: Some(1),
+            drop_on_command: Some("QUIT".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(server.remaining().len(), 3, "QUIT never completed");
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        maildir_messages(&env.maildir()),
+        expected(&msgs),
+        "no duplicates"
+    );
+    assert!(server.remaining().is_empty());
+}
+
+#[test]
+fn interrupted_quit_with_uidl_deletes_on_next_run_without_refetch() {
+    let env = Env::new();
+    let msgs = three();
+    let cfg = ServerConfig {
+        faults: Faults {
+            fault_connections: Some(1),
+            drop_on_command: Some("QUIT".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 75, "{out:?}");
+    let before = server.commands().len();
+    assert_eq!(run(&env, &server, &[]).code, 0);
+    assert!(
+        !server.commands()[before..]
+            .iter()
+            .any(|c| c.starts_with("RETR"))
+    );
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert!(server.remaining().is_empty());
+}
+
+#[test]
+fn refused_dele_is_reported_and_retried() {
+    let env = Env::new();
+    let msgs = three();
+    let cfg = ServerConfig {
+        faults: Faults {
+            fault_connections: Some(1),
+            dele_error: [2].into_iter().collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 76, "{out:?}");
+    assert!(out.stderr.contains("refused to delete"), "{}", out.stderr);
+    assert_eq!(server.remaining().len(), 1);
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(server.remaining().is_empty());
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+}
+
+#[test]
+fn no_password_source_without_a_terminal_exits_78_at_once() {
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), three());
+    let a: Vec<String> = args(&env, &server)
+        .into_iter()
+        .filter(|a| a != "--password-command" && a != "echo secret")
+        .collect();
+    let mut c = env.cmd();
+    c.args(&a);
+    // A new session has no controlling terminal, as under cron.
+    unsafe {
+        c.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let out = common::run_bounded(c, Duration::from_secs(10));
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(out.stderr.contains("--password-command"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
+    assert_eq!(server.connections(), 0, "no network before a password");
+}
+
+#[test]
+fn a_second_run_on_the_same_account_exits_75_at_once() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), three());
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+    let lock: PathBuf = common::all_files(&env.state_dir())
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| p.ends_with("lock"))
+        .expect("a lock file");
+    let held = std::fs::File::open(&lock).unwrap();
+    held.lock().unwrap();
+    let out = run(&env, &server, &["--keep"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(out.stderr.contains("another fetch"), "{}", out.stderr);
+    assert!(out.elapsed < Duration::from_secs(2));
+    drop(held);
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+}
+
+#[test]
+fn hostile_unique_ids_are_ledger_keys_never_paths() {
+    let env = Env::new();
+    let msgs: Vec<(String, Vec<u8>)> = (1..=4)
+        .map(|i| (format!("x{i}"), msg(i, &["hi"])))
+        .collect();
+    let cfg = ServerConfig {
+        faults: Faults {
+            uidl_override: Some(vec![
+                "../../../../etc/passwd".into(),
+                "a/b/c".into(),
+                "with spaces in it".into(),
+                "z".repeat(200),
+            ]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &["--keep"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    for f in maildir_files(&env.maildir()) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            !name.contains("passwd") && !name.contains("spaces"),
+            "{name}"
+        );
+    }
+    let before = server.commands().len();
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+    assert!(
+        !server.commands()[before..]
+            .iter()
+            .any(|c| c.starts_with("RETR"))
+    );
+}
+
+#[test]
+fn duplicate_unique_ids_are_refused() {
+    let env = Env::new();
+    let cfg = ServerConfig {
+        faults: Faults {
+            uidl_override: Some(vec!["same".into(), "other".into(), "same".into()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, three());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 76, "{out:?}");
+    assert!(out.stderr.contains("same unique id"), "{}", out.stderr);
+    assert_eq!(server.remaining().len(), 3);
+    assert!(maildir_files(&env.maildir()).is_empty());
+}
+
+#[test]
+fn size_different_from_list_is_delivered_with_a_warning() {
+    let env = Env::new();
+    let msgs = three();
+    let cfg = ServerConfig {
+        faults: Faults {
+            list_size_override: [(1, 5u64), (2, 100_000u64)].into_iter().collect(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &["-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("LIST announced 5 bytes"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("LIST announced 100000 bytes"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+}
+
+#[test]
+fn broken_replies_get_clear_errors_and_leave_nothing_half_written() {
+    // (fault, expected exit code, words in the error)
+    let cases: Vec<(Faults, i32, &str)> = vec![
+        (
+            Faults {
+                long_line: Some(1 << 20),
+                ..Default::default()
+            },
+            76,
+            "longer than",
+        ),
+        (
+            Faults {
+                unterminated_multiline: Some("RETR".into()),
+                ..Default::default()
+            },
+            75,
+            "closed",
+        ),
+        (
+            Faults {
+                unterminated_multiline: Some("UIDL".into()),
+                ..Default::default()
+            },
+            75,
+            "closed",
+        ),
+    ];
+    for (faults, code, words) in cases {
+        let env = Env::new();
+        let cfg = ServerConfig {
+            faults: faults.clone(),
+            ..Default::default()
+        };
+        let server = Pop3Server::start(cfg, three());
+        let out = run(&env, &server, &[]);
+        assert_eq!(out.code, code, "{faults:?}: {out:?}");
+        assert!(out.stderr.contains(words), "{faults:?}: {}", out.stderr);
+        assert!(tmp_files(&env.maildir()).is_empty());
+        assert_eq!(server.remaining().len(), 3);
+    }
+}
+
+#[test]
+fn stalled_and_dribbling_servers_time_out() {
+    for faults in [
+        Faults {
+            stall_after_greeting: Some(Duration::from_secs(8)),
+            ..Default::default()
+        },
+        Faults {
+            stall_during_retr: Some((2, 30, Duration::from_secs(8))),
+            ..Default::default()
+        },
+        Faults {
+            dribble: Some(Duration::from_millis(300)),
+            ..Default::default()
+        },
+    ] {
+        let env = Env::new();
+        let cfg = ServerConfig {
+            faults: faults.clone(),
+            ..Default::default()
+        };
+        let server = Pop3Server::start(cfg, three());
+        let out = run(&env, &server, &["--timeout", "2"]);
+        assert_eq!(out.code, 75, "{faults:?}: {out:?}");
+        assert!(
+            out.stderr.contains("timed out"),
+            "{faults:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.elapsed < Duration::from_secs(4),
+            "{faults:?}: {:?}",
+            out.elapsed
+        );
+        assert!(tmp_files(&env.maildir()).is_empty());
+    }
+}
+
+#[test]
+fn many_messages_span_several_batches() {
+    let env = Env::new();
+    let msgs: Vec<(String, Vec<u8>)> = (1..=600)
+        .map(|i| (format!("u{i}"), msg(i, &[&format!("number {i}")])))
+        .collect();
+    let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert!(server.remaining().is_empty());
+}
+
+#[test]
+fn without_pipelining_one_command_at_a_time_still_works() {
+    let env = Env::new();
+    let msgs: Vec<(String, Vec<u8>)> = (1..=20)
+        .map(|i| (format!("u{i}"), msg(i, &["x"])))
+        .collect();
+    let cfg = ServerConfig {
+        capa_pipelining: false,
+        capa_enabled: false,
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert!(server.remaining().is_empty());
+}
