@@ -819,3 +819,63 @@ fn without_pipelining_one_command_at_a_time_still_works() {
     assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
     assert!(server.remaining().is_empty());
 }
+
+/// Line endings as a real server serves them: every bare LF becomes CRLF.
+fn as_served(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() + b.len() / 20);
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'\n' && (i == 0 || b[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn own_fixtures_and_a_large_attachment_arrive_byte_exact() {
+    let env = Env::new();
+    let mut originals: Vec<Vec<u8>> = common::fixture_files()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    originals.push(common::large_message(3 << 20, "\r\n"));
+    originals.push(common::large_message(1 << 20, "\n"));
+    let msgs: Vec<(String, Vec<u8>)> = originals
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (format!("f{i}"), as_served(b)))
+        .collect();
+    let server = Pop3Server::start(ServerConfig::default(), msgs);
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let want = sorted(originals.iter().map(|b| expected_local(b)).collect());
+    assert_eq!(maildir_messages(&env.maildir()), want);
+}
+
+#[test]
+fn a_50_mb_message_streams_in_bounded_memory() {
+    let env = Env::new();
+    let big = common::large_message(38 << 20, "\r\n"); // ~51 MB of base64
+    assert!(big.len() > 50_000_000);
+    let want = expected_local(&big);
+    let server = Pop3Server::start(ServerConfig::default(), vec![("big".into(), big)]);
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let files = maildir_files(&env.maildir());
+    assert_eq!(files.len(), 1);
+    assert!(std::fs::read(&files[0]).unwrap() == want, "content differs");
+    // The promise is memory independent of message size; 16 MiB leaves
+    // room for the allocator and TLS buffers, far below the 50 MB message.
+    assert!(out.max_rss_kb > 0, "no memory reading was taken");
+    assert!(
+        out.max_rss_kb < 16 * 1024,
+        "peak RSS {} KiB",
+        out.max_rss_kb
+    );
+    eprintln!(
+        "peak RSS for a {} byte message: {} KiB",
+        want.len(),
+        out.max_rss_kb
+    );
+}

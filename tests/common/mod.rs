@@ -64,10 +64,18 @@ pub struct Out {
     pub stdout: String,
     pub stderr: String,
     pub elapsed: std::time::Duration,
+    /// Peak resident set size of the `fetch` image, in KiB: the highest
+    /// `VmHWM` seen in /proc while it ran. (wait4's ru_maxrss would also
+    /// count the moment before exec, when the child still shares the test
+    /// process's memory.)
+    pub max_rss_kb: i64,
 }
 
 /// Run a command to completion with a hard time limit, so a hanging
 /// `fetch` fails the test instead of hanging it.
+// The child is reaped by the waitpid loop below (which also samples its
+// memory from /proc while it runs); clippy only recognises Child::wait.
+#[allow(clippy::zombie_processes)]
 pub fn run_bounded(mut cmd: Command, limit: std::time::Duration) -> Out {
     use std::io::Read;
     let start = std::time::Instant::now();
@@ -88,30 +96,61 @@ pub fn run_bounded(mut cmd: Command, limit: std::time::Duration) -> Out {
         let _ = se.read_to_end(&mut v);
         v
     });
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    let mut hwm = 0i64;
+    loop {
+        if let Some(kb) = vm_hwm_kb(pid) {
+            hwm = hwm.max(kb);
         }
+        // SAFETY: valid pointer to a local; pid is our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r == pid {
+            break;
+        }
+        assert!(
+            r == 0,
+            "waitpid failed: {}",
+            std::io::Error::last_os_error()
+        );
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
             panic!("fetch did not finish within {limit:?}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     let elapsed = start.elapsed();
     let stdout = String::from_utf8_lossy(&t1.join().unwrap()).into_owned();
     let stderr = String::from_utf8_lossy(&t2.join().unwrap()).into_owned();
-    use std::os::unix::process::ExitStatusExt;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
     Out {
         code,
         stdout,
         stderr,
         elapsed,
+        max_rss_kb: hwm,
     }
+}
+
+/// VmHWM of `pid` once it runs the `fetch` image (not before exec).
+fn vm_hwm_kb(pid: libc::pid_t) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mut lines = status.lines();
+    if lines.next()?.split_whitespace().nth(1)? != "fetch" {
+        return None;
+    }
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 impl Env {
@@ -202,4 +241,84 @@ pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The project's own fixture messages (`tests/fixtures/*.eml`), sorted by name.
+pub fn fixture_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A deterministic message with a base64 attachment of `attachment_bytes`
+/// pseudo-random bytes, lines ending in `eol`.
+pub fn large_message(attachment_bytes: usize, eol: &str) -> Vec<u8> {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = Vec::with_capacity(attachment_bytes * 4 / 3 + 4096);
+    for line in [
+        "From: Large Sender <large@example.org>",
+        "To: bob@example.net",
+        "Subject: a large attachment",
+        "Date: Mon, 23 Nov 2026 10:00:00 +0000",
+        "Message-ID: <large@fixtures.fetch>",
+        "MIME-Version: 1.0",
+        "Content-Type: multipart/mixed; boundary=\"b0undary\"",
+        "",
+        "--b0undary",
+        "Content-Type: text/plain",
+        "",
+        "See the attachment.",
+        "--b0undary",
+        "Content-Type: application/octet-stream",
+        "Content-Disposition: attachment; filename=\"blob.bin\"",
+        "Content-Transfer-Encoding: base64",
+        "",
+    ] {
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(eol.as_bytes());
+    }
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut line = Vec::with_capacity(80);
+    let mut left = attachment_bytes;
+    while left > 0 {
+        // 57 raw bytes make one 76-character base64 line.
+        let n = left.min(57);
+        let mut raw = [0u8; 57];
+        for b in raw.iter_mut().take(n) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        line.clear();
+        for c in raw[..n].chunks(3) {
+            let v = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            line.push(B64[(v >> 18) as usize & 63]);
+            line.push(B64[(v >> 12) as usize & 63]);
+            line.push(if c.len() > 1 {
+                B64[(v >> 6) as usize & 63]
+            } else {
+                b'='
+            });
+            line.push(if c.len() > 2 {
+                B64[v as usize & 63]
+            } else {
+                b'='
+            });
+        }
+        out.extend_from_slice(&line);
+        out.extend_from_slice(eol.as_bytes());
+        left -= n;
+    }
+    out.extend_from_slice(b"--b0undary--");
+    out.extend_from_slice(eol.as_bytes());
+    out
 }
