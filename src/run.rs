@@ -242,7 +242,10 @@ impl Run<'_, '_> {
                     );
                 }
                 Retrieved::Done { wire, written } => {
-                    if wire != job.size {
+                    // A server appends CRLF to a message that lacks a final
+                    // line break (the terminator needs one) without counting
+                    // it in LIST: that is not a discrepancy worth a warning.
+                    if wire != job.size && wire != job.size + 2 {
                         self.ui.warn(
                             &self.acct.name,
                             &format!(
