@@ -80,13 +80,13 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
 
-    /// Print nothing but errors.
-    #[arg(short, long, conflicts_with = "verbose")]
+    /// Print nothing but errors. The last of -q and -v given wins.
+    #[arg(short, long, overrides_with = "verbose")]
     pub quiet: bool,
 
     /// Say more: -v a summary and a line per message, -vv also the protocol
     /// exchange (passwords redacted).
-    #[arg(short, long, action = ArgAction::Count)]
+    #[arg(short, long, action = ArgAction::Count, overrides_with = "quiet")]
     pub verbose: u8,
 }
 

@@ -879,3 +879,52 @@ fn a_50_mb_message_streams_in_bounded_memory() {
         out.max_rss_kb
     );
 }
+
+#[test]
+fn the_password_appears_in_no_output_and_no_state_file() {
+    const SENTINEL: &str = "S3ntinel-pa55word";
+    for sasl in [true, false] {
+        let env = Env::new();
+        let cfg = ServerConfig {
+            password: SENTINEL.into(),
+            capa_sasl_plain: sasl,
+            ..Default::default()
+        };
+        let server = Pop3Server::start(cfg, three());
+        let a: Vec<String> = args(&env, &server)
+            .into_iter()
+            .map(|a| {
+                if a == "echo secret" {
+                    format!("echo {SENTINEL}")
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let mut refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        refs.push("-vv");
+        let out = env.run(&refs);
+        assert_eq!(out.code, 0, "{out:?}");
+        // The trace shows the exchange, with the login redacted.
+        assert!(out.stderr.contains("C: RETR 1"), "{}", out.stderr);
+        assert!(out.stderr.contains("[REDACTED]"), "{}", out.stderr);
+        // What went over the wire carrying the password, in any encoding.
+        let secret_lines: Vec<String> = server
+            .commands()
+            .into_iter()
+            .filter(|c| c.starts_with("PASS") || c.starts_with("AUTH"))
+            .collect();
+        assert!(!secret_lines.is_empty());
+        for needle in std::iter::once(SENTINEL.to_string()).chain(
+            secret_lines
+                .iter()
+                .map(|l| l.rsplit(' ').next().unwrap().to_string()),
+        ) {
+            assert!(!out.stderr.contains(&needle), "{needle} in stderr");
+            assert!(!out.stdout.contains(&needle), "{needle} in stdout");
+            for (path, bytes) in common::all_files(env.path()) {
+                assert!(!contains(&bytes, needle.as_bytes()), "{needle} in {path:?}");
+            }
+        }
+    }
+}
