@@ -928,3 +928,50 @@ fn the_password_appears_in_no_output_and_no_state_file() {
         }
     }
 }
+
+#[test]
+fn host_names_are_verified_by_dns_name_too() {
+    use common::tls::{TestCa, Validity};
+    let env = Env::new();
+    let ca = TestCa::new();
+    let ca_path = env.path().join("ca.pem");
+    ca.write_pem(&ca_path);
+    let ca_arg = ca_path.to_string_lossy().into_owned();
+    for (names, ok) in [
+        (&["localhost"][..], true),
+        (&["*.localhost"][..], false),
+        (&["mail.example.org"][..], false),
+        (&["127.0.0.1"][..], false), // an IP SAN does not vouch for a name
+    ] {
+        let cert = ca.issue(names, Validity::Good);
+        let cfg = ServerConfig {
+            tls: TlsMode::Implicit(common::tls::acceptor(&cert)),
+            ..Default::default()
+        };
+        let server = Pop3Server::start(cfg, three());
+        let a: Vec<String> = args(&env, &server)
+            .into_iter()
+            .map(|a| {
+                if a == "127.0.0.1" {
+                    "localhost".into()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let mut refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        refs.extend(["--tls", "implicit", "--cafile", &ca_arg, "--keep"]);
+        let out = env.run(&refs);
+        if ok {
+            assert_eq!(out.code, 0, "{names:?}: {out:?}");
+        } else {
+            assert_eq!(out.code, 69, "{names:?}: {out:?}");
+            assert!(
+                out.stderr.contains("not trusted"),
+                "{names:?}: {}",
+                out.stderr
+            );
+            assert!(!credentials_sent(&server), "{names:?}");
+        }
+    }
+}
