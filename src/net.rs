@@ -231,9 +231,17 @@ impl Conn {
         if now >= self.deadline {
             return Err(self.timed_out());
         }
+        // Shorten the socket's idle timeout when the reply deadline is
+        // nearer, so a blocked read ends by the deadline. Changed only when
+        // it is off by more than a second: a syscall per read would cost more
+        // than the precision is worth.
         let remaining = self.deadline - now;
-        let want = remaining.min(self.timeout).max(Duration::from_millis(1));
-        if want != self.sock_timeout {
+        let want = if remaining + Duration::from_secs(1) >= self.timeout {
+            self.timeout
+        } else {
+            remaining.max(Duration::from_millis(1))
+        };
+        if want > self.sock_timeout || want + Duration::from_secs(1) < self.sock_timeout {
             if let Some(tcp) = self.stream.tcp() {
                 let _ = tcp.set_read_timeout(Some(want));
             }
