@@ -820,18 +820,6 @@ fn without_pipelining_one_command_at_a_time_still_works() {
     assert!(server.remaining().is_empty());
 }
 
-/// Line endings as a real server serves them: every bare LF becomes CRLF.
-fn as_served(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() + b.len() / 20);
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'\n' && (i == 0 || b[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[test]
 fn own_fixtures_and_a_large_attachment_arrive_byte_exact() {
     let env = Env::new();
@@ -844,7 +832,7 @@ fn own_fixtures_and_a_large_attachment_arrive_byte_exact() {
     let msgs: Vec<(String, Vec<u8>)> = originals
         .iter()
         .enumerate()
-        .map(|(i, b)| (format!("f{i}"), as_served(b)))
+        .map(|(i, b)| (format!("f{i}"), common::dovecot::lf_to_crlf(b)))
         .collect();
     let server = Pop3Server::start(ServerConfig::default(), msgs);
     let out = run(&env, &server, &[]);

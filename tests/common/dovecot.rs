@@ -125,7 +125,9 @@ pub fn virtual_size(stored: &[u8]) -> usize {
     lf_to_crlf(stored).len()
 }
 
-fn lf_to_crlf(b: &[u8]) -> Vec<u8> {
+/// Every bare LF becomes CRLF (existing CRLF and bare CR stay), as a POP3
+/// or IMAP server serves a message stored with LF line ends.
+pub fn lf_to_crlf(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len() + b.len() / 16);
     for (i, &c) in b.iter().enumerate() {
         if c == b'\n' && (i == 0 || b[i - 1] != b'\r') {
