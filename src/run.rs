@@ -281,14 +281,13 @@ impl Run<'_, '_> {
                     });
                 }
             }
-            if self.batch.len() >= BATCH_MESSAGES
-                || self.batch_bytes >= BATCH_BYTES
-                || i + 1 == jobs.len()
-            {
+            if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
                 self.commit_batch(true)?;
             }
         }
-        Ok(())
+        // After the loop, not inside it: an iteration that skips a message
+        // must not be able to skip the last commit.
+        self.commit_batch(true)
     }
 
     /// Make the batch durable and recorded; then (when `then_delete` and not

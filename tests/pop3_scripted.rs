@@ -963,3 +963,39 @@ fn host_names_are_verified_by_dns_name_too() {
         }
     }
 }
+
+#[test]
+fn no_uidl_new_mail_before_already_delivered_mail_is_delivered_in_the_same_run() {
+    let env = Env::new();
+    let msgs = three();
+    let cfg = ServerConfig {
+        capa_uidl: false,
+        uidl_supported: false,
+        faults: Faults {
+            fault_connections: Some(1),
+            drop_on_command: Some("QUIT".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs.clone());
+    assert_ne!(run(&env, &server, &[]).code, 0);
+    // New mail arrives in front of the three already delivered ones, so the
+    // last messages of the next run are all "already delivered".
+    let new = msg(9, &["new in front"]);
+    server.mailbox.lock().unwrap().messages.insert(
+        0,
+        common::pop3server::Message {
+            uidl: "new".into(),
+            body: new.clone(),
+            deleted: false,
+        },
+    );
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut all = msgs.clone();
+    all.push(("new".into(), new));
+    assert_eq!(maildir_messages(&env.maildir()), expected(&all));
+    assert!(server.remaining().is_empty());
+    assert!(tmp_files(&env.maildir()).is_empty());
+}
