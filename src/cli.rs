@@ -20,13 +20,26 @@ Exit status:
   77  authentication failed
   78  configuration error, including no way to get a password";
 
-/// Fetch mail from a POP3 server into a Maildir, durably: a message is
-/// deleted from the server only after its local copy is safely on disk and
-/// recorded, so no mail is lost or delivered twice, whatever happens.
+/// Fetch mail from POP3 servers into a Maildir, an mbox, an MDA or stdout,
+/// durably: a message is deleted from the server only after its local copy
+/// is safely on disk and recorded, so no mail is lost or delivered twice,
+/// whatever happens.
+///
+/// Without --pop3, fetch runs the accounts of the config file
+/// ($XDG_CONFIG_HOME/fetch/config.toml): all of them, or the ACCOUNTs named.
+/// Options given on the command line override the file for this run.
 #[derive(Debug, Parser)]
 #[command(name = "fetch", version, after_help = EXIT_CODES, args_override_self = true)]
 pub struct Cli {
-    /// Fetch from this POP3 server.
+    /// Accounts from the config file to fetch [default: all of them].
+    #[arg(value_name = "ACCOUNT")]
+    pub accounts: Vec<String>,
+
+    /// Read this config file instead of $XDG_CONFIG_HOME/fetch/config.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Fetch from this POP3 server (a one-shot account; no config file needed).
     #[arg(long, value_name = "HOST")]
     pub pop3: Option<String>,
 
@@ -64,19 +77,45 @@ pub struct Cli {
 
     /// Leave messages on the server; later runs fetch only messages not
     /// fetched before (tracked by UIDL).
-    #[arg(short, long)]
+    #[arg(short, long, overrides_with = "no_keep")]
     pub keep: bool,
+
+    /// Delete fetched messages from the server even if the config file says
+    /// keep = true.
+    #[arg(long, overrides_with = "keep")]
+    pub no_keep: bool,
 
     /// Fetch all messages, including those fetched before.
     #[arg(short, long)]
     pub all: bool,
 
     /// Deliver into this Maildir (created if missing) [default: ~/Maildir].
-    #[arg(long, value_name = "DIR")]
-    pub maildir: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", group = "destination")]
+    pub maildir: Option<String>,
 
-    /// Network timeout in seconds: for connecting, and for each reply (a
-    /// server must keep making progress within it).
+    /// Append to this mbox file (mboxrd format), locked with a dotlock and fcntl.
+    #[arg(long, value_name = "FILE", group = "destination")]
+    pub mbox: Option<String>,
+
+    /// Hand each message to this command on its stdin (e.g. "procmail -d %T");
+    /// exit status 0 means delivered. %F is the envelope sender, %T the user.
+    #[arg(long, value_name = "CMD", group = "destination")]
+    pub mda: Option<String>,
+
+    /// Write messages to stdout as an mboxrd stream, for pipes. Mail is then
+    /// left on the server (a pipe cannot prove it was kept), unless
+    /// --delete-after-stdout is also given.
+    #[arg(long, group = "destination")]
+    pub stdout: bool,
+
+    /// With --stdout: delete from the server what was written to stdout,
+    /// trusting the reader of the pipe to have kept it.
+    #[arg(long)]
+    pub delete_after_stdout: bool,
+
+    /// Timeout in seconds [default: 60]: for connecting, for each reply (a
+    /// server must keep making progress within it), and the longest wait for
+    /// another program's lock on an mbox.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
 
@@ -90,7 +129,8 @@ pub struct Cli {
     pub verbose: u8,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// TLS from the first byte (RFC 8314).
     Implicit,
@@ -100,7 +140,8 @@ pub enum TlsMode {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
     /// SASL PLAIN if the server offers it, else USER/PASS.
     Auto,

@@ -1,24 +1,61 @@
-//! Resolution of raw settings (command line, environment) into an
-//! [`Account`] where every choice is already made and typed. No network, no
-//! state; nothing downstream re-parses a string.
+//! Resolution of raw settings into [`Account`]s where every choice is
+//! already made and typed. No network, no state; nothing downstream
+//! re-parses a string.
+//!
+//! Layers, lowest first: built-in defaults, the config file's `[defaults]`,
+//! its `[accounts.NAME]`, then the command line. A layer that names a
+//! destination (maildir, mbox, mda, stdout) replaces the destination of the
+//! layers below it; naming two in one layer is an error.
+//!
+//! The config file (TOML, `$XDG_CONFIG_HOME/fetch/config.toml` or
+//! `--config`):
+//!
+//! ```toml
+//! [defaults]
+//! maildir = "~/Maildir"
+//!
+//! [accounts.work]
+//! protocol = "pop3"
+//! host = "pop.example.org"
+//! user = "alice"
+//! password_command = "pass show mail/work"
+//! keep = true
+//! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use indexmap::IndexMap;
+use serde::Deserialize;
+
 use crate::cli::{AuthMethod, Cli, TlsMode};
-use crate::error::{Result, config, usage};
+use crate::error::{Error, Kind, Result, config, usage};
+use crate::secret::Secret;
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Pop3,
+}
+
+/// Where an account's mail goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Maildir(PathBuf),
+    Mbox(PathBuf),
+    /// A command line, as given (split and expanded per message).
+    Mda(String),
+    Stdout,
 }
 
 /// One account, fully resolved.
 #[derive(Debug, Clone)]
 pub struct Account {
-    /// The name used in messages (`fetch: NAME: ...`).
+    /// The name used in messages (`fetch: NAME: ...`): the config file's
+    /// account name, or `user@host` for a one-shot account.
     pub name: String,
     pub protocol: Protocol,
     pub host: String,
@@ -29,9 +66,15 @@ pub struct Account {
     pub allow_plaintext_auth: bool,
     pub auth: AuthMethod,
     pub password_command: Option<String>,
+    /// A password written in the config file (only accepted from a file
+    /// that is private to the user).
+    pub config_password: Option<Arc<Secret>>,
     pub keep: bool,
     pub all: bool,
-    pub maildir: PathBuf,
+    pub dest: Destination,
+    /// With [`Destination::Stdout`]: delete what was written (the user
+    /// trusts the pipe). Never true for other destinations.
+    pub delete_after_stdout: bool,
     pub timeout: Duration,
 }
 
@@ -45,6 +88,11 @@ impl Account {
         };
         format!("{proto}:{}@{}", self.user, self.host.to_ascii_lowercase())
     }
+
+    /// Whether messages are deleted from the server once delivered.
+    pub fn deletes(&self) -> bool {
+        !self.keep && (self.dest != Destination::Stdout || self.delete_after_stdout)
+    }
 }
 
 /// Human-facing output settings.
@@ -54,88 +102,440 @@ pub struct Output {
     pub verbose: u8,
 }
 
-/// Resolve the command line into the accounts to fetch.
+/// One layer of settings: the config file's `[defaults]`, an account, or
+/// the command line. Every command-line setting has a key here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Settings {
+    protocol: Option<Protocol>,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    tls: Option<TlsMode>,
+    cafile: Option<String>,
+    allow_plaintext_auth: Option<bool>,
+    auth: Option<AuthMethod>,
+    password_command: Option<String>,
+    password: Option<String>,
+    keep: Option<bool>,
+    all: Option<bool>,
+    maildir: Option<String>,
+    mbox: Option<String>,
+    mda: Option<String>,
+    stdout: Option<bool>,
+    delete_after_stdout: Option<bool>,
+    timeout: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    #[serde(default)]
+    defaults: Settings,
+    #[serde(default)]
+    accounts: IndexMap<String, Settings>,
+}
+
+impl Settings {
+    fn destinations(&self) -> usize {
+        [
+            self.maildir.is_some(),
+            self.mbox.is_some(),
+            self.mda.is_some(),
+            self.stdout == Some(true),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count()
+    }
+
+    /// `over` on top of `self`: each key set in `over` wins; a destination
+    /// in `over` replaces any destination in `self`.
+    fn overlay(mut self, over: Settings) -> Settings {
+        if over.destinations() > 0 {
+            self.maildir = None;
+            self.mbox = None;
+            self.mda = None;
+            self.stdout = None;
+        }
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
+        }
+        take!(
+            protocol,
+            host,
+            port,
+            user,
+            tls,
+            cafile,
+            allow_plaintext_auth,
+            auth,
+            password_command,
+            password,
+            keep,
+            all,
+            maildir,
+            mbox,
+            mda,
+            stdout,
+            delete_after_stdout,
+            timeout
+        );
+        self
+    }
+
+    fn from_cli(cli: &Cli) -> Settings {
+        Settings {
+            protocol: cli.pop3.as_ref().map(|_| Protocol::Pop3),
+            host: cli.pop3.clone(),
+            port: cli.port,
+            user: cli.user.clone(),
+            tls: cli.tls,
+            cafile: cli
+                .cafile
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            allow_plaintext_auth: cli.allow_plaintext_auth.then_some(true),
+            auth: cli.auth,
+            password_command: cli.password_command.clone(),
+            password: None,
+            keep: if cli.keep {
+                Some(true)
+            } else if cli.no_keep {
+                Some(false)
+            } else {
+                None
+            },
+            all: cli.all.then_some(true),
+            maildir: cli.maildir.clone(),
+            mbox: cli.mbox.clone(),
+            mda: cli.mda.clone(),
+            stdout: cli.stdout.then_some(true),
+            delete_after_stdout: cli.delete_after_stdout.then_some(true),
+            timeout: cli.timeout,
+        }
+    }
+}
+
+/// The config file to read: `--config`, else the default location.
+fn config_path(cli: &Cli) -> Option<PathBuf> {
+    cli.config
+        .clone()
+        .or_else(|| dirs::config_dir().map(|d| d.join("fetch").join("config.toml")))
+}
+
+/// A parsed config file and where it came from.
+struct LoadedFile {
+    path: PathBuf,
+    settings: FileSettings,
+    /// Whether the file may hold a password (private to the user).
+    private: bool,
+}
+
+fn load_file(path: &Path, required: bool) -> Result<Option<LoadedFile>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => return Err(config(format!("cannot read {}: {e}", path.display()))),
+    };
+    let settings: FileSettings = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        let msg = e.message().trim().to_string();
+        match line {
+            Some(l) => config(format!("{}:{l}: {msg}", path.display())),
+            None => config(format!("{}: {msg}", path.display())),
+        }
+    })?;
+    Ok(Some(LoadedFile {
+        path: path.to_path_buf(),
+        private: is_private(path),
+        settings,
+    }))
+}
+
+/// Mode 0600 or stricter and owned by the user running fetch.
+fn is_private(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        // SAFETY: getuid has no preconditions.
+        Ok(m) => m.mode() & 0o077 == 0 && m.uid() == unsafe { libc::getuid() },
+        Err(_) => false,
+    }
+}
+
+/// Resolve the command line (and the config file) into the accounts to fetch.
 pub fn resolve(cli: &Cli) -> Result<(Vec<Account>, Output)> {
     let output = Output {
         quiet: cli.quiet,
         verbose: cli.verbose,
     };
-    let Some(host) = cli.pop3.clone() else {
-        return Err(usage("no server given: use --pop3 HOST (see fetch --help)"));
+    let cli_layer = Settings::from_cli(cli);
+    let path = config_path(cli);
+    let one_shot = cli.pop3.is_some();
+    if one_shot && !cli.accounts.is_empty() {
+        return Err(usage(
+            "give either --pop3 HOST or account names from the config file, not both",
+        ));
+    }
+    let file = match &path {
+        Some(p) => load_file(p, cli.config.is_some())?,
+        None => None,
     };
+
+    let mut layers: Vec<(String, Settings, Option<&LoadedFile>)> = Vec::new();
+    if one_shot {
+        let base = file
+            .as_ref()
+            .map(|f| f.settings.defaults.clone())
+            .unwrap_or_default();
+        layers.push((String::new(), base, file.as_ref()));
+    } else {
+        let Some(f) = &file else {
+            return Err(usage(format!(
+                "no config file ({}) and no --pop3 HOST: nothing to fetch (see fetch --help)",
+                path.map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "$XDG_CONFIG_HOME/fetch/config.toml".into())
+            )));
+        };
+        let names: Vec<String> = if cli.accounts.is_empty() {
+            f.settings.accounts.keys().cloned().collect()
+        } else {
+            cli.accounts.clone()
+        };
+        if names.is_empty() {
+            return Err(config(format!(
+                "{} defines no [accounts.NAME]",
+                f.path.display()
+            )));
+        }
+        for name in names {
+            let Some(acct) = f.settings.accounts.get(&name) else {
+                return Err(config(format!(
+                    "no account named {name:?} in {}",
+                    f.path.display()
+                )));
+            };
+            if acct.destinations() > 1 {
+                return Err(config(format!(
+                    "{}: account {name}: give only one of maildir, mbox, mda, stdout",
+                    f.path.display()
+                )));
+            }
+            let base = f.settings.defaults.clone().overlay(acct.clone());
+            layers.push((name, base, Some(f)));
+        }
+        if f.settings.defaults.destinations() > 1 {
+            return Err(config(format!(
+                "{}: [defaults]: give only one of maildir, mbox, mda, stdout",
+                f.path.display()
+            )));
+        }
+    }
+
+    let mut accounts = Vec::with_capacity(layers.len());
+    for (name, base, file) in layers {
+        let has_password = base.password.is_some();
+        if has_password
+            && let Some(f) = file
+            && !f.private
+        {
+            return Err(config(format!(
+                "{} holds a password but others can read it or it is not yours; \
+                 run: chmod 600 {}",
+                f.path.display(),
+                f.path.display()
+            )));
+        }
+        let merged = base.overlay(cli_layer.clone());
+        accounts.push(build(name, merged).map_err(|e| match file {
+            Some(f) if e.kind == Kind::Config && !one_shot => {
+                Error::new(Kind::Config, format!("{}: {}", f.path.display(), e.msg))
+            }
+            _ => e,
+        })?);
+    }
+    Ok((accounts, output))
+}
+
+fn build(name: String, s: Settings) -> Result<Account> {
+    let acct_hint = if name.is_empty() {
+        String::new()
+    } else {
+        format!("account {name}: ")
+    };
+    let cfg = |m: String| config(format!("{acct_hint}{m}"));
+    let host = s
+        .host
+        .ok_or_else(|| cfg("no host: set host = \"...\"".into()))?;
     if host.is_empty() || host.contains(['/', ' ']) {
         return Err(usage(format!("invalid host name {host:?}")));
     }
-    let tls = cli.tls.unwrap_or(TlsMode::Implicit);
-    let port = cli.port.unwrap_or(match tls {
+    let protocol = s.protocol.unwrap_or(Protocol::Pop3);
+    let tls = s.tls.unwrap_or(TlsMode::Implicit);
+    let port = s.port.unwrap_or(match tls {
         TlsMode::Implicit => 995,
         TlsMode::Starttls | TlsMode::None => 110,
     });
     if port == 0 {
         return Err(usage("port 0 is not a valid port"));
     }
-    let user = match &cli.user {
-        Some(u) => u.clone(),
+    let user = match s.user {
+        Some(u) => u,
         None => std::env::var("USER")
             .ok()
             .filter(|u| !u.is_empty())
-            .ok_or_else(|| config("no user name: give -u NAME (or set $USER)"))?,
+            .ok_or_else(|| cfg("no user name: give -u NAME (or set $USER)".into()))?,
     };
     if user.is_empty() || user.contains(['\r', '\n', '\0']) {
         return Err(usage(
             "the user name is empty or contains a control character",
         ));
     }
-    let maildir = match &cli.maildir {
-        Some(p) => p.clone(),
-        None => dirs::home_dir()
-            .ok_or_else(|| {
-                config("cannot find the home directory for ~/Maildir: give --maildir DIR")
-            })?
-            .join("Maildir"),
+    let dest = if let Some(p) = s.mbox {
+        Destination::Mbox(expand_path(&p)?)
+    } else if let Some(cmd) = s.mda {
+        if cmd.trim().is_empty() {
+            return Err(cfg("the mda command is empty".into()));
+        }
+        Destination::Mda(cmd)
+    } else if s.stdout == Some(true) {
+        Destination::Stdout
+    } else {
+        match s.maildir {
+            Some(p) => Destination::Maildir(expand_path(&p)?),
+            None => Destination::Maildir(
+                dirs::home_dir()
+                    .ok_or_else(|| {
+                        cfg(
+                            "cannot find the home directory for ~/Maildir: give --maildir DIR"
+                                .into(),
+                        )
+                    })?
+                    .join("Maildir"),
+            ),
+        }
     };
-    let maildir = std::path::absolute(&maildir)
-        .map_err(|e| config(format!("bad Maildir path {}: {e}", maildir.display())))?;
-    let timeout = cli.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
-    if timeout == 0 {
-        return Err(usage("--timeout must be at least 1 second"));
+    let delete_after_stdout = s.delete_after_stdout.unwrap_or(false);
+    if delete_after_stdout && dest != Destination::Stdout {
+        return Err(usage(format!(
+            "{acct_hint}--delete-after-stdout only makes sense with --stdout"
+        )));
     }
-    let account = Account {
-        name: format!("{user}@{host}"),
-        protocol: Protocol::Pop3,
+    let timeout = s.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
+    if timeout == 0 {
+        return Err(usage("the timeout must be at least 1 second"));
+    }
+    let display = if name.is_empty() {
+        format!("{user}@{host}")
+    } else {
+        name
+    };
+    Ok(Account {
+        name: display,
+        protocol,
         host,
         port,
         user,
         tls,
-        cafile: cli.cafile.clone(),
-        allow_plaintext_auth: cli.allow_plaintext_auth,
-        auth: cli.auth.unwrap_or(AuthMethod::Auto),
-        password_command: cli.password_command.clone(),
-        keep: cli.keep,
-        all: cli.all,
-        maildir,
+        cafile: s.cafile.as_deref().map(expand_path).transpose()?,
+        allow_plaintext_auth: s.allow_plaintext_auth.unwrap_or(false),
+        auth: s.auth.unwrap_or(AuthMethod::Auto),
+        password_command: s.password_command,
+        config_password: s.password.map(|p| Arc::new(Secret::new(p))),
+        keep: s.keep.unwrap_or(false),
+        all: s.all.unwrap_or(false),
+        dest,
+        delete_after_stdout,
         timeout: Duration::from_secs(timeout),
+    })
+}
+
+/// Expand a leading `~` and `$VAR` / `${VAR}` in a path, and make it
+/// absolute. An unset variable is an error (a silent empty string would
+/// deliver mail somewhere unexpected).
+pub fn expand_path(raw: &str) -> Result<PathBuf> {
+    let mut out = String::with_capacity(raw.len());
+    let rest = if raw == "~" || raw.starts_with("~/") {
+        let home = dirs::home_dir()
+            .ok_or_else(|| config(format!("cannot expand ~ in {raw:?}: no home directory")))?;
+        out.push_str(&home.to_string_lossy());
+        &raw[1..]
+    } else {
+        raw
     };
-    Ok((vec![account], output))
+    let mut chars = rest.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        let tail = &rest[i + 1..];
+        let (name, used) = if let Some(inner) = tail.strip_prefix('{') {
+            let end = inner
+                .find('}')
+                .ok_or_else(|| config(format!("unclosed ${{ in {raw:?}")))?;
+            (&inner[..end], end + 2)
+        } else {
+            let end = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
+            (&tail[..end], end)
+        };
+        if name.is_empty() {
+            out.push('$');
+            continue;
+        }
+        let value = std::env::var(name)
+            .map_err(|_| config(format!("{raw:?} uses ${name}, which is not set")))?;
+        out.push_str(&value);
+        for _ in 0..used {
+            chars.next();
+        }
+    }
+    if out.is_empty() {
+        return Err(config("an empty path"));
+    }
+    std::path::absolute(&out).map_err(|e| config(format!("bad path {out:?}: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
 
-    fn parse(args: &[&str]) -> Result<Account> {
+    fn parse(args: &[&str]) -> Result<Vec<Account>> {
         let mut argv = vec!["fetch"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).unwrap();
-        resolve(&cli).map(|(mut a, _)| a.remove(0))
+        resolve(&cli).map(|(a, _)| a)
+    }
+
+    fn one(args: &[&str]) -> Result<Account> {
+        parse(args).map(|mut a| a.remove(0))
+    }
+
+    /// A config file in a temp dir, mode 0600 unless `mode` says otherwise.
+    fn file(text: &str, mode: u32) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::File::create(&p)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        let s = p.to_string_lossy().into_owned();
+        (dir, s)
     }
 
     #[test]
     fn defaults_follow_tls_mode() {
-        let a = parse(&["--pop3", "h", "-u", "u", "--maildir", "/m"]).unwrap();
+        let a = one(&["--pop3", "h", "-u", "u", "--maildir", "/m"]).unwrap();
         assert_eq!((a.port, a.tls), (995, TlsMode::Implicit));
-        let a = parse(&[
+        let a = one(&[
             "--pop3",
             "h",
             "-u",
@@ -147,7 +547,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.port, 110);
-        let a = parse(&[
+        let a = one(&[
             "--pop3",
             "h",
             "-u",
@@ -163,17 +563,163 @@ mod tests {
         assert_eq!(a.port, 2110);
         assert_eq!(a.timeout, Duration::from_secs(DEFAULT_TIMEOUT_SECS));
         assert_eq!(a.ledger_id(), "pop3:u@h");
-    }
-
-    #[test]
-    fn missing_server_is_usage() {
-        let e = parse(&[]).unwrap_err();
-        assert_eq!(e.kind, crate::error::Kind::Usage);
+        assert_eq!(a.dest, Destination::Maildir("/m".into()));
+        assert!(a.deletes());
     }
 
     #[test]
     fn relative_maildir_becomes_absolute() {
-        let a = parse(&["--pop3", "h", "-u", "u", "--maildir", "rel/Mail"]).unwrap();
-        assert!(a.maildir.is_absolute());
+        let a = one(&["--pop3", "h", "-u", "u", "--maildir", "rel/Mail"]).unwrap();
+        let Destination::Maildir(p) = a.dest else {
+            panic!()
+        };
+        assert!(p.is_absolute());
+    }
+
+    #[test]
+    fn config_accounts_in_file_order_and_cli_overrides() {
+        let (_d, p) = file(
+            r#"
+[defaults]
+maildir = "/var/mail/default"
+keep = true
+
+[accounts.zeta]
+host = "z.example"
+user = "zed"
+
+[accounts.alpha]
+host = "a.example"
+user = "al"
+mbox = "/var/mail/al"
+keep = false
+"#,
+            0o644,
+        );
+        let all = parse(&["--config", &p]).unwrap();
+        assert_eq!(
+            all.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+            ["zeta", "alpha"]
+        );
+        assert!(all[0].keep && !all[1].keep);
+        assert_eq!(
+            all[0].dest,
+            Destination::Maildir("/var/mail/default".into())
+        );
+        assert_eq!(all[1].dest, Destination::Mbox("/var/mail/al".into()));
+
+        let only = parse(&[
+            "--config",
+            &p,
+            "alpha",
+            "--maildir",
+            "/tmp/M",
+            "--keep",
+            "--port",
+            "1995",
+        ])
+        .unwrap();
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].dest, Destination::Maildir("/tmp/M".into()));
+        assert!(only[0].keep);
+        assert_eq!(only[0].port, 1995);
+        let no_keep = parse(&["--config", &p, "zeta", "--no-keep"]).unwrap();
+        assert!(!no_keep[0].keep);
+    }
+
+    #[test]
+    fn unknown_account_key_and_wrong_type_name_the_file_and_line() {
+        let (_d, p) = file("[accounts.a]\nhost = \"h\"\nmailfir = \"/x\"\n", 0o600);
+        let e = parse(&["--config", &p]).unwrap_err();
+        assert_eq!(e.kind, Kind::Config);
+        assert!(e.msg.contains(&format!("{p}:3")), "{}", e.msg);
+        assert!(e.msg.contains("mailfir"), "{}", e.msg);
+
+        let (_d, p) = file("[accounts.a]\nhost = \"h\"\nport = \"pop\"\n", 0o600);
+        let e = parse(&["--config", &p]).unwrap_err();
+        assert!(e.msg.contains(&format!("{p}:3")), "{}", e.msg);
+
+        let (_d, p) = file("[accounts.a]\nhost = \"h\"\n", 0o600);
+        let e = parse(&["--config", &p, "b"]).unwrap_err();
+        assert_eq!(e.kind, Kind::Config);
+        assert!(e.msg.contains("no account named \"b\""), "{}", e.msg);
+
+        let (_d, p) = file(
+            "[accounts.a]\nhost = \"h\"\nmaildir = \"/m\"\nmbox = \"/b\"\n",
+            0o600,
+        );
+        assert_eq!(parse(&["--config", &p]).unwrap_err().kind, Kind::Config);
+    }
+
+    #[test]
+    fn password_needs_a_private_file() {
+        let text = "[accounts.a]\nhost = \"h\"\nuser = \"u\"\npassword = \"pw\"\n";
+        let (_d, p) = file(text, 0o644);
+        let e = parse(&["--config", &p]).unwrap_err();
+        assert_eq!(e.kind, Kind::Config);
+        assert!(e.msg.contains(&format!("chmod 600 {p}")), "{}", e.msg);
+        let (_d, p) = file(text, 0o600);
+        let a = parse(&["--config", &p]).unwrap();
+        assert_eq!(a[0].config_password.as_ref().unwrap().expose(), "pw");
+        assert!(!format!("{:?}", a[0]).contains("\"pw\""));
+    }
+
+    #[test]
+    fn destinations_conflict_and_stdout_deletes_only_when_asked() {
+        let a = one(&["--pop3", "h", "-u", "u", "--stdout"]).unwrap();
+        assert_eq!(a.dest, Destination::Stdout);
+        assert!(!a.deletes());
+        let a = one(&[
+            "--pop3",
+            "h",
+            "-u",
+            "u",
+            "--stdout",
+            "--delete-after-stdout",
+        ])
+        .unwrap();
+        assert!(a.deletes());
+        let e = one(&[
+            "--pop3",
+            "h",
+            "-u",
+            "u",
+            "--maildir",
+            "/m",
+            "--delete-after-stdout",
+        ])
+        .unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
+        // Two destinations on the command line: clap refuses (exit 64 in main).
+        let mut argv = vec!["fetch", "--pop3", "h", "--maildir", "/m", "--mbox", "/b"];
+        assert!(Cli::try_parse_from(&argv).is_err());
+        argv.truncate(3);
+        argv.extend(["--mda", "procmail", "--stdout"]);
+        assert!(Cli::try_parse_from(&argv).is_err());
+    }
+
+    #[test]
+    fn one_shot_and_names_together_is_usage() {
+        let e = parse(&["--pop3", "h", "work"]).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
+    }
+
+    #[test]
+    fn paths_expand_home_and_variables() {
+        let home = dirs::home_dir().unwrap();
+        assert_eq!(expand_path("~/Mail").unwrap(), home.join("Mail"));
+        // SAFETY: tests in this module do not read FETCH_TEST_VAR concurrently.
+        unsafe { std::env::set_var("FETCH_TEST_VAR", "/srv/mail") };
+        assert_eq!(
+            expand_path("$FETCH_TEST_VAR/x").unwrap(),
+            PathBuf::from("/srv/mail/x")
+        );
+        assert_eq!(
+            expand_path("${FETCH_TEST_VAR}y").unwrap(),
+            PathBuf::from("/srv/maily")
+        );
+        assert_eq!(expand_path("/a$/b").unwrap(), PathBuf::from("/a$/b"));
+        assert!(expand_path("$FETCH_TEST_UNSET_VAR/x").is_err());
+        assert!(expand_path("${FETCH_TEST_VAR").is_err());
     }
 }

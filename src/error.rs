@@ -33,6 +33,9 @@ pub enum Kind {
     Auth,
     /// Configuration error, including "no password source" (78).
     Config,
+    /// The reader of our stdout went away (EPIPE, as with `| head`): the
+    /// run stops without changing the server, and that is success (0).
+    PipeClosed,
 }
 
 impl Kind {
@@ -49,6 +52,7 @@ impl Kind {
             Kind::Protocol => 76,
             Kind::Auth => 77,
             Kind::Config => 78,
+            Kind::PipeClosed => 0,
         }
     }
 }

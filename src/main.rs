@@ -6,6 +6,7 @@ mod config;
 mod deliver;
 mod error;
 mod net;
+mod netrc;
 mod pop3;
 mod run;
 mod secret;
@@ -51,6 +52,7 @@ fn real_main() -> i32 {
                 ui.info(&acct.name, &summary.line());
                 codes.push(0);
             }
+            Err(e) if e.kind == error::Kind::PipeClosed => codes.push(0),
             Err(e) => {
                 ui.error(&acct.name, &e.msg);
                 codes.push(e.kind.exit_code());

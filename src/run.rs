@@ -2,25 +2,27 @@
 //! delivery, commit and server mutation:
 //!
 //! password -> lock ledger -> recover -> connect -> login -> list -> for each
-//! batch: RETR (pipelined) into tmp/ -> fsync files -> journal intents ->
-//! rename into new/ + fsync new/ -> journal "delivered" (the commit point)
-//! -> only then DELE -> ... -> QUIT -> journal "removed".
+//! batch: RETR (pipelined) streamed into the destination -> the
+//! destination's commit (e.g. Maildir: fsync files -> journal intents ->
+//! rename into new/ + fsync new/ -> journal "delivered") -> only then DELE,
+//! and only for what the commit reports delivered -> ... -> QUIT -> journal
+//! "removed".
 //!
 //! A failure in the middle still commits the messages that arrived whole,
 //! then drops the connection without QUIT, so the server deletes nothing
 //! from this session; the next run sends the DELEs without downloading again.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::path::PathBuf;
+use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
 use crate::config::Account;
-use crate::deliver::maildir::{self, Maildir, Staged};
-use crate::error::{Result, config, protocol, temporary};
+use crate::deliver::{self, Deliver, MessageInfo, Outcome, maildir, mbox, unix_now};
+use crate::error::{Error, Result, config, protocol, temporary};
 use crate::pop3::{Listed, Retrieved, Session};
-use crate::state::{self, Entry, Ledger};
+use crate::state::{self, Entry, Ledger, Target};
 use crate::term::escape;
 use crate::ui::{Ui, human_bytes};
 
@@ -68,8 +70,9 @@ pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
         .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
     let id = acct.ledger_id();
     let mut ledger = Ledger::open(&root, &id)?;
-    let mut maildir = Maildir::open(&acct.maildir, &state::account_tag(&id))?;
-    recover(&mut ledger, &maildir, ui, &acct.name)?;
+    recover(&mut ledger, acct, ui)?;
+    let mut dest = deliver::open(acct, ledger.dir(), &state::account_tag(&id))?;
+    dest.clean_up()?;
 
     let mut session = Session::connect(acct, ui)?;
     session.login(acct, &password)?;
@@ -80,11 +83,12 @@ pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
         acct,
         ui,
         ledger: &mut ledger,
-        maildir: &mut maildir,
+        dest: dest.as_mut(),
         session,
         batch: Vec::new(),
         batch_bytes: 0,
         dele_keys: HashMap::new(),
+        failures: Vec::new(),
         summary: Summary::default(),
     };
     let outcome = run.fetch(&listing);
@@ -92,6 +96,7 @@ pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
         session,
         mut summary,
         dele_keys,
+        failures,
         ..
     } = run;
     let on_server = outcome?;
@@ -103,6 +108,9 @@ pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
         &on_server,
         &mut summary,
     )?;
+    if let Some(first) = failures.into_iter().next() {
+        return Err(first);
+    }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -116,22 +124,19 @@ struct Job {
     key: Option<String>,
 }
 
-struct Item {
-    msgno: u32,
-    key: String,
-    staged: Staged,
-}
-
 struct Run<'a, 'u> {
     acct: &'a Account,
     ui: &'u Ui,
     ledger: &'a mut Ledger,
-    maildir: &'a mut Maildir,
+    dest: &'a mut dyn Deliver,
     session: Session<'u>,
-    batch: Vec<Item>,
+    /// Staged messages not yet committed: (msgno, ledger key).
+    batch: Vec<(u32, String)>,
     batch_bytes: u64,
     /// DELEs sent this session: msgno -> ledger key.
     dele_keys: HashMap<u32, String>,
+    /// Messages the destination refused (they stay on the server).
+    failures: Vec<Error>,
     summary: Summary,
 }
 
@@ -139,10 +144,11 @@ impl Run<'_, '_> {
     /// Plan and fetch. Returns the ledger keys present on the server.
     fn fetch(&mut self, listing: &[Listed]) -> Result<HashSet<String>> {
         let uidl_mode = listing.iter().all(|m| m.uidl.is_some());
-        if self.acct.keep && !uidl_mode {
+        let deletes = self.acct.deletes();
+        if !deletes && !uidl_mode {
             return Err(protocol(
-                "the server does not support UIDL, which --keep needs to tell new \
-                 messages from old ones; run without --keep to download and delete",
+                "the server does not support UIDL, which is needed to leave mail on the \
+                 server and tell new messages from old ones; run in delete mode instead",
             ));
         }
         let mut jobs = Vec::new();
@@ -153,7 +159,7 @@ impl Run<'_, '_> {
                 Some(uidl) => {
                     let key = format!("u:{uidl}");
                     if self.ledger.contains(&key) && !self.acct.all {
-                        if !self.acct.keep {
+                        if deletes {
                             delete_only.push((m.msgno, key.clone()));
                         }
                     } else {
@@ -189,6 +195,7 @@ impl Run<'_, '_> {
 
         if let Err(e) = self.retrieve(&jobs, &delivered_hashes) {
             // Keep whatever arrived whole, then hang up without QUIT.
+            self.dest.abort();
             let kept = self.commit_batch(false);
             self.session.abort();
             kept?;
@@ -214,24 +221,22 @@ impl Run<'_, '_> {
             }
             self.session.flush()?;
 
-            let mut staging = self.maildir.create()?;
+            self.dest.begin(&MessageInfo::default())?;
             let mut hasher = job.key.is_none().then(Sha256::new);
+            let dest = &mut *self.dest;
             let got = self.session.read_retr(job.msgno, job.size, &mut |chunk| {
                 if let Some(h) = hasher.as_mut() {
                     h.update(chunk);
                 }
-                staging.write(chunk)
+                dest.write(chunk)
             });
-            let got = match got {
-                Ok(g) => g,
+            let (wire, written) = match got {
                 Err(e) => {
-                    self.maildir.discard(staging.path());
+                    self.dest.abort();
                     return Err(e);
                 }
-            };
-            match got {
-                Retrieved::Refused(text) => {
-                    self.maildir.discard(staging.path());
+                Ok(Retrieved::Refused(text)) => {
+                    self.dest.abort();
                     self.ui.warn(
                         &self.acct.name,
                         &format!(
@@ -240,47 +245,43 @@ impl Run<'_, '_> {
                             escape(&text)
                         ),
                     );
+                    continue;
                 }
-                Retrieved::Done { wire, written } => {
-                    // A server appends CRLF to a message that lacks a final
-                    // line break (the terminator needs one) without counting
-                    // it in LIST: that is not a discrepancy worth a warning.
-                    if wire != job.size && wire != job.size + 2 {
-                        self.ui.warn(
-                            &self.acct.name,
-                            &format!(
-                                "message {}: LIST announced {} bytes but the server sent {wire}",
-                                job.msgno, job.size
-                            ),
-                        );
-                    }
-                    let key = match (&job.key, hasher) {
-                        (Some(k), _) => k.clone(),
-                        (None, Some(h)) => format!("h:{}", state::hex(&h.finalize())),
-                        (None, None) => unreachable!("a hasher exists when there is no key"),
-                    };
-                    if job.key.is_none() && delivered_hashes.contains(&key) {
-                        // Delivered by an interrupted earlier run.
-                        self.maildir.discard(staging.path());
-                        if !self.acct.keep {
-                            self.session.queue_dele(job.msgno)?;
-                            self.dele_keys.insert(job.msgno, key);
-                        }
-                        continue;
-                    }
-                    self.ui.detail(
-                        &self.acct.name,
-                        &format!("message {} ({written} bytes)", job.msgno),
-                    );
-                    let staged = self.maildir.finish(staging);
-                    self.batch_bytes += written;
-                    self.batch.push(Item {
-                        msgno: job.msgno,
-                        key,
-                        staged,
-                    });
-                }
+                Ok(Retrieved::Done { wire, written }) => (wire, written),
+            };
+            // A server appends CRLF to a message that lacks a final line
+            // break (the terminator needs one) without counting it in LIST:
+            // that is not a discrepancy worth a warning.
+            if wire != job.size && wire != job.size + 2 {
+                self.ui.warn(
+                    &self.acct.name,
+                    &format!(
+                        "message {}: LIST announced {} bytes but the server sent {wire}",
+                        job.msgno, job.size
+                    ),
+                );
             }
+            let key = match (&job.key, hasher) {
+                (Some(k), _) => k.clone(),
+                (None, Some(h)) => format!("h:{}", state::hex(&h.finalize())),
+                (None, None) => unreachable!("a hasher exists when there is no key"),
+            };
+            if job.key.is_none() && delivered_hashes.contains(&key) {
+                // Delivered by an interrupted earlier run.
+                self.dest.abort();
+                if self.acct.deletes() {
+                    self.session.queue_dele(job.msgno)?;
+                    self.dele_keys.insert(job.msgno, key);
+                }
+                continue;
+            }
+            let stored = self.dest.end()?;
+            self.ui.detail(
+                &self.acct.name,
+                &format!("message {} ({stored} bytes)", job.msgno),
+            );
+            self.batch.push((job.msgno, key));
+            self.batch_bytes += written;
             if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
                 self.commit_batch(true)?;
             }
@@ -290,50 +291,41 @@ impl Run<'_, '_> {
         self.commit_batch(true)
     }
 
-    /// Make the batch durable and recorded; then (when `then_delete` and not
-    /// keeping) queue its DELEs. The order here is the durability guarantee.
+    /// Deliver and record the batch; then (when `then_delete` and the
+    /// account deletes) queue DELEs for what the destination delivered.
     fn commit_batch(&mut self, then_delete: bool) -> Result<()> {
         if self.batch.is_empty() {
             return Ok(());
         }
         let items = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        let mut keys = Vec::with_capacity(items.len());
-        let mut staged = Vec::with_capacity(items.len());
-        for it in items {
-            keys.push((it.msgno, it.key));
-            staged.push(it.staged);
+        let keys: Vec<String> = items.iter().map(|(_, k)| k.clone()).collect();
+        if self.dest.staged() != keys.len() {
+            return Err(crate::error::internal(format!(
+                "{} messages staged but {} to commit",
+                self.dest.staged(),
+                keys.len()
+            )));
         }
-        // 1. The files' data is on disk.
-        self.maildir.sync(&staged)?;
-        // 2. The journal says which names are about to appear in new/.
-        let dir = self.maildir.root().to_path_buf();
-        for ((_, key), s) in keys.iter().zip(&staged) {
-            self.ledger.intend(key, &dir, &s.final_name());
-        }
-        self.ledger.commit()?;
-        // 3. Renames into new/, made durable by one fsync of new/.
-        let names = self.maildir.publish(staged)?;
-        // 4. The commit point.
-        let now = unix_now();
-        for ((_, key), (name, size)) in keys.iter().zip(&names) {
-            self.ledger.delivered(
-                key,
-                Entry {
-                    name: name.clone(),
-                    size: *size,
-                    time: now,
-                },
-            );
-            self.summary.fetched += 1;
-            self.summary.bytes += size;
-        }
-        self.ledger.commit()?;
-        // 5. Only now may the server forget these messages.
-        if then_delete && !self.acct.keep {
-            for (n, key) in keys {
-                self.session.queue_dele(n)?;
-                self.dele_keys.insert(n, key);
+        let outcomes = self.dest.commit(self.ledger, &keys)?;
+        for ((n, key), outcome) in items.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Delivered(entry) => {
+                    self.summary.fetched += 1;
+                    self.summary.bytes += entry.size;
+                    // Only now may the server forget this message.
+                    if then_delete && self.acct.deletes() {
+                        self.session.queue_dele(n)?;
+                        self.dele_keys.insert(n, key);
+                    }
+                }
+                Outcome::Failed(e) => {
+                    self.ui.warn(
+                        &self.acct.name,
+                        &format!("message {n} stays on the server: {}", e.msg),
+                    );
+                    self.failures.push(e);
+                }
             }
         }
         Ok(())
@@ -356,7 +348,7 @@ fn finish(
              and will be retried on the next run",
         ));
     }
-    if !acct.keep {
+    if acct.deletes() {
         let refused: HashSet<u32> = session.dele_refused.iter().map(|(n, _)| *n).collect();
         for n in &session.dele_accepted {
             if let Some(key) = dele_keys.get(n) {
@@ -387,10 +379,10 @@ fn finish(
         }
         ledger.write_buffered()?;
     }
-    if acct.keep {
-        ledger.maybe_compact(|k| on_server.contains(k))?;
-    } else {
+    if acct.deletes() {
         ledger.maybe_compact(|_| true)?;
+    } else {
+        ledger.maybe_compact(|k| on_server.contains(k))?;
     }
     if let Some((n, text)) = session.dele_refused.first() {
         return Err(protocol(format!(
@@ -403,28 +395,34 @@ fn finish(
     Ok(())
 }
 
-/// Settle deliveries that a crashed run left half-done (GUIDE §4): a
-/// journalled intent whose file is in `new/` or `cur/` was delivered; one
-/// whose file is not there was not, and will be fetched again. Then remove
-/// this account's leftovers from `tmp/`.
-fn recover(ledger: &mut Ledger, maildir: &Maildir, ui: &Ui, name: &str) -> Result<()> {
+/// Settle deliveries that a crashed run left half-done (GUIDE §4), whatever
+/// the destination is now: a Maildir intent whose file is in `new/` or
+/// `cur/` was delivered; an mbox intent whose bytes are in the mbox, whole
+/// and ours, was delivered (a torn one is cut off); anything else was not,
+/// and will be fetched again.
+fn recover(ledger: &mut Ledger, acct: &Account, ui: &Ui) -> Result<()> {
+    let name = acct.name.as_str();
     let intents = ledger.pending_intents().to_vec();
-    if !intents.is_empty() {
-        let mut synced: HashSet<&Path> = HashSet::new();
-        let (mut found, mut missing) = (0, 0);
-        let now = unix_now();
-        for i in &intents {
-            match maildir::find_in(&i.dir, &i.name) {
+    if intents.is_empty() {
+        return Ok(());
+    }
+    let now = unix_now();
+    let (mut found, mut missing) = (0, 0);
+    let mut synced: HashSet<PathBuf> = HashSet::new();
+    let mut mbox_intents: Vec<(String, PathBuf, u64, u64, u32)> = Vec::new();
+    for i in intents {
+        match i.target {
+            Target::Maildir { dir, name: file } => match maildir::find_in(&dir, &file) {
                 Some(path) => {
-                    if synced.insert(i.dir.as_path()) {
-                        maildir::sync_dir(&i.dir.join("new"))?;
-                        maildir::sync_dir(&i.dir.join("cur"))?;
+                    if synced.insert(dir.clone()) {
+                        maildir::sync_dir(&dir.join("new"))?;
+                        maildir::sync_dir(&dir.join("cur"))?;
                     }
                     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     ledger.delivered(
                         &i.key,
                         Entry {
-                            name: i.name.clone(),
+                            name: file,
                             size,
                             time: now,
                         },
@@ -432,27 +430,37 @@ fn recover(ledger: &mut Ledger, maildir: &Maildir, ui: &Ui, name: &str) -> Resul
                     found += 1;
                 }
                 None => {
-                    ledger.aborted(&i.name);
+                    ledger.aborted(&i.key);
                     missing += 1;
                 }
+            },
+            Target::Mbox {
+                path,
+                offset,
+                len,
+                crc,
+            } => mbox_intents.push((i.key, path, offset, len, crc)),
+        }
+    }
+    for (key, delivered) in mbox::recover(&mbox_intents, acct.timeout, ui, name)? {
+        match delivered {
+            Some(entry) => {
+                ledger.delivered(&key, entry);
+                found += 1;
+            }
+            None => {
+                ledger.aborted(&key);
+                missing += 1;
             }
         }
-        ledger.commit()?;
-        ui.info(
-            name,
-            &format!(
-                "finished an interrupted run: {found} message(s) were delivered, \
-                 {missing} will be fetched again"
-            ),
-        );
     }
-    maildir.remove_stale_tmp()?;
+    ledger.commit()?;
+    ui.info(
+        name,
+        &format!(
+            "finished an interrupted run: {found} message(s) were delivered, \
+             {missing} will be fetched again"
+        ),
+    );
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

@@ -1,9 +1,10 @@
 //! Password sources and the [`Secret`] type that carries a password.
 //!
 //! Sources, in order: the account's password command (run with `sh -c`, the
-//! first line of its output), then a prompt on the controlling terminal with
-//! echo off. With neither, fail at once (exit 78) rather than hang: a cron
-//! job has no terminal.
+//! first line of its output), `~/.netrc` (or `$NETRC`), a password in the
+//! config file, then a prompt on the controlling terminal with echo off.
+//! With none of them, fail at once (exit 78) rather than hang: a cron job
+//! has no terminal.
 //!
 //! While a password is held the process is made non-dumpable, so a core
 //! dump or a ptrace by another user cannot read it, and a [`Secret`] is wiped
@@ -59,12 +60,30 @@ pub fn obtain(acct: &Account) -> Result<Secret> {
     if let Some(cmd) = &acct.password_command {
         return from_command(cmd);
     }
+    if let Some(path) = netrc_path()
+        && let Some(pw) = crate::netrc::lookup_file(&path, &acct.host, &acct.user)?
+    {
+        return Ok(Secret::new(pw));
+    }
+    if let Some(pw) = &acct.config_password {
+        return Ok(Secret::new(pw.expose().to_string()));
+    }
     prompt(&format!("Password for {}: ", acct.name)).map_err(|why| {
         config(format!(
             "no password: {why}; give --password-command CMD (for example \
-             --password-command 'pass show mail')"
+             --password-command 'pass show mail'), a ~/.netrc entry for machine {} \
+             login {}, or password_command in the config file",
+            acct.host, acct.user
         ))
     })
+}
+
+/// `$NETRC`, else `~/.netrc`.
+fn netrc_path() -> Option<std::path::PathBuf> {
+    match std::env::var_os("NETRC") {
+        Some(p) if !p.is_empty() => Some(p.into()),
+        _ => dirs::home_dir().map(|h| h.join(".netrc")),
+    }
 }
 
 fn from_command(cmd: &str) -> Result<Secret> {

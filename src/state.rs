@@ -62,9 +62,22 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intent {
     pub key: String,
-    /// The Maildir the file was published into (any bytes a path may hold).
-    pub dir: PathBuf,
-    pub name: String,
+    pub target: Target,
+}
+
+/// Where an intended delivery was going.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `name` in `new/` of the Maildir `dir` (any bytes a path may hold).
+    Maildir { dir: PathBuf, name: String },
+    /// `len` bytes at `offset` in the mbox `path`, with this CRC-32, so a
+    /// later run can tell our whole message from a torn or foreign one.
+    Mbox {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+        crc: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +86,7 @@ enum Record {
     Intent(Intent),
     Delivered { key: String, entry: Entry },
     Removed { key: String },
-    Aborted { name: String },
+    Aborted { key: String },
     End { count: u64 },
 }
 
@@ -82,6 +95,7 @@ const T_INTENT: u8 = 2;
 const T_DELIVERED: u8 = 3;
 const T_REMOVED: u8 = 4;
 const T_ABORTED: u8 = 5;
+const T_INTENT_MBOX: u8 = 6;
 const T_END: u8 = 0x7f;
 
 impl Record {
@@ -93,11 +107,31 @@ impl Record {
                 out.push(T_META);
                 put_str(out, account);
             }
-            Record::Intent(i) => {
+            Record::Intent(Intent {
+                key,
+                target: Target::Maildir { dir, name },
+            }) => {
                 out.push(T_INTENT);
-                put_str(out, &i.key);
-                put_bytes(out, i.dir.as_os_str().as_bytes());
-                put_str(out, &i.name);
+                put_str(out, key);
+                put_bytes(out, dir.as_os_str().as_bytes());
+                put_str(out, name);
+            }
+            Record::Intent(Intent {
+                key,
+                target:
+                    Target::Mbox {
+                        path,
+                        offset,
+                        len,
+                        crc,
+                    },
+            }) => {
+                out.push(T_INTENT_MBOX);
+                put_str(out, key);
+                put_bytes(out, path.as_os_str().as_bytes());
+                put_u64(out, *offset);
+                put_u64(out, *len);
+                put_u64(out, u64::from(*crc));
             }
             Record::Delivered { key, entry } => {
                 out.push(T_DELIVERED);
@@ -110,9 +144,9 @@ impl Record {
                 out.push(T_REMOVED);
                 put_str(out, key);
             }
-            Record::Aborted { name } => {
+            Record::Aborted { key } => {
                 out.push(T_ABORTED);
-                put_str(out, name);
+                put_str(out, key);
             }
             Record::End { count } => {
                 out.push(T_END);
@@ -133,8 +167,19 @@ impl Record {
             T_META => Record::Meta { account: r.str()? },
             T_INTENT => Record::Intent(Intent {
                 key: r.str()?,
-                dir: PathBuf::from(OsStr::from_bytes(r.bytes()?)),
-                name: r.str()?,
+                target: Target::Maildir {
+                    dir: PathBuf::from(OsStr::from_bytes(r.bytes()?)),
+                    name: r.str()?,
+                },
+            }),
+            T_INTENT_MBOX => Record::Intent(Intent {
+                key: r.str()?,
+                target: Target::Mbox {
+                    path: PathBuf::from(OsStr::from_bytes(r.bytes()?)),
+                    offset: r.u64()?,
+                    len: r.u64()?,
+                    crc: u32::try_from(r.u64()?).map_err(|_| "bad checksum")?,
+                },
             }),
             T_DELIVERED => Record::Delivered {
                 key: r.str()?,
@@ -145,7 +190,7 @@ impl Record {
                 },
             },
             T_REMOVED => Record::Removed { key: r.str()? },
-            T_ABORTED => Record::Aborted { name: r.str()? },
+            T_ABORTED => Record::Aborted { key: r.str()? },
             T_END => Record::End { count: r.u64()? },
             other => return Err(format!("unknown record type {other}")),
         };
@@ -532,6 +577,11 @@ impl Ledger {
         })
     }
 
+    /// The account's state directory (also home to spool files).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
@@ -560,12 +610,11 @@ impl Ledger {
         &self.intents
     }
 
-    /// Buffer: `name` in `dir` is about to be published for `key`.
-    pub fn intend(&mut self, key: &str, dir: &Path, name: &str) {
+    /// Buffer: the message `key` is about to be published at `target`.
+    pub fn intend(&mut self, key: &str, target: Target) {
         let i = Intent {
             key: key.into(),
-            dir: dir.to_path_buf(),
-            name: name.into(),
+            target,
         };
         Record::Intent(i.clone()).encode(&mut self.buf);
         self.intents.push(i);
@@ -578,7 +627,7 @@ impl Ledger {
             entry: entry.clone(),
         }
         .encode(&mut self.buf);
-        self.intents.retain(|i| i.name != entry.name);
+        self.intents.retain(|i| i.key != key);
         self.entries.insert(key.into(), entry);
     }
 
@@ -589,10 +638,10 @@ impl Ledger {
         }
     }
 
-    /// Buffer: the intent to publish `name` did not happen.
-    pub fn aborted(&mut self, name: &str) {
-        Record::Aborted { name: name.into() }.encode(&mut self.buf);
-        self.intents.retain(|i| i.name != name);
+    /// Buffer: the intended delivery of `key` did not happen.
+    pub fn aborted(&mut self, key: &str) {
+        Record::Aborted { key: key.into() }.encode(&mut self.buf);
+        self.intents.retain(|i| i.key != key);
     }
 
     /// Write the buffered records and make them durable: the commit point.
@@ -686,13 +735,13 @@ fn apply(
             }
             Record::Intent(i) => intents.push(i.clone()),
             Record::Delivered { key, entry } => {
-                intents.retain(|i| i.name != entry.name);
+                intents.retain(|i| &i.key != key);
                 entries.insert(key.clone(), entry.clone());
             }
             Record::Removed { key } => {
                 entries.remove(key);
             }
-            Record::Aborted { name } => intents.retain(|i| &i.name != name),
+            Record::Aborted { key } => intents.retain(|i| &i.key != key),
             Record::End { .. } => {}
         }
     }
@@ -741,6 +790,13 @@ mod tests {
 
     const ACCT: &str = "pop3:alice@mail.example";
 
+    fn md(name: &str) -> Target {
+        Target::Maildir {
+            dir: "/m".into(),
+            name: name.into(),
+        }
+    }
+
     #[test]
     fn records_round_trip() {
         let recs = vec![
@@ -749,8 +805,19 @@ mod tests {
             },
             Record::Intent(Intent {
                 key: "u:../x y".into(),
-                dir: PathBuf::from(OsStr::from_bytes(b"/m\xff")),
-                name: "n".into(),
+                target: Target::Maildir {
+                    dir: PathBuf::from(OsStr::from_bytes(b"/m\xff")),
+                    name: "n".into(),
+                },
+            }),
+            Record::Intent(Intent {
+                key: "u:2".into(),
+                target: Target::Mbox {
+                    path: "/var/mail/x".into(),
+                    offset: 1 << 40,
+                    len: 3,
+                    crc: u32::MAX,
+                },
             }),
             Record::Delivered {
                 key: "k".into(),
@@ -761,7 +828,7 @@ mod tests {
                 },
             },
             Record::Removed { key: "".into() },
-            Record::Aborted { name: "n".into() },
+            Record::Aborted { key: "n".into() },
             Record::End { count: 300 },
         ];
         let mut buf = Vec::new();
@@ -779,7 +846,7 @@ mod tests {
         {
             let mut l = Ledger::open(root.path(), ACCT).unwrap();
             assert!(l.is_empty());
-            l.intend("u:1", Path::new("/m"), "a");
+            l.intend("u:1", md("a"));
             l.delivered("u:1", entry("a"));
             l.delivered("u:2", entry("b"));
             l.commit().unwrap();
@@ -816,14 +883,14 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         {
             let mut l = Ledger::open(root.path(), ACCT).unwrap();
-            l.intend("u:1", Path::new("/m"), "a");
-            l.intend("u:2", Path::new("/m"), "b");
+            l.intend("u:1", md("a"));
+            l.intend("u:2", md("b"));
             l.commit().unwrap();
         }
         let mut l = Ledger::open(root.path(), ACCT).unwrap();
         assert_eq!(l.pending_intents().len(), 2);
         l.delivered("u:1", entry("a"));
-        l.aborted("b");
+        l.aborted("u:2");
         l.commit().unwrap();
         drop(l);
         let l = Ledger::open(root.path(), ACCT).unwrap();

@@ -24,7 +24,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::error::{Context, Kind, Result, cant_create, local_io};
+use crate::deliver::{Deliver, MessageInfo, Outcome, unix_now};
+use crate::error::{Context, Kind, Result, cant_create, internal, local_io};
+use crate::state::{Entry, Ledger, Target};
 
 /// Batches at least this large are synced with one syncfs(2); see [`Maildir::sync`].
 pub const SYNCFS_MIN_BATCH: usize = 16;
@@ -35,6 +37,10 @@ pub struct Maildir {
     host: String,
     pid: u32,
     seq: u64,
+    /// The message being written, as a [`Deliver`] destination.
+    current: Option<Staging>,
+    /// Complete messages waiting for [`Deliver::commit`].
+    pending: Vec<Staged>,
 }
 
 /// A message being written into `tmp/`.
@@ -69,6 +75,7 @@ impl Staging {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -107,11 +114,9 @@ impl Maildir {
             host: hostname_for_maildir(),
             pid: std::process::id(),
             seq: 0,
+            current: None,
+            pending: Vec::new(),
         })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Start a new message in `tmp/`.
@@ -247,6 +252,98 @@ impl Maildir {
             self.tag,
             self.host
         )
+    }
+}
+
+impl Deliver for Maildir {
+    fn begin(&mut self, _info: &MessageInfo) -> Result<()> {
+        self.abort();
+        self.current = Some(self.create()?);
+        Ok(())
+    }
+
+    fn write(&mut self, chunk: &[u8]) -> Result<()> {
+        match &mut self.current {
+            Some(s) => s.write(chunk),
+            None => Err(internal("Maildir write without begin")),
+        }
+    }
+
+    fn end(&mut self) -> Result<u64> {
+        let s = self
+            .current
+            .take()
+            .ok_or_else(|| internal("Maildir end without begin"))?;
+        let staged = self.finish(s);
+        let size = staged.size;
+        self.pending.push(staged);
+        Ok(size)
+    }
+
+    fn abort(&mut self) {
+        if let Some(s) = self.current.take() {
+            let path = s.path.clone();
+            drop(s);
+            self.discard(&path);
+        }
+    }
+
+    fn staged(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn clean_up(&mut self) -> Result<()> {
+        self.remove_stale_tmp().map(|_| ())
+    }
+
+    /// The order is the guarantee: files durable -> journal intents ->
+    /// renames into new/ + one fsync of new/ -> journal "delivered".
+    fn commit(&mut self, ledger: &mut Ledger, keys: &[String]) -> Result<Vec<Outcome>> {
+        let batch = std::mem::take(&mut self.pending);
+        if batch.len() != keys.len() {
+            return Err(internal(
+                "Maildir commit: keys and messages differ in number",
+            ));
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.sync(&batch)?;
+        for (key, s) in keys.iter().zip(&batch) {
+            ledger.intend(
+                key,
+                Target::Maildir {
+                    dir: self.root.clone(),
+                    name: s.final_name(),
+                },
+            );
+        }
+        ledger.commit()?;
+        let names = self.publish(batch)?;
+        let now = unix_now();
+        let mut out = Vec::with_capacity(names.len());
+        for (key, (name, size)) in keys.iter().zip(names) {
+            let entry = Entry {
+                name,
+                size,
+                time: now,
+            };
+            ledger.delivered(key, entry.clone());
+            out.push(Outcome::Delivered(entry));
+        }
+        ledger.commit()?;
+        Ok(out)
+    }
+}
+
+impl Drop for Maildir {
+    fn drop(&mut self) {
+        // Staged files never published are removed; a crash leaves them to
+        // `remove_stale_tmp` of the next run.
+        self.abort();
+        for s in std::mem::take(&mut self.pending) {
+            let _ = fs::remove_file(&s.tmp_path);
+        }
     }
 }
 

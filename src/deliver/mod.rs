@@ -1,5 +1,86 @@
-//! Destinations for fetched mail. Each writes a message as it streams in and
-//! makes a batch durable in steps that `run.rs` interleaves with the ledger.
-//! Maildir is the first; mbox, MDA and stdout follow the same shape.
+//! Destinations for fetched mail, behind one trait.
+//!
+//! A message streams in through [`Deliver::begin`], [`Deliver::write`] and
+//! [`Deliver::end`] (or [`Deliver::abort`]); it is then staged, not yet
+//! delivered. [`Deliver::commit`] delivers every staged message and records
+//! each in the ledger, in the order that destination's durability needs:
+//! Maildir publishes by rename, mbox appends under its locks, an MDA is a
+//! pipe whose exit status decides, stdout is a pipe that cannot prove
+//! anything. Each destination owns that order; `run.rs` owns when a batch
+//! is committed, and that the server is changed only for messages the
+//! commit reports delivered.
 
 pub mod maildir;
+pub mod mbox;
+pub mod mbox_lock;
+pub mod mboxrd;
+pub mod mda;
+pub mod mda_cmd;
+pub mod spool;
+pub mod stdout;
+
+use std::path::Path;
+
+use crate::config::{Account, Destination};
+use crate::error::Result;
+use crate::state::{Entry, Ledger};
+
+/// What is known about a message before its bytes arrive.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessageInfo {
+    /// When the server received it (seconds since the epoch), if it says.
+    pub received: Option<i64>,
+}
+
+/// What became of one staged message at commit.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Delivered and recorded: the server may forget it.
+    Delivered(Entry),
+    /// Not delivered (e.g. the MDA refused it); it stays on the server and
+    /// the run fails with this error's kind and message.
+    Failed(crate::error::Error),
+}
+
+pub trait Deliver {
+    /// Start a message.
+    fn begin(&mut self, info: &MessageInfo) -> Result<()>;
+    /// More of the message (line endings already LF).
+    fn write(&mut self, chunk: &[u8]) -> Result<()>;
+    /// The message is complete; it stays staged until [`Deliver::commit`].
+    /// Returns the bytes it will occupy.
+    fn end(&mut self) -> Result<u64>;
+    /// Throw away the message in progress.
+    fn abort(&mut self);
+    /// Messages staged and not yet committed.
+    fn staged(&self) -> usize;
+    /// Deliver every staged message and record it in `ledger` under the
+    /// matching key (`keys.len() == self.staged()`), durably. Returns one
+    /// outcome per message, in order. An `Err` means nothing more can be
+    /// said: messages not reported delivered must be treated as not.
+    fn commit(&mut self, ledger: &mut Ledger, keys: &[String]) -> Result<Vec<Outcome>>;
+    /// Remove this account's leftovers from a crashed run (called under the
+    /// account's lock, after recovery).
+    fn clean_up(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Open the destination of `acct`. `state_dir` is the account's ledger
+/// directory (for spool files); `tag` marks our temporary files.
+pub fn open(acct: &Account, state_dir: &Path, tag: &str) -> Result<Box<dyn Deliver>> {
+    Ok(match &acct.dest {
+        Destination::Maildir(dir) => Box::new(maildir::Maildir::open(dir, tag)?),
+        Destination::Mbox(path) => Box::new(mbox::Mbox::open(path, state_dir, acct.timeout)?),
+        Destination::Mda(cmd) => Box::new(mda::Mda::open(cmd, &acct.user, state_dir)?),
+        Destination::Stdout => Box::new(stdout::Stdout::open(state_dir)?),
+    })
+}
+
+/// Seconds since the epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

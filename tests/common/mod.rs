@@ -322,3 +322,79 @@ pub fn large_message(attachment_bytes: usize, eol: &str) -> Vec<u8> {
     out.extend_from_slice(eol.as_bytes());
     out
 }
+
+/// Arguments for a plaintext session with the scripted POP3 server on
+/// `port` (user tester, password secret), delivering nowhere yet: callers
+/// add a destination.
+pub fn scripted_args(port: u16) -> Vec<String> {
+    [
+        "--pop3",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--tls",
+        "none",
+        "--allow-plaintext-auth",
+        "-u",
+        "tester",
+        "--password-command",
+        "echo secret",
+        "--timeout",
+        "5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// An mbox read back by Python's `mailbox` module (an independent reader),
+/// with the mboxrd quoting undone: (From_ line, message bytes) in order.
+/// None (after printing why) if python3 is missing.
+pub fn python_read_mbox(path: &Path) -> Option<Vec<(String, Vec<u8>)>> {
+    const SCRIPT: &str = r#"
+import mailbox, re, struct, sys
+out = sys.stdout.buffer
+mb = mailbox.mbox(sys.argv[1], create=False)
+for key in mb.iterkeys():
+    data = re.sub(rb'(?m)^>(>*From )', rb'\1', mb.get_bytes(key))
+    frm = mb.get_message(key).get_from().encode()
+    for part in (frm, data):
+        out.write(struct.pack('>Q', len(part)))
+        out.write(part)
+"#;
+    let out = match Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
+                panic!("python3 is needed to read the mbox back: {e}");
+            }
+            eprintln!("SKIP: python3 not available to read the mbox back: {e}");
+            return None;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "python could not read the mbox: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fn take(rest: &mut &[u8]) -> Vec<u8> {
+        let (len, r) = rest.split_at(8);
+        let len = u64::from_be_bytes(len.try_into().unwrap()) as usize;
+        let (part, r) = r.split_at(len);
+        *rest = r;
+        part.to_vec()
+    }
+    let mut rest = &out.stdout[..];
+    let mut msgs = Vec::new();
+    while !rest.is_empty() {
+        let from = String::from_utf8(take(&mut rest)).unwrap();
+        let data = take(&mut rest);
+        msgs.push((from, data));
+    }
+    Some(msgs)
+}
