@@ -20,10 +20,11 @@ Exit status:
   77  authentication failed
   78  configuration error, including no way to get a password";
 
-/// Fetch mail from POP3 servers into a Maildir, an mbox, an MDA or stdout,
-/// durably: a message is deleted from the server only after its local copy
-/// is safely on disk and recorded, so no mail is lost or delivered twice,
-/// whatever happens.
+/// Fetch mail from POP3 servers, durably
+///
+/// fetch downloads mail into a Maildir, an mbox, an MDA or stdout. A message
+/// is deleted from the server only after its local copy is safely on disk
+/// and recorded, so no mail is lost or delivered twice, whatever happens.
 ///
 /// Without --pop3, fetch runs the accounts of the config file
 /// ($XDG_CONFIG_HOME/fetch/config.toml): all of them, or the ACCOUNTs named.
@@ -127,6 +128,11 @@ pub struct Cli {
     /// exchange (passwords redacted).
     #[arg(short, long, action = ArgAction::Count, overrides_with = "quiet")]
     pub verbose: u8,
+
+    /// Print the man page or a shell completion script and exit (used to
+    /// produce man/ and completions/).
+    #[arg(long, value_enum, value_name = "KIND", hide = true)]
+    pub generate: Option<crate::generate::Generated>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

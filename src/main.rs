@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod deliver;
 mod error;
+mod generate;
 mod net;
 mod netrc;
 mod pop3;
@@ -37,6 +38,17 @@ fn real_main() -> i32 {
             };
         }
     };
+    if let Some(kind) = cli.generate {
+        let mut out = std::io::stdout().lock();
+        return match generate::generate(kind, &mut out) {
+            Ok(()) => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+            Err(e) => {
+                eprintln!("fetch: writing the output: {e}");
+                error::Kind::LocalIo.exit_code()
+            }
+        };
+    }
     let (accounts, output) = match config::resolve(&cli) {
         Ok(x) => x,
         Err(e) => {

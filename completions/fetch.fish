@@ -1,0 +1,31 @@
+complete -c fetch -l config -d 'Read this config file instead of $XDG_CONFIG_HOME/fetch/config.toml' -r -F
+complete -c fetch -l pop3 -d 'Fetch from this POP3 server (a one-shot account; no config file needed)' -r
+complete -c fetch -l port -d 'Server port [default: 995 for implicit TLS, 110 otherwise]' -r
+complete -c fetch -s u -l user -d 'Login name [default: $USER]' -r
+complete -c fetch -l tls -d 'How to protect the connection: TLS from the first byte, a mandatory STLS upgrade, or none (then a password is only sent with --allow-plaintext-auth)' -r -f -a "implicit\t'TLS from the first byte (RFC 8314)'
+starttls\t'Plain connection upgraded with STLS; fails if the server does not offer it'
+none\t'No encryption'"
+complete -c fetch -l auth -d 'Login method: auto (SASL PLAIN when offered, else USER/PASS), or force one. APOP is only used when asked for' -r -f -a "auto\t'SASL PLAIN if the server offers it, else USER/PASS'
+plain\t'SASL PLAIN (RFC 5034)'
+user\t'USER and PASS (RFC 1939)'
+apop\t'APOP (RFC 1939 section 7); needs a timestamp in the server greeting'"
+complete -c fetch -l password-command -d 'Shell command that prints the password; the first line of its output is used. Without it, fetch asks on the terminal' -r
+complete -c fetch -l cafile -d 'Also trust the certificate authorities in this PEM file' -r -F
+complete -c fetch -l maildir -d 'Deliver into this Maildir (created if missing) [default: ~/Maildir]' -r
+complete -c fetch -l mbox -d 'Append to this mbox file (mboxrd format), locked with a dotlock and fcntl' -r
+complete -c fetch -l mda -d 'Hand each message to this command on its stdin (e.g. "procmail -d %T"); exit status 0 means delivered. %F is the envelope sender, %T the user' -r
+complete -c fetch -l timeout -d 'Timeout in seconds [default: 60]: for connecting, for each reply (a server must keep making progress within it), and the longest wait for another program\'s lock on an mbox' -r
+complete -c fetch -l generate -d 'Print the man page or a shell completion script and exit (used to produce man/ and completions/)' -r -f -a "man\t''
+bash\t''
+zsh\t''
+fish\t''"
+complete -c fetch -l allow-plaintext-auth -d 'Allow sending the password over a connection without TLS'
+complete -c fetch -s k -l keep -d 'Leave messages on the server; later runs fetch only messages not fetched before (tracked by UIDL)'
+complete -c fetch -l no-keep -d 'Delete fetched messages from the server even if the config file says keep = true'
+complete -c fetch -s a -l all -d 'Fetch all messages, including those fetched before'
+complete -c fetch -l stdout -d 'Write messages to stdout as an mboxrd stream, for pipes. Mail is then left on the server (a pipe cannot prove it was kept), unless --delete-after-stdout is also given'
+complete -c fetch -l delete-after-stdout -d 'With --stdout: delete from the server what was written to stdout, trusting the reader of the pipe to have kept it'
+complete -c fetch -s q -l quiet -d 'Print nothing but errors. The last of -q and -v given wins'
+complete -c fetch -s v -l verbose -d 'Say more: -v a summary and a line per message, -vv also the protocol exchange (passwords redacted)'
+complete -c fetch -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c fetch -s V -l version -d 'Print version'

@@ -1,0 +1,240 @@
+//! The man page and shell completions, generated from the one CLI
+//! definition (`cli.rs`) by the hidden `fetch --generate KIND`. The files in
+//! `man/` and `completions/` are its output, committed; `scripts/regenerate`
+//! rewrites them and `tests/generated.rs` fails when they are stale.
+//!
+//! The man page is clap_mangen's NAME, SYNOPSIS, DESCRIPTION and OPTIONS
+//! (from the doc comments in `cli.rs`) plus the hand-written sections here.
+
+use std::io::{self, Write};
+
+use clap::{CommandFactory, ValueEnum};
+
+use crate::cli::Cli;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+pub fn generate(kind: Generated, out: &mut dyn Write) -> io::Result<()> {
+    let mut cmd = Cli::command();
+    let shell = match kind {
+        Generated::Man => return man(out),
+        Generated::Bash => clap_complete::Shell::Bash,
+        Generated::Zsh => clap_complete::Shell::Zsh,
+        Generated::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "fetch", out);
+    Ok(())
+}
+
+fn man(out: &mut dyn Write) -> io::Result<()> {
+    let cmd = Cli::command();
+    // No date: the page must be the same bytes on every build.
+    let m = clap_mangen::Man::new(cmd)
+        .manual("User Commands")
+        .source(format!("fetch {}", env!("CARGO_PKG_VERSION")));
+    m.render_title(out)?;
+    m.render_name_section(out)?;
+    m.render_synopsis_section(out)?;
+    m.render_description_section(out)?;
+    m.render_options_section(out)?;
+    for (title, body) in SECTIONS {
+        writeln!(out, ".SH {title}")?;
+        render_body(body, out)?;
+    }
+    Ok(())
+}
+
+/// Hand-written sections. Paragraphs are separated by blank lines; a
+/// paragraph whose lines start with two spaces is shown as typed (.nf).
+const SECTIONS: &[(&str, &str)] = &[
+    (
+        "CONFIGURATION",
+        "\
+The config file is TOML, at $XDG_CONFIG_HOME/fetch/config.toml (usually ~/.config/fetch/config.toml) or the file given with --config. A [defaults] table applies to every account; each [accounts.NAME] table is one account. Without --pop3, fetch runs every account in file order, or only the NAMEs given. Options on the command line override the file for that run.
+
+Keys (each means what the option of the same name means): protocol (\"pop3\"), host, port, user, tls (\"implicit\", \"starttls\", \"none\"), cafile, allow_plaintext_auth, auth (\"auto\", \"plain\", \"user\", \"apop\"), password_command, password, keep, all, timeout, and one destination: maildir, mbox, mda or stdout (with delete_after_stdout). A destination in an account replaces the one in [defaults]. ~ and $VARIABLES expand in paths.
+
+An unknown key, a value of the wrong type or an unknown account name is an error (exit 78) that names the file and line. A password key is refused unless the file is mode 0600 (or stricter) and owned by the user.
+
+  [defaults]
+  maildir = \"~/Maildir\"
+
+  [accounts.work]
+  host = \"pop.example.org\"
+  user = \"alice\"
+  password_command = \"pass show mail/work\"
+  keep = true
+
+  [accounts.home]
+  host = \"mail.example.net\"
+  user = \"alice\"
+  mbox = \"~/mail/home.mbox\"",
+    ),
+    (
+        "PASSWORDS",
+        "\
+fetch never takes a password on the command line. It tries, in order: password_command (run with sh \\-c; the first line of its output is the password), ~/.netrc or the file in $NETRC (machine HOST login USER password PASSWORD; the file must be mode 0600), the password key of the config file, and last a prompt on the terminal without echo. With no terminal and no other source it exits 78 at once.",
+    ),
+    (
+        "DESTINATIONS",
+        "\
+Maildir (the default, ~/Maildir): each message is written to tmp/, made durable, renamed into new/, and recorded before the server is told anything.
+
+mbox: mboxrd format. Messages are appended under a dotlock (FILE.lock) and an fcntl lock, the order mutt, procmail and Dovecot use, waiting at most the timeout. A failed append is truncated away; an append cut short by a crash is repaired by the next run.
+
+MDA: the command runs once per message with the message on its standard input; %F is the envelope sender and %T the user. It runs without a shell unless it contains shell syntax. Exit status 0 means delivered; any other status leaves the message on the server and the run exits 74.
+
+stdout: an mboxrd stream for pipes. Because a pipe cannot prove that mail was kept, server copies are only deleted with --delete-after-stdout. When the reader closes the pipe, fetch stops without changing the server and exits 0.",
+    ),
+    (
+        "FILES",
+        "\
+$XDG_CONFIG_HOME/fetch/config.toml
+  The config file.
+
+$XDG_STATE_HOME/fetch/ACCOUNT/ (usually ~/.local/state/fetch/)
+  Per account: lock (held while a run works on the account), ledger and journal (what has been delivered; checksummed; never edit them). A damaged ledger is refused with exit 65: move the directory aside to start over, knowing that mail left on the server is then fetched again.",
+    ),
+    (
+        "ENVIRONMENT",
+        "\
+HOME, XDG_CONFIG_HOME, XDG_STATE_HOME: where the config file and the ledgers live.
+
+USER: the default login name.
+
+NETRC: the netrc file to read instead of ~/.netrc.",
+    ),
+    (
+        "EXIT STATUS",
+        "\
+0
+  success, whether or not there was new mail
+
+64
+  usage error
+
+65
+  damaged ledger, or server data that cannot be stored
+
+69
+  service refused: certificate rejected, STARTTLS missing, plaintext login refused
+
+70
+  internal error
+
+73
+  cannot create the destination
+
+74
+  local I/O error: delivery failed, disk full
+
+75
+  temporary failure: network, timeout, a lock held by another run
+
+76
+  protocol violation by the server
+
+77
+  authentication failed
+
+78
+  configuration error, including no way to get a password
+
+With several accounts: the code of the one that failed, or 75 when two or more failed with different codes. One failing account does not stop the others.",
+    ),
+    (
+        "EXAMPLES",
+        "\
+Fetch and delete, TLS, asking for the password:
+
+  fetch \\-\\-pop3 pop.example.org \\-u alice
+
+Leave mail on the server; later runs fetch only new mail:
+
+  fetch \\-\\-pop3 pop.example.org \\-u alice \\-\\-keep \\-\\-password\\-command 'pass show mail'
+
+From cron every 5 minutes, silent unless something fails:
+
+  */5 * * * * fetch \\-q
+
+Into procmail, or through a pipe:
+
+  fetch work \\-\\-mda 'procmail \\-d %T'
+  fetch work \\-\\-stdout | grep '^Subject:'",
+    ),
+    (
+        "SECURITY",
+        "\
+TLS is used from the first byte by default (port 995). With \\-\\-tls starttls the STLS upgrade is required: a server that does not offer it, refuses it, or sends anything after accepting it before the handshake is refused (exit 69) before any credential is sent. Certificates are verified against the system's trust store plus \\-\\-cafile. A password is sent over an unencrypted connection only with \\-\\-allow\\-plaintext\\-auth. Files fetch creates are mode 0600 and directories 0700; the process cannot be dumped or traced by other users while it holds a password; \\-vv redacts PASS, AUTH and APOP.",
+    ),
+];
+
+/// Write hand-written text as roff: paragraphs (.PP) and typed blocks (.nf).
+/// The text is already roff-escaped where it needs to be (\\- for dashes in
+/// options); here a line that would start with a control character is
+/// protected.
+fn render_body(body: &str, out: &mut dyn Write) -> io::Result<()> {
+    for para in body.split("\n\n") {
+        let typed = para.lines().all(|l| l.starts_with("  "));
+        if typed {
+            writeln!(out, ".PP\n.nf")?;
+            for l in para.lines() {
+                writeln!(out, "{}", protect(&l[2..]))?;
+            }
+            writeln!(out, ".fi")?;
+        } else if let Some((first, rest)) = para.split_once('\n')
+            && rest.lines().all(|l| l.starts_with("  "))
+        {
+            // A term and its indented description.
+            writeln!(out, ".TP\n{}", protect(first))?;
+            for l in rest.lines() {
+                writeln!(out, "{}", protect(l.trim_start()))?;
+            }
+        } else {
+            writeln!(out, ".PP")?;
+            for l in para.lines() {
+                writeln!(out, "{}", protect(l))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn protect(line: &str) -> String {
+    if line.starts_with('.') || line.starts_with('\'') {
+        format!("\\&{line}")
+    } else {
+        line.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_generates() {
+        for kind in Generated::value_variants() {
+            let mut v = Vec::new();
+            generate(*kind, &mut v).unwrap();
+            assert!(v.len() > 500, "{kind:?}");
+        }
+        let mut v = Vec::new();
+        generate(Generated::Man, &mut v).unwrap();
+        let page = String::from_utf8(v).unwrap();
+        for s in [
+            ".SH NAME",
+            ".SH OPTIONS",
+            ".SH EXIT STATUS",
+            "\\-\\-password\\-command",
+        ] {
+            assert!(page.contains(s), "{s}");
+        }
+    }
+}

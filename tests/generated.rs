@@ -1,0 +1,45 @@
+//! The committed man page and completions are exactly what the CLI
+//! definition generates; run scripts/regenerate after changing src/cli.rs
+//! or src/generate.rs.
+
+mod common;
+
+use std::path::Path;
+
+#[test]
+fn man_page_and_completions_are_current() {
+    let env = common::Env::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (kind, file) in [
+        ("man", "man/fetch.1"),
+        ("bash", "completions/fetch.bash"),
+        ("zsh", "completions/_fetch"),
+        ("fish", "completions/fetch.fish"),
+    ] {
+        let out = env.run(&["--generate", kind]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let committed = std::fs::read_to_string(root.join(file)).unwrap_or_default();
+        assert!(
+            out.stdout == committed,
+            "{file} is stale: run scripts/regenerate and commit the result"
+        );
+    }
+}
+
+#[test]
+fn man_page_renders_without_warnings() {
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("man/fetch.1");
+    let out = match std::process::Command::new("groff")
+        .args(["-man", "-ww", "-z"])
+        .arg(&page)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("SKIP: groff not available to check the man page: {e}");
+            return;
+        }
+    };
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "groff warnings");
+}
