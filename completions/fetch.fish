@@ -1,6 +1,10 @@
 complete -c fetch -l config -d 'Read this config file instead of $XDG_CONFIG_HOME/fetch/config.toml' -r -F
 complete -c fetch -l pop3 -d 'Fetch from this POP3 server (a one-shot account; no config file needed)' -r
-complete -c fetch -l port -d 'Server port [default: 995 for implicit TLS, 110 otherwise]' -r
+complete -c fetch -l imap -d 'Fetch from this IMAP server (a one-shot account): new mail of the chosen folders, keeping flags in step both ways with a Maildir' -r
+complete -c fetch -l folder -d 'IMAP: a folder to fetch; repeat for several [default: INBOX]' -r
+complete -c fetch -l move-to -d 'IMAP: move fetched messages to this server folder once their local copies are committed' -r
+complete -c fetch -l search -d 'IMAP: fetch only messages matching these IMAP SEARCH criteria, e.g. "UNSEEN" or "FROM alice SINCE 1-Nov-2026"' -r
+complete -c fetch -l port -d 'Server port [default: POP3 995, or 110 with STLS or no TLS; IMAP 993, or 143]' -r
 complete -c fetch -s u -l user -d 'Login name [default: $USER]' -r
 complete -c fetch -l tls -d 'How to protect the connection: TLS from the first byte, a mandatory STLS upgrade, or none (then a password is only sent with --allow-plaintext-auth)' -r -f -a "implicit\t'TLS from the first byte (RFC 8314)'
 starttls\t'Plain connection upgraded with STLS; fails if the server does not offer it'
@@ -19,6 +23,10 @@ complete -c fetch -l generate -d 'Print the man page or a shell completion scrip
 bash\t''
 zsh\t''
 fish\t''"
+complete -c fetch -l all-folders -d 'IMAP: fetch every folder the server lists'
+complete -c fetch -l delete -d 'IMAP: delete fetched messages on the server (\\Deleted, then UID EXPUNGE of exactly those) once their local copies are committed'
+complete -c fetch -l sync-deletes -d 'IMAP: propagate deletions both ways: a message expunged on the server is removed locally, a file removed locally is expunged on the server'
+complete -c fetch -l resync -d 'IMAP: accept a folder whose UIDVALIDITY changed and fetch it again, without duplicating messages already here'
 complete -c fetch -l allow-plaintext-auth -d 'Allow sending the password over a connection without TLS'
 complete -c fetch -s k -l keep -d 'Leave messages on the server; later runs fetch only messages not fetched before (tracked by UIDL)'
 complete -c fetch -l no-keep -d 'Delete fetched messages from the server even if the config file says keep = true'

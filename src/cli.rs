@@ -20,9 +20,10 @@ Exit status:
   77  authentication failed
   78  configuration error, including no way to get a password";
 
-/// Fetch mail from POP3 servers, durably
+/// Fetch mail from POP3 and IMAP servers, durably
 ///
-/// fetch downloads mail into a Maildir, an mbox, an MDA or stdout. A message
+/// fetch downloads mail into a Maildir, an mbox, an MDA or stdout, and keeps
+/// IMAP flags in step with a Maildir both ways. A message
 /// is deleted from the server only after its local copy is safely on disk
 /// and recorded, so no mail is lost or delivered twice, whatever happens.
 ///
@@ -41,10 +42,49 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Fetch from this POP3 server (a one-shot account; no config file needed).
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, value_name = "HOST", conflicts_with = "imap")]
     pub pop3: Option<String>,
 
-    /// Server port [default: 995 for implicit TLS, 110 otherwise].
+    /// Fetch from this IMAP server (a one-shot account): new mail of the
+    /// chosen folders, keeping flags in step both ways with a Maildir.
+    #[arg(long, value_name = "HOST")]
+    pub imap: Option<String>,
+
+    /// IMAP: a folder to fetch; repeat for several [default: INBOX].
+    #[arg(long = "folder", value_name = "NAME")]
+    pub folders: Vec<String>,
+
+    /// IMAP: fetch every folder the server lists.
+    #[arg(long)]
+    pub all_folders: bool,
+
+    /// IMAP: delete fetched messages on the server (\Deleted, then UID
+    /// EXPUNGE of exactly those) once their local copies are committed.
+    #[arg(long, conflicts_with = "move_to")]
+    pub delete: bool,
+
+    /// IMAP: move fetched messages to this server folder once their local
+    /// copies are committed.
+    #[arg(long, value_name = "FOLDER")]
+    pub move_to: Option<String>,
+
+    /// IMAP: fetch only messages matching these IMAP SEARCH criteria, e.g.
+    /// "UNSEEN" or "FROM alice SINCE 1-Nov-2026".
+    #[arg(long, value_name = "CRITERIA")]
+    pub search: Option<String>,
+
+    /// IMAP: propagate deletions both ways: a message expunged on the server
+    /// is removed locally, a file removed locally is expunged on the server.
+    #[arg(long)]
+    pub sync_deletes: bool,
+
+    /// IMAP: accept a folder whose UIDVALIDITY changed and fetch it again,
+    /// without duplicating messages already here.
+    #[arg(long)]
+    pub resync: bool,
+
+    /// Server port [default: POP3 995, or 110 with STLS or no TLS; IMAP 993,
+    /// or 143].
     #[arg(long, value_name = "N")]
     pub port: Option<u16>,
 
@@ -135,7 +175,7 @@ pub struct Cli {
     pub generate: Option<crate::generate::Generated>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
     /// TLS from the first byte (RFC 8314).
@@ -146,7 +186,7 @@ pub enum TlsMode {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMethod {
     /// SASL PLAIN if the server offers it, else USER/PASS.

@@ -35,10 +35,11 @@ use crate::secret::Secret;
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Pop3,
+    Imap,
 }
 
 /// Where an account's mail goes.
@@ -76,6 +77,22 @@ pub struct Account {
     /// trusts the pipe). Never true for other destinations.
     pub delete_after_stdout: bool,
     pub timeout: Duration,
+    pub imap: ImapOptions,
+}
+
+/// The IMAP-only settings of an account.
+#[derive(Debug, Clone, Default)]
+pub struct ImapOptions {
+    /// Folders to fetch (server names); INBOX when none are given.
+    pub folders: Vec<String>,
+    pub all_folders: bool,
+    /// Delete (\Deleted + UID EXPUNGE) what was fetched.
+    pub delete: bool,
+    /// Move what was fetched to this server folder.
+    pub move_to: Option<String>,
+    pub search: Option<String>,
+    pub sync_deletes: bool,
+    pub resync: bool,
 }
 
 impl Account {
@@ -85,13 +102,20 @@ impl Account {
     pub fn ledger_id(&self) -> String {
         let proto = match self.protocol {
             Protocol::Pop3 => "pop3",
+            Protocol::Imap => "imap",
         };
         format!("{proto}:{}@{}", self.user, self.host.to_ascii_lowercase())
     }
 
-    /// Whether messages are deleted from the server once delivered.
+    /// Whether messages are deleted (or, IMAP, moved) on the server once
+    /// delivered. A pipe (stdout) never counts as delivered enough for that
+    /// unless the user says so.
     pub fn deletes(&self) -> bool {
-        !self.keep && (self.dest != Destination::Stdout || self.delete_after_stdout)
+        let wanted = match self.protocol {
+            Protocol::Pop3 => !self.keep,
+            Protocol::Imap => self.imap.delete || self.imap.move_to.is_some(),
+        };
+        wanted && (self.dest != Destination::Stdout || self.delete_after_stdout)
     }
 }
 
@@ -104,7 +128,7 @@ pub struct Output {
 
 /// One layer of settings: the config file's `[defaults]`, an account, or
 /// the command line. Every command-line setting has a key here.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 struct Settings {
     protocol: Option<Protocol>,
@@ -125,6 +149,13 @@ struct Settings {
     stdout: Option<bool>,
     delete_after_stdout: Option<bool>,
     timeout: Option<u64>,
+    folders: Option<Vec<String>>,
+    all_folders: Option<bool>,
+    delete: Option<bool>,
+    move_to: Option<String>,
+    search: Option<String>,
+    sync_deletes: Option<bool>,
+    resync: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,44 +181,37 @@ impl Settings {
     }
 
     /// `over` on top of `self`: each key set in `over` wins; a destination
-    /// in `over` replaces any destination in `self`.
-    fn overlay(mut self, over: Settings) -> Settings {
+    /// in `over` replaces any destination in `self`. Done on the TOML form of
+    /// the two layers (unset keys are absent there), so a new key can never
+    /// be forgotten here.
+    fn overlay(self, over: Settings) -> Settings {
+        let table = |s: &Settings| match toml::Value::try_from(s) {
+            Ok(toml::Value::Table(t)) => t,
+            _ => unreachable!("Settings serialises to a table"),
+        };
+        let mut base = table(&self);
         if over.destinations() > 0 {
-            self.maildir = None;
-            self.mbox = None;
-            self.mda = None;
-            self.stdout = None;
+            for k in ["maildir", "mbox", "mda", "stdout"] {
+                base.remove(k);
+            }
         }
-        macro_rules! take {
-            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
+        for (k, v) in table(&over) {
+            base.insert(k, v);
         }
-        take!(
-            protocol,
-            host,
-            port,
-            user,
-            tls,
-            cafile,
-            allow_plaintext_auth,
-            auth,
-            password_command,
-            password,
-            keep,
-            all,
-            maildir,
-            mbox,
-            mda,
-            stdout,
-            delete_after_stdout,
-            timeout
-        );
-        self
+        toml::Value::Table(base)
+            .try_into()
+            .expect("a merge of two valid layers is valid")
     }
 
     fn from_cli(cli: &Cli) -> Settings {
+        let (protocol, host) = match (&cli.pop3, &cli.imap) {
+            (Some(h), _) => (Some(Protocol::Pop3), Some(h.clone())),
+            (None, Some(h)) => (Some(Protocol::Imap), Some(h.clone())),
+            (None, None) => (None, None),
+        };
         Settings {
-            protocol: cli.pop3.as_ref().map(|_| Protocol::Pop3),
-            host: cli.pop3.clone(),
+            protocol,
+            host,
             port: cli.port,
             user: cli.user.clone(),
             tls: cli.tls,
@@ -213,6 +237,13 @@ impl Settings {
             stdout: cli.stdout.then_some(true),
             delete_after_stdout: cli.delete_after_stdout.then_some(true),
             timeout: cli.timeout,
+            folders: (!cli.folders.is_empty()).then(|| cli.folders.clone()),
+            all_folders: cli.all_folders.then_some(true),
+            delete: cli.delete.then_some(true),
+            move_to: cli.move_to.clone(),
+            search: cli.search.clone(),
+            sync_deletes: cli.sync_deletes.then_some(true),
+            resync: cli.resync.then_some(true),
         }
     }
 }
@@ -273,10 +304,10 @@ pub fn resolve(cli: &Cli) -> Result<(Vec<Account>, Output)> {
     };
     let cli_layer = Settings::from_cli(cli);
     let path = config_path(cli);
-    let one_shot = cli.pop3.is_some();
+    let one_shot = cli.pop3.is_some() || cli.imap.is_some();
     if one_shot && !cli.accounts.is_empty() {
         return Err(usage(
-            "give either --pop3 HOST or account names from the config file, not both",
+            "give either --pop3/--imap HOST or account names from the config file, not both",
         ));
     }
     let file = match &path {
@@ -294,7 +325,7 @@ pub fn resolve(cli: &Cli) -> Result<(Vec<Account>, Output)> {
     } else {
         let Some(f) = &file else {
             return Err(usage(format!(
-                "no config file ({}) and no --pop3 HOST: nothing to fetch (see fetch --help)",
+                "no config file ({}) and no --pop3 or --imap HOST: nothing to fetch (see fetch --help)",
                 path.map(|p| p.display().to_string())
                     .unwrap_or_else(|| "$XDG_CONFIG_HOME/fetch/config.toml".into())
             )));
@@ -374,10 +405,42 @@ fn build(name: String, s: Settings) -> Result<Account> {
     }
     let protocol = s.protocol.unwrap_or(Protocol::Pop3);
     let tls = s.tls.unwrap_or(TlsMode::Implicit);
-    let port = s.port.unwrap_or(match tls {
-        TlsMode::Implicit => 995,
-        TlsMode::Starttls | TlsMode::None => 110,
+    let port = s.port.unwrap_or(match (protocol, tls) {
+        (Protocol::Pop3, TlsMode::Implicit) => 995,
+        (Protocol::Pop3, _) => 110,
+        (Protocol::Imap, TlsMode::Implicit) => 993,
+        (Protocol::Imap, _) => 143,
     });
+    let imap = ImapOptions {
+        folders: s.folders.unwrap_or_default(),
+        all_folders: s.all_folders.unwrap_or(false),
+        delete: s.delete.unwrap_or(false),
+        move_to: s.move_to,
+        search: s.search,
+        sync_deletes: s.sync_deletes.unwrap_or(false),
+        resync: s.resync.unwrap_or(false),
+    };
+    if protocol == Protocol::Pop3 {
+        let used = [
+            (!imap.folders.is_empty(), "folders (--folder)"),
+            (imap.all_folders, "all_folders"),
+            (imap.delete, "delete (POP3 deletes unless keep)"),
+            (imap.move_to.is_some(), "move_to"),
+            (imap.search.is_some(), "search"),
+            (imap.sync_deletes, "sync_deletes"),
+            (imap.resync, "resync"),
+        ];
+        if let Some((_, what)) = used.iter().find(|(on, _)| *on) {
+            return Err(usage(format!("{acct_hint}{what} is for IMAP accounts")));
+        }
+    }
+    for text in imap.folders.iter().chain(&imap.move_to).chain(&imap.search) {
+        if text.contains(['\r', '\n', '\0']) || text.is_empty() {
+            return Err(usage(format!(
+                "{acct_hint}a folder name or search may not be empty or contain line breaks"
+            )));
+        }
+    }
     if port == 0 {
         return Err(usage("port 0 is not a valid port"));
     }
@@ -449,6 +512,7 @@ fn build(name: String, s: Settings) -> Result<Account> {
         dest,
         delete_after_stdout,
         timeout: Duration::from_secs(timeout),
+        imap,
     })
 }
 
@@ -696,6 +760,26 @@ keep = false
         argv.truncate(3);
         argv.extend(["--mda", "procmail", "--stdout"]);
         assert!(Cli::try_parse_from(&argv).is_err());
+    }
+
+    #[test]
+    fn imap_defaults_and_pop3_refuses_imap_options() {
+        let a = one(&["--imap", "h", "-u", "u", "--maildir", "/m"]).unwrap();
+        assert_eq!((a.protocol, a.port), (Protocol::Imap, 993));
+        assert_eq!(a.ledger_id(), "imap:u@h");
+        assert!(!a.deletes(), "IMAP keeps mail by default");
+        let a = one(&[
+            "--imap", "h", "-u", "u", "--tls", "starttls", "--delete", "--folder", "A", "--folder",
+            "B/C",
+        ])
+        .unwrap();
+        assert_eq!(a.port, 143);
+        assert!(a.deletes());
+        assert_eq!(a.imap.folders, ["A", "B/C"]);
+        let e = one(&["--pop3", "h", "-u", "u", "--folder", "X"]).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
+        let e = one(&["--imap", "h", "-u", "u", "--search", "ALL\r\nA1 LOGOUT"]).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
     }
 
     #[test]

@@ -58,7 +58,7 @@ const SECTIONS: &[(&str, &str)] = &[
         "\
 The config file is TOML, at $XDG_CONFIG_HOME/fetch/config.toml (usually ~/.config/fetch/config.toml) or the file given with --config. A [defaults] table applies to every account; each [accounts.NAME] table is one account. Without --pop3, fetch runs every account in file order, or only the NAMEs given. Options on the command line override the file for that run.
 
-Keys (each means what the option of the same name means): protocol (\"pop3\"), host, port, user, tls (\"implicit\", \"starttls\", \"none\"), cafile, allow_plaintext_auth, auth (\"auto\", \"plain\", \"user\", \"apop\"), password_command, password, keep, all, timeout, and one destination: maildir, mbox, mda or stdout (with delete_after_stdout). A destination in an account replaces the one in [defaults]. ~ and $VARIABLES expand in paths.
+Keys (each means what the option of the same name means): protocol (\"pop3\" or \"imap\"), host, port, user, tls (\"implicit\", \"starttls\", \"none\"), cafile, allow_plaintext_auth, auth (\"auto\", \"plain\", \"user\", \"apop\"), password_command, password, keep, all, timeout, and one destination: maildir, mbox, mda or stdout (with delete_after_stdout). IMAP accounts also take folders (a list), all_folders, delete, move_to, search, sync_deletes and resync. A destination in an account replaces the one in [defaults]. ~ and $VARIABLES expand in paths.
 
 An unknown key, a value of the wrong type or an unknown account name is an error (exit 78) that names the file and line. A password key is refused unless the file is mode 0600 (or stricter) and owned by the user.
 
@@ -75,6 +75,15 @@ An unknown key, a value of the wrong type or an unknown account name is an error
   host = \"mail.example.net\"
   user = \"alice\"
   mbox = \"~/mail/home.mbox\"",
+    ),
+    (
+        "IMAP",
+        "\
+fetch \\-\\-imap HOST fetches the new mail of the chosen folders (INBOX by default; \\-\\-folder, repeatable, or \\-\\-all\\-folders) and leaves it on the server. Only UIDs above the last one fetched are looked at, so a run with nothing new costs a handful of commands whatever the size of the mailbox. Bodies are fetched with BODY.PEEK[] (reading does not mark mail as seen), many per command, and a very large message in pieces, so memory stays bounded.
+
+With a Maildir, INBOX is the Maildir itself and other folders are Maildir++ subfolders (Lists/rust becomes .Lists.rust; names are decoded from modified UTF\\-7 and escaped so that no server name can leave the Maildir). Flags are kept in step both ways: \\\\Seen, \\\\Answered, \\\\Flagged, \\\\Deleted and \\\\Draft are the letters S, R, F, T and D of the file names; a change on either side since the last run is carried to the other, and when both sides changed a flag, setting it wins. Keywords stay on the server and in the state file, never in file names. New mail that is already flagged goes to cur/. With an mbox, messages get Status: and X\\-Status: headers from their flags.
+
+A message expunged on the server stays in the Maildir, and a file removed locally stays on the server, unless \\-\\-sync\\-deletes. \\-\\-delete and \\-\\-move\\-to change the server only for messages already delivered, and only ever expunge those (UID EXPUNGE). If a folder's UIDVALIDITY changes, fetch stops that folder (exit 65) and changes nothing; \\-\\-resync then fetches it again and recognises, by content, what the Maildir already holds.",
     ),
     (
         "PASSWORDS",
@@ -158,6 +167,10 @@ Fetch and delete, TLS, asking for the password:
 Leave mail on the server; later runs fetch only new mail:
 
   fetch \\-\\-pop3 pop.example.org \\-u alice \\-\\-keep \\-\\-password\\-command 'pass show mail'
+
+IMAP, two folders, flags in step with the Maildir:
+
+  fetch \\-\\-imap imap.example.org \\-u alice \\-\\-folder INBOX \\-\\-folder Lists/rust
 
 From cron every 5 minutes, silent unless something fails:
 

@@ -6,6 +6,7 @@ mod config;
 mod deliver;
 mod error;
 mod generate;
+mod imap;
 mod net;
 mod netrc;
 mod pop3;

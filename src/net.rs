@@ -2,17 +2,26 @@
 //!
 //! [`Conn`] is a buffered connection (plain TCP or TLS) with two clocks:
 //! an idle timeout on every read and write (SO_RCVTIMEO/SO_SNDTIMEO), and a
-//! per-reply deadline started by [`Conn::begin_reply`] that only moves forward
+//! per-reply deadline started by [`Clock::begin`] that only moves forward
 //! when the server makes real progress ([`PROGRESS_BYTES`] per timeout
 //! period). A server that dribbles one byte every few seconds therefore fails
-//! within the timeout, not never.
+//! within the timeout, not never. Each reply also has a byte budget: a
+//! server that sends more than the reply can need is stopped, so nothing it
+//! sends can make us hold unbounded data in memory (the IMAP library
+//! buffers whole responses).
+//!
+//! `Conn` implements `Read` and `Write`, so a protocol library (the `imap`
+//! crate) can run over it; its [`Clock`] handle stays with the caller, who
+//! starts the clock and sets the budget before each command.
 //!
 //! STARTTLS: [`Conn::start_tls`] refuses to upgrade when the server has sent
 //! anything after its positive reply (RFC 2595 / RFC 3207 response injection).
 
+use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use openssl::ssl::{
@@ -85,6 +94,35 @@ impl Write for Stream {
     }
 }
 
+/// The deadline and byte budget of the reply being read. Shared (one
+/// thread) between a [`Conn`] and the code that drives a protocol over it.
+#[derive(Debug)]
+pub struct Clock {
+    timeout: Duration,
+    deadline: Cell<Instant>,
+    progress: Cell<u64>,
+    budget: Cell<u64>,
+}
+
+impl Clock {
+    fn new(timeout: Duration) -> Clock {
+        Clock {
+            timeout,
+            deadline: Cell::new(Instant::now() + timeout),
+            progress: Cell::new(0),
+            budget: Cell::new(u64::MAX),
+        }
+    }
+
+    /// Start the clock for a new reply, which may take at most `budget`
+    /// bytes from the server.
+    pub fn begin(&self, budget: u64) {
+        self.deadline.set(Instant::now() + self.timeout);
+        self.progress.set(0);
+        self.budget.set(budget);
+    }
+}
+
 /// A buffered client connection with deadlines.
 pub struct Conn {
     stream: Stream,
@@ -96,8 +134,7 @@ pub struct Conn {
     timeout: Duration,
     /// The socket read timeout currently set, to avoid needless syscalls.
     sock_timeout: Duration,
-    deadline: Instant,
-    progress: u64,
+    clock: Rc<Clock>,
 }
 
 impl Conn {
@@ -136,8 +173,7 @@ impl Conn {
             end: 0,
             timeout,
             sock_timeout: timeout,
-            deadline: Instant::now() + timeout,
-            progress: 0,
+            clock: Rc::new(Clock::new(timeout)),
         })
     }
 
@@ -191,10 +227,16 @@ impl Conn {
         }
     }
 
-    /// Start the clock for a new reply (or a new command round trip).
+    /// Start the clock for a new reply (or a new command round trip), with
+    /// no byte budget (POP3 bounds its replies itself).
     pub fn begin_reply(&mut self) {
-        self.deadline = Instant::now() + self.timeout;
-        self.progress = 0;
+        self.clock.begin(u64::MAX);
+    }
+
+    /// The clock handle, for code that drives this connection through a
+    /// library that owns it.
+    pub fn clock(&self) -> Rc<Clock> {
+        Rc::clone(&self.clock)
     }
 
     /// The bytes buffered but not consumed yet.
@@ -228,14 +270,15 @@ impl Conn {
             )));
         }
         let now = Instant::now();
-        if now >= self.deadline {
+        let deadline = self.clock.deadline.get();
+        if now >= deadline {
             return Err(self.timed_out());
         }
         // Shorten the socket's idle timeout when the reply deadline is
         // nearer, so a blocked read ends by the deadline. Changed only when
         // it is off by more than a second: a syscall per read would cost more
         // than the precision is worth.
-        let remaining = self.deadline - now;
+        let remaining = deadline - now;
         let want = if remaining + Duration::from_secs(1) >= self.timeout {
             self.timeout
         } else {
@@ -268,11 +311,20 @@ impl Conn {
             )));
         }
         self.end += n;
-        self.progress += n as u64;
-        if self.progress >= PROGRESS_BYTES {
-            self.progress = 0;
-            self.deadline = Instant::now() + self.timeout;
+        let c = &self.clock;
+        c.progress.set(c.progress.get() + n as u64);
+        if c.progress.get() >= PROGRESS_BYTES {
+            c.progress.set(0);
+            c.deadline.set(Instant::now() + self.timeout);
         }
+        let left = c.budget.get();
+        if n as u64 > left {
+            return Err(crate::error::protocol(format!(
+                "{}: the server sent more than its reply could need; stopped",
+                self.peer
+            )));
+        }
+        c.budget.set(left - n as u64);
         Ok(n)
     }
 
@@ -325,6 +377,41 @@ impl Conn {
             self.timeout.as_secs()
         ))
     }
+}
+
+/// `Read` for a protocol library: serves buffered bytes first. Errors carry
+/// our [`Error`] (kind and message) inside the `io::Error`; get it back with
+/// [`from_io`].
+impl Read for Conn {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.start == self.end {
+            self.read_more().map_err(io::Error::other)?;
+        }
+        let n = out.len().min(self.end - self.start);
+        out[..n].copy_from_slice(&self.buf[self.start..self.start + n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.send(data).map_err(io::Error::other)?;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Our [`Error`] back out of an `io::Error` made by `Conn`'s `Read`/`Write`;
+/// any other I/O error is a network failure.
+pub fn from_io(e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        let inner = e.into_inner().expect("checked above");
+        return *inner.downcast::<Error>().expect("checked above");
+    }
+    temporary(format!("connection lost: {}", describe_io(&e)))
 }
 
 fn is_timeout(e: &io::Error) -> bool {

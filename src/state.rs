@@ -55,6 +55,20 @@ pub struct Entry {
     pub size: u64,
     /// When it was delivered (seconds since the epoch).
     pub time: u64,
+    /// IMAP: the flags both sides agreed on at the last sync (the base of
+    /// the three-way merge), as `imap::flags::to_ledger` writes them.
+    /// Empty for POP3.
+    pub flags: String,
+}
+
+/// What the ledger knows about one IMAP folder.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FolderState {
+    pub uid_validity: u32,
+    /// The highest UID fetched (or known gone): later runs look above it.
+    pub last_uid: u32,
+    /// HIGHESTMODSEQ at the last flag sync (0: unknown, no CONDSTORE).
+    pub mod_seq: u64,
 }
 
 /// A delivery that was about to be published when the journal was last
@@ -87,6 +101,8 @@ enum Record {
     Delivered { key: String, entry: Entry },
     Removed { key: String },
     Aborted { key: String },
+    Flags { key: String, flags: String },
+    Folder { name: String, state: FolderState },
     End { count: u64 },
 }
 
@@ -96,6 +112,8 @@ const T_DELIVERED: u8 = 3;
 const T_REMOVED: u8 = 4;
 const T_ABORTED: u8 = 5;
 const T_INTENT_MBOX: u8 = 6;
+const T_FLAGS: u8 = 7;
+const T_FOLDER: u8 = 8;
 const T_END: u8 = 0x7f;
 
 impl Record {
@@ -139,6 +157,21 @@ impl Record {
                 put_str(out, &entry.name);
                 put_u64(out, entry.size);
                 put_u64(out, entry.time);
+                if !entry.flags.is_empty() {
+                    put_str(out, &entry.flags);
+                }
+            }
+            Record::Flags { key, flags } => {
+                out.push(T_FLAGS);
+                put_str(out, key);
+                put_str(out, flags);
+            }
+            Record::Folder { name, state } => {
+                out.push(T_FOLDER);
+                put_str(out, name);
+                put_u64(out, u64::from(state.uid_validity));
+                put_u64(out, u64::from(state.last_uid));
+                put_u64(out, state.mod_seq);
             }
             Record::Removed { key } => {
                 out.push(T_REMOVED);
@@ -187,6 +220,23 @@ impl Record {
                     name: r.str()?,
                     size: r.u64()?,
                     time: r.u64()?,
+                    flags: if r.0.is_empty() {
+                        String::new()
+                    } else {
+                        r.str()?
+                    },
+                },
+            },
+            T_FLAGS => Record::Flags {
+                key: r.str()?,
+                flags: r.str()?,
+            },
+            T_FOLDER => Record::Folder {
+                name: r.str()?,
+                state: FolderState {
+                    uid_validity: u32::try_from(r.u64()?).map_err(|_| "bad UIDVALIDITY")?,
+                    last_uid: u32::try_from(r.u64()?).map_err(|_| "bad UID")?,
+                    mod_seq: r.u64()?,
                 },
             },
             T_REMOVED => Record::Removed { key: r.str()? },
@@ -370,6 +420,7 @@ pub struct Ledger {
     generation: u64,
     entries: HashMap<String, Entry>,
     intents: Vec<Intent>,
+    folders: HashMap<String, FolderState>,
     buf: Vec<u8>,
     dirty: bool,
 }
@@ -490,6 +541,7 @@ impl Ledger {
 
         let mut entries = HashMap::new();
         let mut intents = Vec::new();
+        let mut folders = HashMap::new();
         let snap_path = dir.join("ledger");
         let (generation, snapshot_len) = match read_state_file(&snap_path)? {
             None => (0, 0),
@@ -507,7 +559,14 @@ impl Ledger {
                 if parsed.torn || *count != body.len() as u64 {
                     return Err(corrupt(&snap_path, "it is incomplete"));
                 }
-                apply(&snap_path, account, body, &mut entries, &mut intents)?;
+                apply(
+                    &snap_path,
+                    account,
+                    body,
+                    &mut entries,
+                    &mut intents,
+                    &mut folders,
+                )?;
                 (generation, bytes.len() as u64)
             }
         };
@@ -538,7 +597,14 @@ impl Ledger {
                     {
                         return Err(corrupt(&jpath, "it holds a snapshot record"));
                     }
-                    apply(&jpath, account, &parsed.records, &mut entries, &mut intents)?;
+                    apply(
+                        &jpath,
+                        account,
+                        &parsed.records,
+                        &mut entries,
+                        &mut intents,
+                        &mut folders,
+                    )?;
                     journal_ok_len = Some((parsed.good_len as u64, parsed.torn));
                 }
             }
@@ -572,6 +638,7 @@ impl Ledger {
             generation,
             entries,
             intents,
+            folders,
             buf: Vec::new(),
             dirty: false,
         })
@@ -629,6 +696,42 @@ impl Ledger {
         .encode(&mut self.buf);
         self.intents.retain(|i| i.key != key);
         self.entries.insert(key.into(), entry);
+    }
+
+    /// Buffer: the flags last agreed for `key` are now `flags`.
+    pub fn set_flags(&mut self, key: &str, flags: &str) {
+        if let Some(e) = self.entries.get_mut(key)
+            && e.flags != flags
+        {
+            e.flags = flags.to_string();
+            Record::Flags {
+                key: key.into(),
+                flags: flags.into(),
+            }
+            .encode(&mut self.buf);
+        }
+    }
+
+    /// What the ledger knows about IMAP folder `name`.
+    pub fn folder(&self, name: &str) -> Option<&FolderState> {
+        self.folders.get(name)
+    }
+
+    /// Buffer: IMAP folder `name` is now at `state` (no write if unchanged).
+    pub fn set_folder(&mut self, name: &str, state: FolderState) {
+        if self.folders.get(name) != Some(&state) {
+            Record::Folder {
+                name: name.into(),
+                state: state.clone(),
+            }
+            .encode(&mut self.buf);
+            self.folders.insert(name.into(), state);
+        }
+    }
+
+    /// Every entry, with its key.
+    pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.entries.iter()
     }
 
     /// Buffer: `key` is gone from the server; forget it.
@@ -706,6 +809,16 @@ impl Ledger {
             Record::Intent(i.clone()).encode(&mut out);
             count += 1;
         }
+        let mut names: Vec<&String> = self.folders.keys().collect();
+        names.sort();
+        for n in names {
+            Record::Folder {
+                name: n.clone(),
+                state: self.folders[n].clone(),
+            }
+            .encode(&mut out);
+            count += 1;
+        }
         Record::End { count }.encode(&mut out);
         write_atomically(&self.dir, "ledger", &out)?;
         self.snapshot_len = out.len() as u64;
@@ -722,6 +835,7 @@ fn apply(
     records: &[Record],
     entries: &mut HashMap<String, Entry>,
     intents: &mut Vec<Intent>,
+    folders: &mut HashMap<String, FolderState>,
 ) -> Result<()> {
     for r in records {
         match r {
@@ -742,6 +856,14 @@ fn apply(
                 entries.remove(key);
             }
             Record::Aborted { key } => intents.retain(|i| &i.key != key),
+            Record::Flags { key, flags } => {
+                if let Some(e) = entries.get_mut(key) {
+                    e.flags = flags.clone();
+                }
+            }
+            Record::Folder { name, state } => {
+                folders.insert(name.clone(), state.clone());
+            }
             Record::End { .. } => {}
         }
     }
@@ -785,6 +907,7 @@ mod tests {
             name: name.into(),
             size: 10,
             time: 1_700_000_000,
+            flags: String::new(),
         }
     }
 
@@ -825,6 +948,28 @@ mod tests {
                     name: "n".into(),
                     size: u64::MAX,
                     time: 0,
+                    flags: String::new(),
+                },
+            },
+            Record::Delivered {
+                key: "i:1:2:INBOX".into(),
+                entry: Entry {
+                    name: "m".into(),
+                    size: 1,
+                    time: 2,
+                    flags: "\\Seen $Forwarded".into(),
+                },
+            },
+            Record::Flags {
+                key: "i:1:2:INBOX".into(),
+                flags: "".into(),
+            },
+            Record::Folder {
+                name: "Lists/ü".into(),
+                state: FolderState {
+                    uid_validity: u32::MAX,
+                    last_uid: 7,
+                    mod_seq: u64::MAX,
                 },
             },
             Record::Removed { key: "".into() },
@@ -865,6 +1010,32 @@ mod tests {
         assert_eq!(l.get("u:2"), Some(&entry("b")));
         assert_eq!(l.get("u:3"), Some(&entry("c")));
         assert!(!l.contains("u:1"));
+    }
+
+    #[test]
+    fn folders_and_flags_persist_through_compaction() {
+        let root = tempfile::tempdir().unwrap();
+        let st = FolderState {
+            uid_validity: 9,
+            last_uid: 40,
+            mod_seq: 1234,
+        };
+        {
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            l.delivered("i:9:40:INBOX", entry("a"));
+            l.set_flags("i:9:40:INBOX", "\\Seen");
+            l.set_folder("INBOX", st.clone());
+            l.commit().unwrap();
+        }
+        {
+            let mut l = Ledger::open(root.path(), ACCT).unwrap();
+            assert_eq!(l.folder("INBOX"), Some(&st));
+            assert_eq!(l.get("i:9:40:INBOX").unwrap().flags, "\\Seen");
+            l.compact(|_| true).unwrap();
+        }
+        let l = Ledger::open(root.path(), ACCT).unwrap();
+        assert_eq!(l.folder("INBOX"), Some(&st));
+        assert_eq!(l.get("i:9:40:INBOX").unwrap().flags, "\\Seen");
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub struct Maildir {
     seq: u64,
     /// The message being written, as a [`Deliver`] destination.
     current: Option<Staging>,
+    /// Its flags (Maildir letters) from [`MessageInfo`].
+    current_letters: String,
     /// Complete messages waiting for [`Deliver::commit`].
     pending: Vec<Staged>,
 }
@@ -57,6 +59,8 @@ pub struct Staged {
     base: String,
     tmp_path: PathBuf,
     pub size: u64,
+    /// Maildir flag letters: none -> `new/NAME`; some -> `cur/NAME:2,LETTERS`.
+    pub letters: String,
 }
 
 impl Staged {
@@ -85,6 +89,30 @@ impl Maildir {
     /// Open the Maildir at `root`, creating it and its `tmp/`, `new/` and
     /// `cur/` (mode 0700) when missing. `tag` identifies the account in the
     /// names of our temporary files.
+    /// A Maildir++ subfolder `sub` (`.Name.Sub`) of the Maildir at `root`,
+    /// created with the `maildirfolder` marker that Courier and Dovecot use.
+    /// `sub` comes from `imap::names::maildir_folder`: one path component.
+    pub fn open_subfolder(root: &Path, sub: &str, tag: &str) -> Result<Maildir> {
+        if sub.is_empty() || sub.contains(['/', '\0']) || sub == "." || sub == ".." {
+            return Err(crate::error::internal(format!(
+                "unsafe Maildir folder name {sub:?}"
+            )));
+        }
+        Maildir::open(root, tag)?;
+        let md = Maildir::open(&root.join(sub), tag)?;
+        let marker = root.join(sub).join("maildirfolder");
+        if !marker.exists() {
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&marker)
+                .map_err(|e| cant_create(format!("creating {}: {e}", marker.display())))?;
+        }
+        Ok(md)
+    }
+
     pub fn open(root: &Path, tag: &str) -> Result<Maildir> {
         for sub in ["", "tmp", "new", "cur"] {
             let dir = root.join(sub);
@@ -115,6 +143,7 @@ impl Maildir {
             pid: std::process::id(),
             seq: 0,
             current: None,
+            current_letters: String::new(),
             pending: Vec::new(),
         })
     }
@@ -155,6 +184,7 @@ impl Maildir {
             base: s.base,
             tmp_path: s.path,
             size: s.size,
+            letters: String::new(),
         }
     }
 
@@ -204,10 +234,17 @@ impl Maildir {
     /// durable data; the caller's journal intent lets recovery find them).
     pub fn publish(&self, batch: Vec<Staged>) -> Result<Vec<(String, u64)>> {
         let new = self.root.join("new");
+        let cur = self.root.join("cur");
         let mut names = Vec::with_capacity(batch.len());
+        let mut into_cur = false;
         for s in batch {
             let name = s.final_name();
-            let dest = new.join(&name);
+            let dest = if s.letters.is_empty() {
+                new.join(&name)
+            } else {
+                into_cur = true;
+                cur.join(format!("{name}:2,{}", s.letters))
+            };
             drop(s.file);
             rename_noreplace(&s.tmp_path, &dest).ctx(Kind::LocalIo, || {
                 format!("moving {} to {}", s.tmp_path.display(), dest.display())
@@ -215,6 +252,9 @@ impl Maildir {
             names.push((name, s.size));
         }
         sync_dir(&new)?;
+        if into_cur {
+            sync_dir(&cur)?;
+        }
         Ok(names)
     }
 
@@ -256,9 +296,10 @@ impl Maildir {
 }
 
 impl Deliver for Maildir {
-    fn begin(&mut self, _info: &MessageInfo) -> Result<()> {
+    fn begin(&mut self, info: &MessageInfo) -> Result<()> {
         self.abort();
         self.current = Some(self.create()?);
+        self.current_letters = info.flags.clone().unwrap_or_default();
         Ok(())
     }
 
@@ -274,7 +315,8 @@ impl Deliver for Maildir {
             .current
             .take()
             .ok_or_else(|| internal("Maildir end without begin"))?;
-        let staged = self.finish(s);
+        let mut staged = self.finish(s);
+        staged.letters = std::mem::take(&mut self.current_letters);
         let size = staged.size;
         self.pending.push(staged);
         Ok(size)
@@ -327,6 +369,7 @@ impl Deliver for Maildir {
                 name,
                 size,
                 time: now,
+                flags: String::new(),
             };
             ledger.delivered(key, entry.clone());
             out.push(Outcome::Delivered(entry));

@@ -143,6 +143,7 @@ impl Deliver for Mbox {
                 name: format!("mbox@{at}"),
                 size: item.len,
                 time: now,
+                flags: String::new(),
             };
             ledger.delivered(key, entry.clone());
             out.push(Outcome::Delivered(entry));
@@ -214,6 +215,7 @@ pub fn recover(
                         name: format!("mbox@{offset}"),
                         size: *len,
                         time: now,
+                        flags: String::new(),
                     }),
                 ));
             } else {

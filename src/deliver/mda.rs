@@ -113,6 +113,7 @@ impl Deliver for Mda {
                         name: "mda".into(),
                         size: item.len,
                         time: unix_now(),
+                        flags: String::new(),
                     };
                     ledger.delivered(key, entry.clone());
                     ledger.commit()?;

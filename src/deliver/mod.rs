@@ -26,10 +26,49 @@ use crate::error::Result;
 use crate::state::{Entry, Ledger};
 
 /// What is known about a message before its bytes arrive.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct MessageInfo {
     /// When the server received it (seconds since the epoch), if it says.
     pub received: Option<i64>,
+    /// Its flags as sorted Maildir letters (`D`raft, `F`lagged, `R`eplied,
+    /// `S`een, `T`rashed), when the server keeps flags (IMAP).
+    pub flags: Option<String>,
+}
+
+/// CRLF -> LF for message bytes that arrive in pieces (IMAP literals): a
+/// CR at the end of one piece is held until the next shows what follows.
+#[derive(Debug, Default)]
+pub struct CrlfToLf {
+    held_cr: bool,
+}
+
+impl CrlfToLf {
+    pub fn convert(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        let mut rest = input;
+        if self.held_cr {
+            self.held_cr = false;
+            if rest.first() != Some(&b'\n') {
+                out.push(b'\r');
+            }
+        }
+        while let Some(p) = rest.iter().position(|&b| b == b'\r') {
+            out.extend_from_slice(&rest[..p]);
+            match rest.get(p + 1) {
+                Some(b'\n') => {}
+                Some(_) => out.push(b'\r'),
+                None => self.held_cr = true,
+            }
+            rest = &rest[p + 1..];
+        }
+        out.extend_from_slice(rest);
+    }
+
+    /// The message ended: a CR still held was data.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.held_cr) {
+            out.push(b'\r');
+        }
+    }
 }
 
 /// What became of one staged message at commit.
@@ -69,8 +108,23 @@ pub trait Deliver {
 /// Open the destination of `acct`. `state_dir` is the account's ledger
 /// directory (for spool files); `tag` marks our temporary files.
 pub fn open(acct: &Account, state_dir: &Path, tag: &str) -> Result<Box<dyn Deliver>> {
+    open_folder(acct, state_dir, tag, None)
+}
+
+/// Like [`open`], for an IMAP folder: with a Maildir destination, the
+/// folder's Maildir++ subdirectory (`subdir`, e.g. `.Lists.rust`; None is
+/// the Maildir root, for INBOX). Other destinations take every folder.
+pub fn open_folder(
+    acct: &Account,
+    state_dir: &Path,
+    tag: &str,
+    subdir: Option<&str>,
+) -> Result<Box<dyn Deliver>> {
     Ok(match &acct.dest {
-        Destination::Maildir(dir) => Box::new(maildir::Maildir::open(dir, tag)?),
+        Destination::Maildir(dir) => match subdir {
+            None => Box::new(maildir::Maildir::open(dir, tag)?),
+            Some(sub) => Box::new(maildir::Maildir::open_subfolder(dir, sub, tag)?),
+        },
         Destination::Mbox(path) => Box::new(mbox::Mbox::open(path, state_dir, acct.timeout)?),
         Destination::Mda(cmd) => Box::new(mda::Mda::open(cmd, &acct.user, state_dir)?),
         Destination::Stdout => Box::new(stdout::Stdout::open(state_dir)?),
@@ -83,4 +137,24 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_to_lf_any_split() {
+        let input = b"a\r\nb\rc\r\r\n\r";
+        let want = b"a\nb\rc\r\n\r";
+        for split in 1..input.len() {
+            let mut c = CrlfToLf::default();
+            let mut out = Vec::new();
+            for piece in input.chunks(split) {
+                c.convert(piece, &mut out);
+            }
+            c.finish(&mut out);
+            assert_eq!(out, want, "split {split}");
+        }
+    }
 }

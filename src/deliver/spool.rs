@@ -40,6 +40,8 @@ struct Current {
     crc: crc32fast::Hasher,
     sender: String,
     received: Option<i64>,
+    /// Maildir flag letters, for mutt's Status/X-Status headers in mbox.
+    flags: Option<String>,
 }
 
 pub struct Spool {
@@ -109,6 +111,7 @@ impl Spool {
             crc: crc32fast::Hasher::new(),
             sender: String::new(),
             received: info.received,
+            flags: info.flags.clone(),
         });
     }
 
@@ -145,8 +148,11 @@ impl Spool {
             let time = cur
                 .received
                 .unwrap_or_else(|| crate::deliver::unix_now() as i64);
-            let line = from_line(&cur.sender, time);
-            self.put(line.as_bytes())?;
+            let mut lines = from_line(&cur.sender, time);
+            if let Some(letters) = &cur.flags {
+                lines.push_str(&status_headers(letters));
+            }
+            self.put(lines.as_bytes())?;
         }
         self.emit(&head)
     }
@@ -250,6 +256,26 @@ impl Spool {
     }
 }
 
+/// The `Status:` and `X-Status:` headers mutt writes for a message's flags
+/// (given as Maildir letters): `Status: RO` for a read message, `X-Status:`
+/// with A(nswered), F(lagged), T (draft) and D(eleted). A new, unflagged
+/// message gets none.
+pub fn status_headers(letters: &str) -> String {
+    let mut out = String::new();
+    if letters.contains('S') {
+        out.push_str("Status: RO\n");
+    }
+    let x: String = [('R', 'A'), ('F', 'F'), ('D', 'T'), ('T', 'D')]
+        .iter()
+        .filter(|(m, _)| letters.contains(*m))
+        .map(|&(_, x)| x)
+        .collect();
+    if !x.is_empty() {
+        out.push_str(&format!("X-Status: {x}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +285,7 @@ mod tests {
         let mut s = Spool::new(dir.path(), mboxrd).unwrap();
         s.begin(&MessageInfo {
             received: Some(1_795_435_200),
+            flags: None,
         });
         for c in msg.chunks(split.max(1)) {
             s.write(c).unwrap();
@@ -284,6 +311,14 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    #[test]
+    fn status_headers_like_mutt() {
+        assert_eq!(status_headers(""), "");
+        assert_eq!(status_headers("S"), "Status: RO\n");
+        assert_eq!(status_headers("FRS"), "Status: RO\nX-Status: AF\n");
+        assert_eq!(status_headers("DT"), "X-Status: TD\n");
     }
 
     #[test]

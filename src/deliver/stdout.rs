@@ -74,6 +74,7 @@ impl Deliver for Stdout {
                 name: "stdout".into(),
                 size: item.len,
                 time: unix_now(),
+                flags: String::new(),
             };
             ledger.delivered(key, entry.clone());
             outcomes.push(Outcome::Delivered(entry));

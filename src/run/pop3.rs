@@ -1,76 +1,31 @@
-//! Per-account orchestration, and the only place that decides the order of
-//! delivery, commit and server mutation:
-//!
-//! password -> lock ledger -> recover -> connect -> login -> list -> for each
-//! batch: RETR (pipelined) streamed into the destination -> the
-//! destination's commit (e.g. Maildir: fsync files -> journal intents ->
-//! rename into new/ + fsync new/ -> journal "delivered") -> only then DELE,
-//! and only for what the commit reports delivered -> ... -> QUIT -> journal
-//! "removed".
+//! A POP3 account's run: list, retrieve (pipelined) into the destination in
+//! batches, commit each batch, and only then DELE, and only what the commit
+//! reports delivered; QUIT; record what the server confirmed it deleted.
 //!
 //! A failure in the middle still commits the messages that arrived whole,
 //! then drops the connection without QUIT, so the server deletes nothing
 //! from this session; the next run sends the DELEs without downloading again.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
+use super::{BATCH_BYTES, BATCH_MESSAGES, Summary};
 use crate::config::Account;
-use crate::deliver::{self, Deliver, MessageInfo, Outcome, maildir, mbox, unix_now};
-use crate::error::{Error, Result, config, protocol, temporary};
+use crate::deliver::{self, Deliver, MessageInfo, Outcome};
+use crate::error::{Error, Result, protocol, temporary};
 use crate::pop3::{Listed, Retrieved, Session};
-use crate::state::{self, Entry, Ledger, Target};
+use crate::secret::Secret;
+use crate::state::{self, Ledger};
 use crate::term::escape;
-use crate::ui::{Ui, human_bytes};
+use crate::ui::Ui;
 
 /// RETRs kept in flight when the server pipelines.
 const PIPELINE_WINDOW: usize = 64;
-/// A batch is committed (one group of fsyncs) after this many messages...
-const BATCH_MESSAGES: usize = 256;
-/// ... or this many bytes, whichever comes first.
-const BATCH_BYTES: u64 = 32 << 20;
 
-/// What one account's run did.
-#[derive(Debug, Default, Clone)]
-pub struct Summary {
-    pub fetched: usize,
-    pub bytes: u64,
-    pub deleted: usize,
-    pub seconds: f64,
-}
-
-impl Summary {
-    pub fn line(&self) -> String {
-        let noun = if self.fetched == 1 {
-            "message"
-        } else {
-            "messages"
-        };
-        let mut s = format!(
-            "{} new {noun} ({}) in {:.1} s",
-            self.fetched,
-            human_bytes(self.bytes),
-            self.seconds
-        );
-        if self.deleted > 0 {
-            s.push_str(&format!(", {} deleted from the server", self.deleted));
-        }
-        s
-    }
-}
-
-/// Fetch one account.
-pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
-    let started = Instant::now();
-    let password = crate::secret::obtain(acct)?;
-    let root = state::default_root()
-        .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
+/// Fetch one POP3 account; the ledger is locked and recovered.
+pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Result<Summary> {
     let id = acct.ledger_id();
-    let mut ledger = Ledger::open(&root, &id)?;
-    recover(&mut ledger, acct, ui)?;
     let mut dest = deliver::open(acct, ledger.dir(), &state::account_tag(&id))?;
     dest.clean_up()?;
 
@@ -82,7 +37,7 @@ pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
     let mut run = Run {
         acct,
         ui,
-        ledger: &mut ledger,
+        ledger,
         dest: dest.as_mut(),
         session,
         batch: Vec::new(),
@@ -97,21 +52,14 @@ pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
         mut summary,
         dele_keys,
         failures,
+        ledger,
         ..
     } = run;
     let on_server = outcome?;
-    finish(
-        acct,
-        &mut ledger,
-        session,
-        dele_keys,
-        &on_server,
-        &mut summary,
-    )?;
+    finish(acct, ledger, session, dele_keys, &on_server, &mut summary)?;
     if let Some(first) = failures.into_iter().next() {
         return Err(first);
     }
-    summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
 
@@ -392,75 +340,5 @@ fn finish(
             escape(text)
         )));
     }
-    Ok(())
-}
-
-/// Settle deliveries that a crashed run left half-done (GUIDE §4), whatever
-/// the destination is now: a Maildir intent whose file is in `new/` or
-/// `cur/` was delivered; an mbox intent whose bytes are in the mbox, whole
-/// and ours, was delivered (a torn one is cut off); anything else was not,
-/// and will be fetched again.
-fn recover(ledger: &mut Ledger, acct: &Account, ui: &Ui) -> Result<()> {
-    let name = acct.name.as_str();
-    let intents = ledger.pending_intents().to_vec();
-    if intents.is_empty() {
-        return Ok(());
-    }
-    let now = unix_now();
-    let (mut found, mut missing) = (0, 0);
-    let mut synced: HashSet<PathBuf> = HashSet::new();
-    let mut mbox_intents: Vec<(String, PathBuf, u64, u64, u32)> = Vec::new();
-    for i in intents {
-        match i.target {
-            Target::Maildir { dir, name: file } => match maildir::find_in(&dir, &file) {
-                Some(path) => {
-                    if synced.insert(dir.clone()) {
-                        maildir::sync_dir(&dir.join("new"))?;
-                        maildir::sync_dir(&dir.join("cur"))?;
-                    }
-                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                    ledger.delivered(
-                        &i.key,
-                        Entry {
-                            name: file,
-                            size,
-                            time: now,
-                        },
-                    );
-                    found += 1;
-                }
-                None => {
-                    ledger.aborted(&i.key);
-                    missing += 1;
-                }
-            },
-            Target::Mbox {
-                path,
-                offset,
-                len,
-                crc,
-            } => mbox_intents.push((i.key, path, offset, len, crc)),
-        }
-    }
-    for (key, delivered) in mbox::recover(&mbox_intents, acct.timeout, ui, name)? {
-        match delivered {
-            Some(entry) => {
-                ledger.delivered(&key, entry);
-                found += 1;
-            }
-            None => {
-                ledger.aborted(&key);
-                missing += 1;
-            }
-        }
-    }
-    ledger.commit()?;
-    ui.info(
-        name,
-        &format!(
-            "finished an interrupted run: {found} message(s) were delivered, \
-             {missing} will be fetched again"
-        ),
-    );
     Ok(())
 }

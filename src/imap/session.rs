@@ -1,0 +1,656 @@
+//! An IMAP session over the `imap` crate, on a connection opened by our
+//! `net.rs` (deadlines, TLS, trust) and upgraded with STARTTLS by hand, so
+//! that the rules of GUIDE §6 hold before the library sees the stream:
+//! STARTTLS required means no PREAUTH and no credentials in plaintext, and
+//! nothing the server sent before the handshake is trusted.
+//!
+//! Every command starts the connection's clock with a byte budget sized for
+//! the reply it can need: the library buffers whole responses, and the
+//! budget is what keeps a lying server (a literal of 2^32 bytes, an endless
+//! line) from making us hold unbounded data. Unsolicited responses are
+//! drained after each command; only UIDs are used, never sequence numbers.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use crate::cli::{AuthMethod, TlsMode};
+use crate::config::Account;
+use crate::error::{Error, Kind, Result, auth, config, protocol, temporary, unavailable};
+use crate::net::{self, Clock, Conn, TlsSettings};
+use crate::secret::Secret;
+use crate::term::escape;
+use crate::ui::Ui;
+
+/// Budget for replies whose size does not depend on the mailbox.
+const SMALL_REPLY: u64 = 1 << 20;
+/// Per-message allowance on top of the data itself (FETCH framing, flags).
+const PER_MESSAGE: u64 = 4096;
+/// Longest line we read ourselves before the library takes over.
+const MAX_LINE: usize = 64 * 1024;
+
+/// What the server can do, among what we use.
+#[derive(Debug, Clone, Default)]
+pub struct Caps {
+    pub condstore: bool,
+    pub enable: bool,
+    pub uidplus: bool,
+    pub move_: bool,
+}
+
+/// A selected folder as the server describes it.
+#[derive(Debug, Clone)]
+pub struct Selected {
+    pub uid_validity: u32,
+    pub uid_next: Option<u32>,
+    pub highest_mod_seq: Option<u64>,
+}
+
+/// Metadata of one message.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub uid: u32,
+    pub size: u64,
+    pub flags: Vec<String>,
+    /// INTERNALDATE, seconds since the epoch.
+    pub received: Option<i64>,
+}
+
+/// A folder from LIST.
+#[derive(Debug, Clone)]
+pub struct Folder {
+    pub name: String,
+    pub delimiter: Option<char>,
+    pub selectable: bool,
+}
+
+pub struct Session<'u> {
+    inner: imap::Session<Conn>,
+    clock: Rc<Clock>,
+    ui: &'u Ui,
+    pub caps: Caps,
+}
+
+/// Map a library error to ours: our own errors (timeouts, budgets) come
+/// back out of the I/O error; NO/BAD keep the server's words.
+fn lib_error(what: &str, e: imap::Error) -> Error {
+    match e {
+        imap::Error::Io(io) => {
+            let mut err = net::from_io(io);
+            err.msg = format!("{what}: {}", err.msg);
+            err
+        }
+        imap::Error::ConnectionLost => {
+            temporary(format!("{what}: connection closed by the server"))
+        }
+        imap::Error::No(r) => protocol(format!(
+            "{what}: the server said NO: {}",
+            escape(&r.information.clone())
+        )),
+        imap::Error::Bad(r) => protocol(format!(
+            "{what}: the server said BAD: {}",
+            escape(&r.information.clone())
+        )),
+        imap::Error::Bye(r) => temporary(format!(
+            "{what}: the server closed the session: {}",
+            escape(&r.information.clone())
+        )),
+        imap::Error::Parse(p) => protocol(format!("{what}: unreadable server response: {p}")),
+        imap::Error::Validate(v) => config(format!("{what}: {v}")),
+        other => protocol(format!("{what}: {other}")),
+    }
+}
+
+/// Read one CRLF line ourselves (before the library owns the stream).
+fn read_line(conn: &mut Conn) -> Result<String> {
+    conn.begin_reply();
+    loop {
+        if let Some(end) = crate::pop3::proto::line_end(conn.buffered(), MAX_LINE)? {
+            let line = String::from_utf8_lossy(&conn.buffered()[..end])
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
+            conn.consume(end);
+            return Ok(line);
+        }
+        conn.read_more()?;
+    }
+}
+
+/// Send `TAG COMMAND` and read to the tagged reply; returns the untagged
+/// lines and the tagged line's status word and text.
+fn simple_command(conn: &mut Conn, tag: &str, cmd: &str, ui: &Ui) -> Result<(Vec<String>, String)> {
+    ui.trace("C:", &format!("{tag} {cmd}"));
+    conn.send(format!("{tag} {cmd}\r\n").as_bytes())?;
+    let mut untagged = Vec::new();
+    for _ in 0..1000 {
+        let line = read_line(conn)?;
+        ui.trace("S:", &line);
+        if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
+            return Ok((untagged, rest.to_string()));
+        }
+        untagged.push(line);
+    }
+    Err(protocol(format!("no reply to {cmd} after 1000 lines")))
+}
+
+fn caps_from(words: impl Iterator<Item = String>) -> HashSet<String> {
+    words.map(|w| w.to_ascii_uppercase()).collect()
+}
+
+struct PlainAuth<'a> {
+    user: &'a str,
+    password: &'a str,
+}
+
+impl imap::Authenticator for PlainAuth<'_> {
+    type Response = Vec<u8>;
+    fn process(&self, _challenge: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.user.len() + self.password.len() + 2);
+        v.push(0);
+        v.extend_from_slice(self.user.as_bytes());
+        v.push(0);
+        v.extend_from_slice(self.password.as_bytes());
+        v
+    }
+}
+
+impl<'u> Session<'u> {
+    /// Connect, set up TLS as the account requires, and log in.
+    pub fn open(acct: &Account, password: &Secret, ui: &'u Ui) -> Result<Session<'u>> {
+        let tls = TlsSettings {
+            cafile: acct.cafile.clone(),
+        };
+        let mut conn = Conn::connect(&acct.host, acct.port, acct.timeout)?;
+        if acct.tls == TlsMode::Implicit {
+            conn.tls(&acct.host, &tls)?;
+        }
+        let greeting = read_line(&mut conn)?;
+        ui.trace("S:", &greeting);
+        let upper = greeting.to_ascii_uppercase();
+        if upper.starts_with("* BYE") {
+            return Err(temporary(format!(
+                "server refused the connection: {}",
+                escape(&greeting)
+            )));
+        }
+        if upper.starts_with("* PREAUTH") {
+            if acct.tls == TlsMode::Starttls {
+                return Err(unavailable(
+                    "the server greeted with PREAUTH (already logged in, in plaintext) while \
+                     STARTTLS is required; refusing to continue without encryption",
+                ));
+            }
+            return Err(protocol(
+                "the server greeted with PREAUTH; fetch logs in itself and does not support \
+                 pre-authenticated sessions",
+            ));
+        }
+        if !upper.starts_with("* OK") {
+            return Err(protocol(format!(
+                "unexpected greeting: {}",
+                escape(&greeting)
+            )));
+        }
+        if acct.tls == TlsMode::Starttls {
+            let (lines, status) = simple_command(&mut conn, "F0", "CAPABILITY", ui)?;
+            let caps = caps_from(
+                lines
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("* CAPABILITY "))
+                    .flat_map(|l| l.split_ascii_whitespace().map(str::to_string)),
+            );
+            if !status.to_ascii_uppercase().starts_with("OK") {
+                return Err(protocol(format!("CAPABILITY failed: {}", escape(&status))));
+            }
+            if !caps.contains("STARTTLS") {
+                return Err(unavailable(
+                    "server does not offer STARTTLS, and --tls starttls requires it; \
+                     refusing to continue without encryption",
+                ));
+            }
+            // Untagged lines before the tagged OK are plaintext and ignored.
+            let (_, status) = simple_command(&mut conn, "F1", "STARTTLS", ui)?;
+            if !status.to_ascii_uppercase().starts_with("OK") {
+                return Err(unavailable(format!(
+                    "server refused STARTTLS: {}; refusing to continue without encryption",
+                    escape(&status)
+                )));
+            }
+            conn.start_tls(&acct.host, &tls)?;
+        }
+        let encrypted = conn.is_tls();
+        let clock = conn.clock();
+        let mut client = imap::Client::new(conn);
+        client.greeting_read = true;
+
+        clock.begin(SMALL_REPLY);
+        let caps = client
+            .capabilities()
+            .map_err(|e| lib_error("CAPABILITY", e))?;
+        let sasl_plain = caps.has_str("AUTH=PLAIN");
+        drop(caps);
+        if !encrypted && !acct.allow_plaintext_auth {
+            return Err(unavailable(
+                "refusing to send the password over an unencrypted connection; use \
+                 --tls implicit or --tls starttls, or --allow-plaintext-auth if you must",
+            ));
+        }
+        let user = acct.user.as_str();
+        let pass = password.expose();
+        if user.contains(['\r', '\n']) || pass.contains(['\r', '\n']) {
+            return Err(config(
+                "the user name or password contains a line break, which IMAP cannot carry",
+            ));
+        }
+        let plain = match acct.auth {
+            AuthMethod::Plain => true,
+            AuthMethod::User => false,
+            AuthMethod::Apop => {
+                return Err(config(
+                    "--auth apop is for POP3; IMAP uses plain or user (LOGIN)",
+                ));
+            }
+            AuthMethod::Auto => sasl_plain,
+        };
+        clock.begin(SMALL_REPLY);
+        ui.trace(
+            "C:",
+            if plain {
+                "AUTHENTICATE PLAIN [REDACTED]"
+            } else {
+                "LOGIN [REDACTED]"
+            },
+        );
+        let logged_in = if plain {
+            client.authenticate(
+                "PLAIN",
+                &PlainAuth {
+                    user,
+                    password: pass,
+                },
+            )
+        } else {
+            client.login(user, pass)
+        };
+        let mut inner = match logged_in {
+            Ok(s) => s,
+            Err((imap::Error::No(r), _)) => {
+                let text = r.information.clone();
+                return Err(login_error(&text));
+            }
+            Err((e, _)) => return Err(lib_error("login", e)),
+        };
+        clock.begin(SMALL_REPLY);
+        let caps = inner
+            .capabilities()
+            .map_err(|e| lib_error("CAPABILITY", e))?;
+        let caps = Caps {
+            condstore: caps.has_str("CONDSTORE") || caps.has_str("QRESYNC"),
+            enable: caps.has_str("ENABLE"),
+            uidplus: caps.has_str("UIDPLUS"),
+            move_: caps.has_str("MOVE"),
+        };
+        let mut s = Session {
+            inner,
+            clock,
+            ui,
+            caps,
+        };
+        if s.caps.condstore && s.caps.enable {
+            s.begin("ENABLE CONDSTORE", SMALL_REPLY);
+            s.inner
+                .run_command_and_check_ok("ENABLE CONDSTORE")
+                .map_err(|e| lib_error("ENABLE CONDSTORE", e))?;
+        } else {
+            s.caps.condstore = false;
+        }
+        s.drain();
+        Ok(s)
+    }
+
+    fn begin(&self, what: &str, budget: u64) {
+        self.ui.trace("C:", what);
+        self.clock.begin(budget);
+    }
+
+    /// Forget unsolicited responses (EXISTS, EXPUNGE, FETCH from other
+    /// clients): we work by UID and ask for what we need.
+    fn drain(&mut self) {
+        let _ = self.inner.take_all_unsolicited().count();
+    }
+
+    /// All selectable folders.
+    pub fn list(&mut self) -> Result<Vec<Folder>> {
+        self.begin("LIST \"\" *", 16 << 20);
+        let names = self
+            .inner
+            .list(Some(""), Some("*"))
+            .map_err(|e| lib_error("LIST", e))?;
+        let out = names
+            .iter()
+            .map(|n| Folder {
+                name: n.name().to_string(),
+                delimiter: n.delimiter().and_then(|d| d.chars().next()),
+                selectable: !n.attributes().iter().any(|a| match a {
+                    imap_proto::NameAttribute::NoSelect => true,
+                    imap_proto::NameAttribute::Extension(x) => {
+                        x.eq_ignore_ascii_case("\\NonExistent")
+                    }
+                    _ => false,
+                }),
+            })
+            .collect();
+        drop(names);
+        self.drain();
+        Ok(out)
+    }
+
+    pub fn select(&mut self, folder: &str) -> Result<Selected> {
+        self.begin(&format!("SELECT {}", escape(folder)), SMALL_REPLY);
+        let mb = self
+            .inner
+            .select(folder)
+            .map_err(|e| lib_error(&format!("SELECT {}", escape(folder)), e))?;
+        self.drain();
+        let uid_validity = match mb.uid_validity {
+            Some(0) | None => {
+                return Err(protocol(format!(
+                    "folder {} has no valid UIDVALIDITY",
+                    escape(folder)
+                )));
+            }
+            Some(v) => v,
+        };
+        Ok(Selected {
+            uid_validity,
+            uid_next: mb.uid_next,
+            highest_mod_seq: mb.highest_mod_seq,
+        })
+    }
+
+    /// UIDs above `after` (matching `criteria` if given), ascending.
+    pub fn new_uids(&mut self, after: u32, criteria: Option<&str>) -> Result<Vec<u32>> {
+        let query = match criteria {
+            Some(c) => format!("UID {}:* {c}", after.saturating_add(1)),
+            None => format!("UID {}:*", after.saturating_add(1)),
+        };
+        self.begin(&format!("UID SEARCH {query}"), 64 << 20);
+        let set = self
+            .inner
+            .uid_search(&query)
+            .map_err(|e| lib_error("UID SEARCH", e))?;
+        self.drain();
+        // "n:*" also matches the highest UID when it is below n.
+        let mut uids: Vec<u32> = set.into_iter().filter(|&u| u > after).collect();
+        uids.sort_unstable();
+        Ok(uids)
+    }
+
+    /// Size, flags and arrival date of `uids`.
+    pub fn meta(&mut self, uids: &[u32]) -> Result<Vec<Meta>> {
+        let mut out = Vec::with_capacity(uids.len());
+        for chunk in uids.chunks(500) {
+            let set = uid_set(chunk);
+            self.begin(
+                &format!("UID FETCH {set} (UID RFC822.SIZE FLAGS INTERNALDATE)"),
+                chunk.len() as u64 * PER_MESSAGE + SMALL_REPLY,
+            );
+            let fetches = self
+                .inner
+                .uid_fetch(&set, "(UID RFC822.SIZE FLAGS INTERNALDATE)")
+                .map_err(|e| lib_error("UID FETCH", e))?;
+            let wanted: HashSet<u32> = chunk.iter().copied().collect();
+            for f in fetches.iter() {
+                let Some(uid) = f.uid else {
+                    return Err(protocol("a FETCH response without the UID we asked for"));
+                };
+                if !wanted.contains(&uid) {
+                    continue; // unsolicited or duplicate
+                }
+                out.push(Meta {
+                    uid,
+                    size: u64::from(f.size.unwrap_or(0)),
+                    flags: f.flags().iter().map(flag_string).collect(),
+                    received: f.internal_date().map(|d| d.timestamp()),
+                });
+            }
+            drop(fetches);
+            self.drain();
+        }
+        out.sort_by_key(|m| m.uid);
+        out.dedup_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    /// The bodies of `uids`, whose sizes sum to about `bytes`, each handed
+    /// to `sink` with its UID. Messages the server no longer has are
+    /// skipped (the sink is not called for them).
+    pub fn bodies(
+        &mut self,
+        uids: &[u32],
+        bytes: u64,
+        sink: &mut dyn FnMut(u32, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let set = uid_set(uids);
+        self.begin(
+            &format!("UID FETCH {set} (UID BODY.PEEK[])"),
+            bytes + bytes / 8 + uids.len() as u64 * PER_MESSAGE + SMALL_REPLY,
+        );
+        let fetches = self
+            .inner
+            .uid_fetch(&set, "(UID BODY.PEEK[])")
+            .map_err(|e| lib_error("UID FETCH BODY.PEEK[]", e))?;
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut seen = HashSet::new();
+        for f in fetches.iter() {
+            let (Some(uid), Some(body)) = (f.uid, f.body()) else {
+                continue;
+            };
+            if wanted.contains(&uid) && seen.insert(uid) {
+                sink(uid, body)?;
+            }
+        }
+        drop(fetches);
+        self.drain();
+        Ok(())
+    }
+
+    /// `len` bytes at `offset` of message `uid` (BODY.PEEK[]<offset.len>);
+    /// an empty result means the message ended before `offset`.
+    pub fn piece(
+        &mut self,
+        uid: u32,
+        offset: u64,
+        len: u64,
+        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<usize> {
+        let q = format!("(UID BODY.PEEK[]<{offset}.{len}>)");
+        self.begin(&format!("UID FETCH {uid} {q}"), len + len / 8 + SMALL_REPLY);
+        let fetches = self
+            .inner
+            .uid_fetch(uid.to_string(), &q)
+            .map_err(|e| lib_error("UID FETCH BODY.PEEK[]<>", e))?;
+        let mut n = 0;
+        if let Some(body) = fetches
+            .iter()
+            .find(|f| f.uid == Some(uid))
+            .and_then(|f| f.body())
+        {
+            if body.len() as u64 > len {
+                return Err(protocol(format!(
+                    "message {uid}: asked for {len} bytes, the server sent {}",
+                    body.len()
+                )));
+            }
+            n = body.len();
+            sink(body)?;
+        }
+        drop(fetches);
+        self.drain();
+        Ok(n)
+    }
+
+    /// Flags of `uids` (with CONDSTORE: only those changed since `modseq`).
+    pub fn flags(
+        &mut self,
+        up_to: u32,
+        changed_since: Option<u64>,
+    ) -> Result<Vec<(u32, Vec<String>)>> {
+        if up_to == 0 {
+            return Ok(Vec::new());
+        }
+        let query = match changed_since {
+            Some(m) => format!("(UID FLAGS) (CHANGEDSINCE {m})"),
+            None => "(UID FLAGS)".to_string(),
+        };
+        self.begin(&format!("UID FETCH 1:{up_to} {query}"), 256 << 20);
+        let fetches = self
+            .inner
+            .uid_fetch(format!("1:{up_to}"), &query)
+            .map_err(|e| lib_error("UID FETCH FLAGS", e))?;
+        let out = fetches
+            .iter()
+            .filter_map(|f| Some((f.uid?, f.flags().iter().map(flag_string).collect())))
+            .collect();
+        drop(fetches);
+        self.drain();
+        Ok(out)
+    }
+
+    /// Add or remove flags on the server (`op` is "+FLAGS.SILENT" or "-FLAGS.SILENT").
+    pub fn store(&mut self, uids: &[u32], op: &str, flags: &str) -> Result<()> {
+        for chunk in uids.chunks(1000) {
+            let set = uid_set(chunk);
+            self.begin(
+                &format!("UID STORE {set} {op} {flags}"),
+                SMALL_REPLY + chunk.len() as u64 * 512,
+            );
+            self.inner
+                .uid_store(&set, format!("{op} {flags}"))
+                .map_err(|e| lib_error("UID STORE", e))?;
+            self.drain();
+        }
+        Ok(())
+    }
+
+    /// Expunge exactly `uids` (UIDPLUS); never a plain EXPUNGE.
+    pub fn uid_expunge(&mut self, uids: &[u32]) -> Result<()> {
+        if !self.caps.uidplus {
+            return Err(Error::new(
+                Kind::Unavailable,
+                "the server lacks UIDPLUS, so fetch cannot expunge only its own messages \
+                 (a plain EXPUNGE would also remove other clients' deleted mail)",
+            ));
+        }
+        for chunk in uids.chunks(1000) {
+            let set = uid_set(chunk);
+            self.begin(
+                &format!("UID EXPUNGE {set}"),
+                SMALL_REPLY + chunk.len() as u64 * 64,
+            );
+            self.inner
+                .uid_expunge(&set)
+                .map_err(|e| lib_error("UID EXPUNGE", e))?;
+            self.drain();
+        }
+        Ok(())
+    }
+
+    /// Move `uids` to `target`: UID MOVE where supported, else COPY +
+    /// \Deleted + UID EXPUNGE.
+    pub fn move_to(&mut self, uids: &[u32], target: &str) -> Result<()> {
+        for chunk in uids.chunks(1000) {
+            let set = uid_set(chunk);
+            if self.caps.move_ {
+                self.begin(
+                    &format!("UID MOVE {set} {}", escape(target)),
+                    SMALL_REPLY + chunk.len() as u64 * 64,
+                );
+                self.inner
+                    .uid_mv(&set, target)
+                    .map_err(|e| lib_error("UID MOVE", e))?;
+                self.drain();
+            } else {
+                if !self.caps.uidplus {
+                    return Err(Error::new(
+                        Kind::Unavailable,
+                        "the server has neither MOVE nor UIDPLUS, so fetch cannot move \
+                         messages without expunging other clients' deleted mail",
+                    ));
+                }
+                self.begin(&format!("UID COPY {set} {}", escape(target)), SMALL_REPLY);
+                self.inner
+                    .uid_copy(&set, target)
+                    .map_err(|e| lib_error("UID COPY", e))?;
+                self.drain();
+                self.store(chunk, "+FLAGS.SILENT", "(\\Deleted)")?;
+                self.uid_expunge(chunk)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn logout(mut self) {
+        self.begin("LOGOUT", SMALL_REPLY);
+        let _ = self.inner.logout();
+    }
+}
+
+fn login_error(text: &str) -> Error {
+    let upper = text.to_ascii_uppercase();
+    if upper.contains("[UNAVAILABLE]") || upper.contains("[INUSE]") || upper.contains("[LIMIT]") {
+        return temporary(format!(
+            "server refused the login for now: {}",
+            escape(text)
+        ));
+    }
+    auth(format!("authentication failed: {}", escape(text)))
+}
+
+fn flag_string(f: &imap::types::Flag<'_>) -> String {
+    f.to_string()
+}
+
+/// A compact UID set: `1:3,7,9:12`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets() {
+        assert_eq!(uid_set(&[]), "");
+        assert_eq!(uid_set(&[5]), "5");
+        assert_eq!(uid_set(&[3, 1, 2, 7, 9, 10, 11, 9]), "1:3,7,9:11");
+    }
+
+    #[test]
+    fn login_errors() {
+        assert_eq!(login_error("[AUTHENTICATIONFAILED] no").kind, Kind::Auth);
+        assert_eq!(login_error("[UNAVAILABLE] later").kind, Kind::Temporary);
+    }
+}

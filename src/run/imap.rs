@@ -1,0 +1,759 @@
+//! An IMAP account's run. Per folder:
+//!
+//! 1. SELECT; check UIDVALIDITY against the ledger (a change stops the
+//!    folder, nothing destructive happens, unless `--resync`).
+//! 2. New mail: UIDs above the last one seen (one UID SEARCH, skipped when
+//!    UIDNEXT says there is nothing new), minus those already in the ledger;
+//!    their sizes, flags and dates (UID FETCH, in chunks).
+//! 3. Bodies with BODY.PEEK[] (reading does not mark mail seen), many per
+//!    command in batches bounded by bytes; a message larger than a piece is
+//!    fetched alone in BODY.PEEK[]<offset.length> pieces. Memory stays
+//!    bounded whatever the message size.
+//! 4. The destination commits each batch (durable and recorded); then the
+//!    ledger learns the flags and the folder's last UID; only then, with
+//!    `--delete` or `--move-to`, the server is changed, for exactly the
+//!    committed UIDs.
+//! 5. Flags in step both ways with a Maildir (see [`sync_flags`]).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use super::{BATCH_BYTES, BATCH_MESSAGES, Summary};
+use crate::config::{Account, Destination};
+use crate::deliver::{self, CrlfToLf, Deliver, MessageInfo, Outcome, maildir};
+use crate::error::{Error, Kind, Result, data};
+use crate::imap::flags::{self, Flags};
+use crate::imap::names;
+use crate::imap::session::{Meta, Selected, Session};
+use crate::secret::Secret;
+use crate::state::{self, FolderState, Ledger};
+use crate::term::escape;
+use crate::ui::Ui;
+
+/// Bodies fetched in one command add up to at most this (the library holds
+/// a whole response in memory).
+const FETCH_BYTES: u64 = 4 << 20;
+/// A message larger than this is fetched in pieces of this size.
+const PIECE: u64 = 2 << 20;
+/// At most this many bodies in one command.
+const FETCH_MESSAGES: usize = 200;
+
+/// The ledger key of a message: UIDVALIDITY, UID and folder (last, as it
+/// may hold any character).
+pub fn key(uid_validity: u32, uid: u32, folder: &str) -> String {
+    format!("i:{uid_validity}:{uid}:{folder}")
+}
+
+/// The parts of a key made by [`key`].
+pub fn parse_key(k: &str) -> Option<(u32, u32, &str)> {
+    let rest = k.strip_prefix("i:")?;
+    let (uv, rest) = rest.split_once(':')?;
+    let (uid, folder) = rest.split_once(':')?;
+    Some((uv.parse().ok()?, uid.parse().ok()?, folder))
+}
+
+/// Fetch one IMAP account; the ledger is locked and recovered.
+pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Result<Summary> {
+    let mut session = Session::open(acct, &password, ui)?;
+    drop(password);
+    let folders = choose_folders(acct, &mut session)?;
+    let mut summary = Summary::default();
+    let mut failures: Vec<Error> = Vec::new();
+    for (name, delim) in &folders {
+        match sync_folder(acct, ui, ledger, &mut session, name, *delim, &mut summary) {
+            Ok(()) => {}
+            // A folder's own problem (UIDVALIDITY, a refused command, a
+            // failed delivery): report it and go on with the others.
+            Err(mut e)
+                if matches!(
+                    e.kind,
+                    Kind::Data | Kind::LocalIo | Kind::CantCreate | Kind::Usage
+                ) =>
+            {
+                e.msg = format!("folder {}: {}", escape(name), e.msg);
+                failures.push(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    session.logout();
+    ledger.commit()?;
+    ledger.maybe_compact(|_| true)?;
+    match failures.len() {
+        0 => Ok(summary),
+        1 => Err(failures.pop().expect("one")),
+        n => {
+            for e in &failures {
+                ui.error(&acct.name, &e.msg);
+            }
+            let code = crate::error::combine(
+                &failures
+                    .iter()
+                    .map(|e| e.kind.exit_code())
+                    .collect::<Vec<_>>(),
+            );
+            let kind = failures
+                .iter()
+                .map(|e| e.kind)
+                .find(|k| k.exit_code() == code)
+                .unwrap_or(Kind::Temporary);
+            Err(Error::new(kind, format!("{n} folders failed (see above)")))
+        }
+    }
+}
+
+/// The folders to fetch, with their hierarchy delimiters.
+/// Folder names as the user writes them (UTF-8) are sent to the server in
+/// modified UTF-7 (RFC 3501 §5.1.3); names from LIST are already.
+fn choose_folders(acct: &Account, session: &mut Session) -> Result<Vec<(String, Option<char>)>> {
+    let wanted: Vec<String> = acct
+        .imap
+        .folders
+        .iter()
+        .map(|f| names::encode_mutf7(f))
+        .collect();
+    let wanted = &wanted;
+    if !acct.imap.all_folders
+        && (wanted.is_empty() || wanted.iter().all(|f| f.eq_ignore_ascii_case("INBOX")))
+    {
+        return Ok(vec![("INBOX".to_string(), None)]);
+    }
+    let listed = session.list()?;
+    if acct.imap.all_folders {
+        return Ok(listed
+            .into_iter()
+            .filter(|f| f.selectable)
+            .filter(|f| {
+                acct.imap
+                    .move_to
+                    .as_deref()
+                    .map(names::encode_mutf7)
+                    .as_deref()
+                    != Some(f.name.as_str())
+            })
+            .map(|f| (f.name, f.delimiter))
+            .collect());
+    }
+    let delims: HashMap<&str, Option<char>> = listed
+        .iter()
+        .map(|f| (f.name.as_str(), f.delimiter))
+        .collect();
+    let default_delim = listed.iter().find_map(|f| f.delimiter);
+    Ok(wanted
+        .iter()
+        .map(|w| {
+            let d = delims.get(w.as_str()).copied().unwrap_or(default_delim);
+            (w.clone(), d)
+        })
+        .collect())
+}
+
+fn sync_folder(
+    acct: &Account,
+    ui: &Ui,
+    ledger: &mut Ledger,
+    session: &mut Session,
+    folder: &str,
+    delim: Option<char>,
+    summary: &mut Summary,
+) -> Result<()> {
+    let sel = session.select(folder)?;
+    let uv = sel.uid_validity;
+    let known = ledger.folder(folder).cloned();
+    if let Some(st) = &known
+        && st.uid_validity != uv
+        && !acct.imap.resync
+    {
+        return Err(data(format!(
+            "UIDVALIDITY changed (was {}, now {uv}): the server renumbered this folder, so \
+             fetch cannot tell which messages it already has; nothing was changed. Run with \
+             --resync to fetch it again without duplicating what is already here",
+            st.uid_validity
+        )));
+    }
+    let same_uv = known.as_ref().filter(|s| s.uid_validity == uv);
+    let last = same_uv.map_or(0, |s| s.last_uid);
+    let resyncing = known.as_ref().is_some_and(|s| s.uid_validity != uv);
+
+    let subdir = match &acct.dest {
+        Destination::Maildir(_) => names::maildir_folder(folder, delim),
+        _ => None,
+    };
+    let id = acct.ledger_id();
+    let mut dest = deliver::open_folder(
+        acct,
+        ledger.dir(),
+        &state::account_tag(&id),
+        subdir.as_deref(),
+    )?;
+    dest.clean_up()?;
+    let folder_dir = match &acct.dest {
+        Destination::Maildir(root) => Some(match &subdir {
+            Some(s) => root.join(s),
+            None => root.clone(),
+        }),
+        _ => None,
+    };
+    // --resync: what we already have from this folder, by content.
+    let (resync, stale_keys) = if resyncing {
+        let Some(dir) = &folder_dir else {
+            return Err(crate::error::usage(
+                "--resync can only match messages in a Maildir destination",
+            ));
+        };
+        resync_index(ledger, folder, uv, dir)?
+    } else {
+        (None, Vec::new())
+    };
+
+    // New mail.
+    let candidates = match &acct.imap.search {
+        _ if resyncing => session.new_uids(0, acct.imap.search.as_deref())?,
+        Some(criteria) => session.new_uids(0, Some(criteria))?,
+        None if sel.uid_next.is_some_and(|n| n <= last.saturating_add(1)) => Vec::new(),
+        None => session.new_uids(last, None)?,
+    };
+    let todo: Vec<u32> = candidates
+        .into_iter()
+        .filter(|&u| acct.all || !ledger.contains(&key(uv, u, folder)))
+        .collect();
+    let metas = session.meta(&todo)?;
+    let mut fetched = Fetcher {
+        acct,
+        ui,
+        folder,
+        uv,
+        dest: dest.as_mut(),
+        batch: Vec::new(),
+        batch_bytes: 0,
+        committed: Vec::new(),
+        failures: Vec::new(),
+        failed_uids: Vec::new(),
+        resync,
+        rematched: Vec::new(),
+    };
+    let r = fetched.fetch_all(session, ledger, &metas, summary);
+    let Fetcher {
+        committed,
+        mut failures,
+        failed_uids,
+        rematched,
+        ..
+    } = fetched;
+    r?;
+    if resyncing {
+        // Messages already here get their new UIDs; the old entries go.
+        let now = deliver::unix_now();
+        for (uid, name, size, fl) in rematched {
+            ledger.delivered(
+                &key(uv, uid, folder),
+                crate::state::Entry {
+                    name,
+                    size,
+                    time: now,
+                    flags: fl,
+                },
+            );
+        }
+        for k in &stale_keys {
+            ledger.removed(k);
+        }
+        ledger.commit()?;
+    }
+
+    // The ledger now holds the committed messages. The folder's last UID
+    // moves up to just below the first message a destination refused (it
+    // is tried again next time); messages that vanished count as settled.
+    let listed_max = metas.iter().map(|m| m.uid).max().unwrap_or(0);
+    let new_last = match failed_uids.iter().min() {
+        None => listed_max.max(last),
+        Some(&f) => last.max(f.saturating_sub(1)),
+    };
+    let mut st = same_uv
+        .cloned()
+        .filter(|_| !resyncing)
+        .unwrap_or(FolderState {
+            uid_validity: uv,
+            last_uid: 0,
+            mod_seq: 0,
+        });
+    st.last_uid = new_last.max(st.last_uid);
+    ledger.set_folder(folder, st.clone());
+
+    // Only now may the server change, and only for committed UIDs.
+    if acct.deletes() && !committed.is_empty() {
+        ledger.commit()?;
+        let uids: Vec<u32> = committed.iter().map(|(u, _)| *u).collect();
+        if let Some(target) = &acct.imap.move_to {
+            session.move_to(&uids, &names::encode_mutf7(target))?;
+        } else {
+            session.store(&uids, "+FLAGS.SILENT", "(\\Deleted)")?;
+            session.uid_expunge(&uids)?;
+        }
+        for (_, k) in &committed {
+            ledger.removed(k);
+        }
+        summary.deleted += uids.len();
+    }
+    if let Destination::Maildir(root) = &acct.dest
+        && !acct.deletes()
+    {
+        let dir = match &subdir {
+            Some(s) => root.join(s),
+            None => root.clone(),
+        };
+        let changed = sync_flags(acct, ui, ledger, session, folder, &sel, &st, &dir)?;
+        summary.flags_synced += changed;
+        if let Some(m) = sel.highest_mod_seq {
+            st.mod_seq = m;
+        }
+        ledger.set_folder(folder, st);
+    }
+    ledger.commit()?;
+    if let Some(e) = failures.pop() {
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// SHA-256 of message bytes as stored.
+fn sha256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+/// For --resync: the local messages of `folder` known under another
+/// UIDVALIDITY, by the SHA-256 of their files, and those entries' keys
+/// (removed once the folder is resynced).
+#[allow(clippy::type_complexity)]
+fn resync_index(
+    ledger: &Ledger,
+    folder: &str,
+    uv: u32,
+    dir: &Path,
+) -> Result<(Option<HashMap<[u8; 32], (String, u64)>>, Vec<String>)> {
+    let local = scan_maildir(dir)?;
+    let mut index = HashMap::new();
+    let mut stale = Vec::new();
+    for (k, e) in ledger.entries() {
+        let Some((v, _, f)) = parse_key(k) else {
+            continue;
+        };
+        if f != folder || v == uv {
+            continue;
+        }
+        stale.push(k.clone());
+        if let Some((path, _)) = local.get(e.name.as_str()) {
+            let bytes = std::fs::read(path)
+                .map_err(|e| crate::error::local_io(format!("reading {}: {e}", path.display())))?;
+            index.insert(sha256(&bytes), (e.name.clone(), bytes.len() as u64));
+        }
+    }
+    Ok((Some(index), stale))
+}
+
+struct Fetcher<'a> {
+    acct: &'a Account,
+    ui: &'a Ui,
+    folder: &'a str,
+    uv: u32,
+    dest: &'a mut dyn Deliver,
+    /// Staged, not yet committed: (uid, key, flags for the ledger).
+    batch: Vec<(u32, String, String)>,
+    batch_bytes: u64,
+    /// Committed: (uid, key).
+    committed: Vec<(u32, String)>,
+    failures: Vec<Error>,
+    /// UIDs the destination refused.
+    failed_uids: Vec<u32>,
+    /// --resync: SHA-256 of what is here -> (local name, size).
+    resync: Option<HashMap<[u8; 32], (String, u64)>>,
+    /// --resync: messages found here already: (uid, name, size, flags).
+    rematched: Vec<(u32, String, u64, String)>,
+}
+
+impl Fetcher<'_> {
+    fn fetch_all(
+        &mut self,
+        session: &mut Session,
+        ledger: &mut Ledger,
+        metas: &[Meta],
+        summary: &mut Summary,
+    ) -> Result<()> {
+        let by_uid: HashMap<u32, &Meta> = metas.iter().map(|m| (m.uid, m)).collect();
+        let mut i = 0;
+        while i < metas.len() {
+            let m = &metas[i];
+            if m.size > PIECE {
+                self.fetch_in_pieces(session, m)?;
+                i += 1;
+            } else {
+                let mut group = Vec::new();
+                let mut bytes = 0;
+                while i < metas.len()
+                    && metas[i].size <= PIECE
+                    && group.len() < FETCH_MESSAGES
+                    && (group.is_empty() || bytes + metas[i].size <= FETCH_BYTES)
+                {
+                    bytes += metas[i].size;
+                    group.push(metas[i].uid);
+                    i += 1;
+                }
+                let dest = &mut *self.dest;
+                let resync = &mut self.resync;
+                let mut staged: Vec<(u32, u64)> = Vec::new();
+                let mut found: Vec<(u32, String, u64)> = Vec::new();
+                session
+                    .bodies(&group, bytes, &mut |uid, body| {
+                        let meta = by_uid[&uid];
+                        let mut conv = CrlfToLf::default();
+                        let mut out = Vec::with_capacity(body.len());
+                        conv.convert(body, &mut out);
+                        conv.finish(&mut out);
+                        if let Some(known) = resync.as_mut()
+                            && let Some((name, size)) = known.remove(&sha256(&out))
+                        {
+                            found.push((uid, name, size));
+                            return Ok(());
+                        }
+                        dest.begin(&info(meta))?;
+                        dest.write(&out)?;
+                        let n = dest.end()?;
+                        staged.push((uid, n));
+                        Ok(())
+                    })
+                    .inspect_err(|_| self.dest.abort())?;
+                for (uid, n) in staged {
+                    self.stage(by_uid[&uid], n);
+                }
+                for (uid, name, size) in found {
+                    self.rematch(by_uid[&uid], name, size);
+                }
+            }
+            if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
+                self.commit(ledger, summary)?;
+            }
+        }
+        self.commit(ledger, summary)
+    }
+
+    fn fetch_in_pieces(&mut self, session: &mut Session, m: &Meta) -> Result<()> {
+        use sha2::Digest;
+        self.dest.begin(&info(m))?;
+        let mut hasher = self.resync.is_some().then(sha2::Sha256::new);
+        let mut conv = CrlfToLf::default();
+        let mut offset = 0u64;
+        let mut out = Vec::new();
+        // A server whose message grows without end is stopped: the message
+        // may not exceed twice its announced size plus a piece.
+        let limit = m.size.saturating_mul(2).saturating_add(PIECE);
+        loop {
+            let dest = &mut *self.dest;
+            let got = session
+                .piece(m.uid, offset, PIECE, &mut |data| {
+                    out.clear();
+                    conv.convert(data, &mut out);
+                    if let Some(h) = hasher.as_mut() {
+                        h.update(&out);
+                    }
+                    dest.write(&out)
+                })
+                .inspect_err(|_| self.dest.abort())?;
+            offset += got as u64;
+            if (got as u64) < PIECE {
+                break;
+            }
+            if offset > limit {
+                self.dest.abort();
+                return Err(crate::error::protocol(format!(
+                    "message {}: the server sent more than {limit} bytes, though it announced {}",
+                    m.uid, m.size
+                )));
+            }
+        }
+        if offset == 0 {
+            // Gone (expunged meanwhile): nothing to deliver.
+            self.dest.abort();
+            return Ok(());
+        }
+        out.clear();
+        conv.finish(&mut out);
+        if let Some(mut h) = hasher {
+            h.update(&out);
+            let digest: [u8; 32] = h.finalize().into();
+            if let Some((name, size)) = self.resync.as_mut().and_then(|k| k.remove(&digest)) {
+                self.dest.abort();
+                self.rematch(m, name, size);
+                return Ok(());
+            }
+        }
+        self.dest.write(&out)?;
+        let n = self.dest.end()?;
+        self.stage(m, n);
+        Ok(())
+    }
+
+    fn rematch(&mut self, m: &Meta, name: String, size: u64) {
+        let f = Flags::parse(m.flags.iter().map(String::as_str));
+        self.rematched
+            .push((m.uid, name, size, flags::to_ledger(&f)));
+    }
+
+    fn stage(&mut self, m: &Meta, stored: u64) {
+        let f = Flags::parse(m.flags.iter().map(String::as_str));
+        self.ui.detail(
+            &self.acct.name,
+            &format!("{} UID {} ({stored} bytes)", escape(self.folder), m.uid),
+        );
+        self.batch.push((
+            m.uid,
+            key(self.uv, m.uid, self.folder),
+            flags::to_ledger(&f),
+        ));
+        self.batch_bytes += stored;
+    }
+
+    fn commit(&mut self, ledger: &mut Ledger, summary: &mut Summary) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let keys: Vec<String> = items.iter().map(|(_, k, _)| k.clone()).collect();
+        let outcomes = self.dest.commit(ledger, &keys)?;
+        for ((uid, k, fl), outcome) in items.into_iter().zip(outcomes) {
+            match outcome {
+                Outcome::Delivered(entry) => {
+                    summary.fetched += 1;
+                    summary.bytes += entry.size;
+                    ledger.set_flags(&k, &fl);
+                    self.committed.push((uid, k));
+                }
+                Outcome::Failed(e) => {
+                    self.ui.warn(
+                        &self.acct.name,
+                        &format!(
+                            "{} UID {uid} stays on the server: {}",
+                            escape(self.folder),
+                            e.msg
+                        ),
+                    );
+                    self.failed_uids.push(uid);
+                    self.failures.push(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn info(m: &Meta) -> MessageInfo {
+    let f = Flags::parse(m.flags.iter().map(String::as_str));
+    MessageInfo {
+        received: m.received,
+        flags: Some(flags::maildir_letters(&f)),
+    }
+}
+
+/// Keep flags in step both ways between the server and the Maildir. Per
+/// message the ledger holds the flags both sides agreed on last time (the
+/// base); a side that changed a flag since wins, and when both changed it
+/// the addition wins (`imap::flags::merge`). Server changes come from
+/// CHANGEDSINCE when the server has CONDSTORE (cost: what changed), else
+/// from every message's flags; local changes from the file names.
+///
+/// Order, so that a crash never reverts a user's change: rename local files
+/// (and fsync the directories), then UID STORE on the server, and only then
+/// record the new base in the ledger. Returns how many messages changed.
+#[allow(clippy::too_many_arguments)]
+fn sync_flags(
+    acct: &Account,
+    ui: &Ui,
+    ledger: &mut Ledger,
+    session: &mut Session,
+    folder: &str,
+    sel: &Selected,
+    st: &FolderState,
+    dir: &Path,
+) -> Result<usize> {
+    let uv = sel.uid_validity;
+    let mine: Vec<(u32, String, String, String)> = ledger
+        .entries()
+        .filter_map(|(k, e)| match parse_key(k) {
+            Some((v, uid, f)) if v == uv && f == folder => {
+                Some((uid, k.clone(), e.name.clone(), e.flags.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    if mine.is_empty() || st.last_uid == 0 {
+        return Ok(0);
+    }
+    let incremental = session.caps.condstore && st.mod_seq > 0;
+    let changed_since = if incremental { Some(st.mod_seq) } else { None };
+    // With CONDSTORE and an unchanged HIGHESTMODSEQ the server has nothing
+    // new to say; local changes still count.
+    let server: HashMap<u32, Flags> = if incremental && sel.highest_mod_seq == Some(st.mod_seq) {
+        HashMap::new()
+    } else {
+        session
+            .flags(st.last_uid, changed_since)?
+            .into_iter()
+            .map(|(u, f)| (u, Flags::parse(f.iter().map(String::as_str))))
+            .collect()
+    };
+    // Without CONDSTORE the listing is complete: a UID missing from it was
+    // expunged on the server. With it, only --sync-deletes asks (one UID
+    // SEARCH) which UIDs still exist.
+    let existing: Option<HashSet<u32>> = if !incremental {
+        Some(server.keys().copied().collect())
+    } else if acct.imap.sync_deletes {
+        Some(session.new_uids(0, None)?.into_iter().collect())
+    } else {
+        None
+    };
+    let local = scan_maildir(dir)?;
+
+    let mut store_add: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut store_remove: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut new_base: Vec<(String, String)> = Vec::new();
+    let mut expunge_local_gone: Vec<(u32, String)> = Vec::new();
+    let mut gone_on_server: Vec<(String, Option<PathBuf>)> = Vec::new();
+    for (uid, k, name, base_s) in &mine {
+        let base = flags::from_ledger(base_s);
+        let file = local.get(name.as_str());
+        if let Some(ex) = &existing
+            && !ex.contains(uid)
+        {
+            gone_on_server.push((k.clone(), file.map(|(p, _)| p.clone())));
+            continue;
+        }
+        let Some((path, letters)) = file else {
+            if acct.imap.sync_deletes {
+                expunge_local_gone.push((*uid, k.clone()));
+            }
+            continue;
+        };
+        let local_f = flags::flags_from_letters(letters);
+        let server_f = server.get(uid).cloned().unwrap_or_else(|| base.clone());
+        let merged = flags::merge(&base, &local_f, &server_f);
+        let (add, remove) = flags::diff(&server_f, &merged);
+        if !add.is_empty() {
+            store_add.entry(add.imap_list()).or_default().push(*uid);
+        }
+        if !remove.is_empty() {
+            store_remove
+                .entry(remove.imap_list())
+                .or_default()
+                .push(*uid);
+        }
+        if flags::maildir_letters(&merged) != flags::maildir_letters(&local_f) {
+            // Other clients' letters (P, lower-case keywords) are kept.
+            let new_name = flags::with_letters(name, &flags::replace_letters(letters, &merged));
+            renames.push((path.clone(), dir.join("cur").join(new_name)));
+        }
+        if merged != base {
+            new_base.push((k.clone(), flags::to_ledger(&merged)));
+        }
+    }
+
+    // 1. Local side.
+    for (from, to) in &renames {
+        std::fs::rename(from, to).map_err(|e| {
+            crate::error::local_io(format!(
+                "renaming {} to {}: {e}",
+                from.display(),
+                to.display()
+            ))
+        })?;
+    }
+    if !renames.is_empty() {
+        maildir::sync_dir(&dir.join("new"))?;
+        maildir::sync_dir(&dir.join("cur"))?;
+    }
+    // 2. Server side.
+    for (list, uids) in &store_add {
+        session.store(uids, "+FLAGS.SILENT", list)?;
+    }
+    for (list, uids) in &store_remove {
+        session.store(uids, "-FLAGS.SILENT", list)?;
+    }
+    // 3. The new base.
+    for (k, f) in &new_base {
+        ledger.set_flags(k, f);
+    }
+    // Deletions, only with --sync-deletes; otherwise a message gone on one
+    // side stays on the other, and the ledger stops tracking server-gone ones.
+    for (k, file) in &gone_on_server {
+        if acct.imap.sync_deletes
+            && let Some(p) = file
+        {
+            std::fs::remove_file(p)
+                .map_err(|e| crate::error::local_io(format!("removing {}: {e}", p.display())))?;
+        }
+        ledger.removed(k);
+    }
+    if !expunge_local_gone.is_empty() {
+        ledger.commit()?;
+        let uids: Vec<u32> = expunge_local_gone.iter().map(|(u, _)| *u).collect();
+        session.store(&uids, "+FLAGS.SILENT", "(\\Deleted)")?;
+        session.uid_expunge(&uids)?;
+        for (_, k) in &expunge_local_gone {
+            ledger.removed(k);
+        }
+    }
+    let changed = new_base.len() + gone_on_server.len() + expunge_local_gone.len();
+    if changed > 0 {
+        ui.detail(
+            &acct.name,
+            &format!(
+                "{}: flags of {} message(s) synced",
+                escape(folder),
+                new_base.len()
+            ),
+        );
+    }
+    Ok(changed)
+}
+
+/// The messages in a Maildir folder: base name (without `:2,` info) ->
+/// (path, flag letters).
+fn scan_maildir(dir: &Path) -> Result<HashMap<String, (PathBuf, String)>> {
+    let mut out = HashMap::new();
+    for sub in ["new", "cur"] {
+        let d = dir.join(sub);
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                return Err(crate::error::local_io(format!(
+                    "reading {}: {e}",
+                    d.display()
+                )));
+            }
+        };
+        for entry in rd.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let (base, letters) = flags::split_maildir_name(name);
+            out.insert(
+                base.to_string(),
+                (entry.path(), letters.unwrap_or_default().to_string()),
+            );
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let k = key(7, 42, "Lists/a:b");
+        assert_eq!(parse_key(&k), Some((7, 42, "Lists/a:b")));
+        assert_eq!(parse_key("u:abc"), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! Per-account orchestration, and the only place that decides the order of
+//! delivery, commit and server mutation (`pop3.rs`, `imap.rs`). Common to
+//! both: password -> lock ledger -> recover (GUIDE §4) -> the protocol's
+//! run, in which a batch of messages streams into the destination, the
+//! destination's commit makes it durable and recorded (e.g. Maildir: fsync
+//! files -> journal intents -> rename into new/ + fsync new/ -> journal
+//! "delivered"), and only then is the server changed, and only for what the
+//! commit reports delivered.
+
+pub mod imap;
+pub mod pop3;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::config::{Account, Protocol};
+use crate::deliver::{maildir, mbox, unix_now};
+use crate::error::{Result, config};
+use crate::state::{self, Entry, Ledger, Target};
+use crate::ui::{Ui, human_bytes};
+
+/// A batch is committed (one group of fsyncs) after this many messages...
+pub const BATCH_MESSAGES: usize = 256;
+/// ... or this many bytes, whichever comes first.
+pub const BATCH_BYTES: u64 = 32 << 20;
+
+/// What one account's run did.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub fetched: usize,
+    pub bytes: u64,
+    pub deleted: usize,
+    /// IMAP: messages whose flags changed on one side or the other.
+    pub flags_synced: usize,
+    pub seconds: f64,
+}
+
+impl Summary {
+    pub fn line(&self) -> String {
+        let noun = if self.fetched == 1 {
+            "message"
+        } else {
+            "messages"
+        };
+        let mut s = format!(
+            "{} new {noun} ({}) in {:.1} s",
+            self.fetched,
+            human_bytes(self.bytes),
+            self.seconds
+        );
+        if self.deleted > 0 {
+            s.push_str(&format!(", {} deleted from the server", self.deleted));
+        }
+        if self.flags_synced > 0 {
+            s.push_str(&format!(", {} flags synced", self.flags_synced));
+        }
+        s
+    }
+}
+
+/// Fetch one account.
+pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
+    let started = Instant::now();
+    let password = crate::secret::obtain(acct)?;
+    let root = state::default_root()
+        .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
+    let mut ledger = Ledger::open(&root, &acct.ledger_id())?;
+    recover(&mut ledger, acct, ui)?;
+    let mut summary = match acct.protocol {
+        Protocol::Pop3 => pop3::run(acct, ui, &mut ledger, password)?,
+        Protocol::Imap => imap::run(acct, ui, &mut ledger, password)?,
+    };
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Settle deliveries that a crashed run left half-done (GUIDE §4), whatever
+/// the destination is now: a Maildir intent whose file is in `new/` or
+/// `cur/` was delivered; an mbox intent whose bytes are in the mbox, whole
+/// and ours, was delivered (a torn one is cut off); anything else was not,
+/// and will be fetched again.
+fn recover(ledger: &mut Ledger, acct: &Account, ui: &Ui) -> Result<()> {
+    let name = acct.name.as_str();
+    let intents = ledger.pending_intents().to_vec();
+    if intents.is_empty() {
+        return Ok(());
+    }
+    let now = unix_now();
+    let (mut found, mut missing) = (0, 0);
+    let mut synced: HashSet<PathBuf> = HashSet::new();
+    let mut mbox_intents: Vec<(String, PathBuf, u64, u64, u32)> = Vec::new();
+    for i in intents {
+        match i.target {
+            Target::Maildir { dir, name: file } => match maildir::find_in(&dir, &file) {
+                Some(path) => {
+                    if synced.insert(dir.clone()) {
+                        maildir::sync_dir(&dir.join("new"))?;
+                        maildir::sync_dir(&dir.join("cur"))?;
+                    }
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    ledger.delivered(
+                        &i.key,
+                        Entry {
+                            name: file,
+                            size,
+                            time: now,
+                            flags: String::new(),
+                        },
+                    );
+                    found += 1;
+                }
+                None => {
+                    ledger.aborted(&i.key);
+                    missing += 1;
+                }
+            },
+            Target::Mbox {
+                path,
+                offset,
+                len,
+                crc,
+            } => mbox_intents.push((i.key, path, offset, len, crc)),
+        }
+    }
+    for (key, delivered) in mbox::recover(&mbox_intents, acct.timeout, ui, name)? {
+        match delivered {
+            Some(entry) => {
+                ledger.delivered(&key, entry);
+                found += 1;
+            }
+            None => {
+                ledger.aborted(&key);
+                missing += 1;
+            }
+        }
+    }
+    ledger.commit()?;
+    ui.info(
+        name,
+        &format!(
+            "finished an interrupted run: {found} message(s) were delivered, \
+             {missing} will be fetched again"
+        ),
+    );
+    Ok(())
+}

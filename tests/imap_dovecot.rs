@@ -1,0 +1,421 @@
+//! `fetch --imap` against a real Dovecot started for the test: byte-exact
+//! delivery into Maildir folders, incremental runs, two-way flag sync,
+//! UIDVALIDITY changes, delete/move. Skips (with a printed reason) without
+//! Dovecot unless FETCH_REQUIRE_DOVECOT=1.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use common::dovecot::{Dovecot, imap_body};
+use common::{Env, maildir_files, maildir_messages, sorted};
+
+/// CRLF -> LF (what we store), without adding a final newline: IMAP
+/// carries a message's last byte exactly.
+fn lf(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// What a stored message looks like in our Maildir after IMAP.
+fn expected(stored: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    sorted(stored.iter().map(|m| lf(&imap_body(m))).collect())
+}
+
+fn hazards() -> Vec<Vec<u8>> {
+    let mut files = common::fixture_files();
+    files.extend(common::dovecot::corpus_files());
+    let mut v: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    // Larger than a fetch piece (2 MiB): fetched in BODY.PEEK[]<o.n> pieces.
+    v.push(common::large_message(3 << 20, "\n"));
+    v
+}
+
+/// Create `folder` on the server and put `msgs` into it byte for byte.
+fn fill_folder(dc: &Dovecot, folder: &str, msgs: &[Vec<u8>]) {
+    let out = dc.doveadm(&["mailbox", "create", "-u", &dc.user, folder]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = dc.doveadm(&["mailbox", "path", "-u", &dc.user, folder]);
+    let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let owner = std::fs::metadata(dc.server_maildir.join("new")).unwrap();
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        let _ = std::os::unix::fs::chown(dir.join(sub), Some(owner.uid()), Some(owner.gid()));
+    }
+    for (i, m) in msgs.iter().enumerate() {
+        let name = format!("{}.M{i}P1.fill", 1_700_000_000 + i);
+        let tmp = dir.join("tmp").join(&name);
+        std::fs::write(&tmp, m).unwrap();
+        let _ = std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid()));
+        std::fs::rename(&tmp, dir.join("new").join(&name)).unwrap();
+    }
+}
+
+fn fetch(env: &Env, dc: &Dovecot, extra: &[&str]) -> common::Out {
+    let port = dc.imaps_port.to_string();
+    let pw = format!("cat {}", dc.password_file.display());
+    let cafile = dc.cafile.to_string_lossy().into_owned();
+    let maildir = env.maildir().to_string_lossy().into_owned();
+    let mut args = vec![
+        "--imap",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--cafile",
+        &cafile,
+        "-u",
+        &dc.user,
+        "--password-command",
+        &pw,
+        "--maildir",
+        &maildir,
+    ];
+    args.extend_from_slice(extra);
+    env.run(&args)
+}
+
+fn flags_of(dc: &Dovecot, folder: &str, uid: u32) -> String {
+    let out = dc.doveadm(&[
+        "fetch",
+        "-u",
+        &dc.user,
+        "flags",
+        "mailbox",
+        folder,
+        "uid",
+        &uid.to_string(),
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn only_file(dir: &Path) -> PathBuf {
+    let f = maildir_files(dir);
+    assert_eq!(f.len(), 1, "{f:?}");
+    f[0].clone()
+}
+
+#[test]
+fn inbox_and_a_non_ascii_folder_arrive_byte_exact_then_a_rerun_fetches_nothing() {
+    let Some(dc) = Dovecot::start() else { return };
+    let inbox = hazards();
+    let refs: Vec<&[u8]> = inbox.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    let sub: Vec<Vec<u8>> = common::fixture_files()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    fill_folder(&dc, "Archiv.Grüße", &sub);
+
+    let env = Env::new();
+    let out = fetch(
+        &env,
+        &dc,
+        &["--folder", "INBOX", "--folder", "Archiv.Grüße"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stderr, "", "silent on success");
+    let got = maildir_messages(&env.maildir());
+    let want = expected(&inbox);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!(g == w, "an INBOX message differs");
+    }
+    let subdir = env.maildir().join(".Archiv.Grüße");
+    assert!(subdir.join("maildirfolder").exists());
+    assert_eq!(maildir_messages(&subdir), expected(&sub));
+    assert_eq!(
+        dc.message_count(),
+        inbox.len(),
+        "IMAP keeps mail on the server"
+    );
+
+    let out = fetch(
+        &env,
+        &dc,
+        &["--folder", "INBOX", "--folder", "Archiv.Grüße", "-vv"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        !out.stderr.contains("BODY.PEEK"),
+        "no body fetched: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains(": 0 new messages"), "{}", out.stderr);
+    assert_eq!(maildir_files(&env.maildir()).len(), inbox.len());
+
+    // --all-folders finds both folders (the ledger already has them all).
+    let out = fetch(&env, &dc, &["--all-folders", "-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains(": 0 new messages"), "{}", out.stderr);
+}
+
+#[test]
+fn flags_sync_both_ways() {
+    let Some(dc) = Dovecot::start() else { return };
+    let msgs: Vec<Vec<u8>> = (1..=3)
+        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    let env = Env::new();
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    assert_eq!(
+        std::fs::read_dir(env.maildir().join("new"))
+            .unwrap()
+            .count(),
+        3
+    );
+
+    // Server -> local.
+    assert!(
+        dc.doveadm(&[
+            "flags", "add", "-u", &dc.user, "\\Seen", "mailbox", "INBOX", "uid", "1"
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        dc.doveadm(&[
+            "flags",
+            "add",
+            "-u",
+            &dc.user,
+            "\\Flagged \\Answered",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "2"
+        ])
+        .status
+        .success()
+    );
+    let out = fetch(&env, &dc, &["-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("2 flags synced"), "{}", out.stderr);
+    let names: Vec<String> = maildir_files(&env.maildir())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(":2,S")), "{names:?}");
+    assert!(names.iter().any(|n| n.ends_with(":2,FR")), "{names:?}");
+    assert_eq!(
+        std::fs::read_dir(env.maildir().join("new"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // Local -> server: a mail reader marks the third one read.
+    let third = maildir_files(&env.maildir())
+        .into_iter()
+        .find(|p| p.parent().unwrap().ends_with("new"))
+        .unwrap();
+    let name = third.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::rename(
+        &third,
+        env.maildir().join("cur").join(format!("{name}:2,S")),
+    )
+    .unwrap();
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    assert!(
+        flags_of(&dc, "INBOX", 3).contains("\\Seen"),
+        "{}",
+        flags_of(&dc, "INBOX", 3)
+    );
+
+    // Removed on the server -> removed locally.
+    assert!(
+        dc.doveadm(&[
+            "flags", "remove", "-u", &dc.user, "\\Seen", "mailbox", "INBOX", "uid", "1"
+        ])
+        .status
+        .success()
+    );
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    let names: Vec<String> = maildir_files(&env.maildir())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(":2,S")).count(),
+        1,
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.ends_with(":2,")), "{names:?}");
+}
+
+#[test]
+fn a_changed_uidvalidity_stops_the_folder_and_resync_does_not_duplicate() {
+    let Some(dc) = Dovecot::start() else { return };
+    let msgs: Vec<Vec<u8>> = common::fixture_files()
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    let env = Env::new();
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    let before = maildir_messages(&env.maildir());
+    assert!(
+        dc.doveadm(&[
+            "mailbox",
+            "update",
+            "-u",
+            &dc.user,
+            "--uid-validity",
+            "777",
+            "INBOX"
+        ])
+        .status
+        .success()
+    );
+
+    let out = fetch(&env, &dc, &[]);
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(out.stderr.contains("UIDVALIDITY changed"), "{}", out.stderr);
+    assert!(out.stderr.contains("--resync"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert_eq!(maildir_messages(&env.maildir()), before);
+
+    // New mail arrived meanwhile; --resync fetches only that.
+    dc.fill(&[b"From: new@example.org\nSubject: new\n\nnew\n"]);
+    let out = fetch(&env, &dc, &["--resync", "-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains(": 1 new message"), "{}", out.stderr);
+    assert_eq!(
+        maildir_files(&env.maildir()).len(),
+        msgs.len() + 1,
+        "no duplicates"
+    );
+    let out = fetch(&env, &dc, &["-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains(": 0 new messages"), "{}", out.stderr);
+}
+
+#[test]
+fn delete_and_move_to_change_the_server_only_after_delivery() {
+    let Some(dc) = Dovecot::start() else { return };
+    let msgs: Vec<Vec<u8>> = (1..=5)
+        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    let env = Env::new();
+    let out = fetch(&env, &dc, &["--move-to", "Archive"]);
+    assert_ne!(
+        out.code, 0,
+        "moving into a folder that does not exist fails: {out:?}"
+    );
+    assert!(
+        dc.doveadm(&["mailbox", "create", "-u", &dc.user, "Archive"])
+            .status
+            .success()
+    );
+    let env = Env::new();
+    let out = fetch(&env, &dc, &["--move-to", "Archive", "-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_files(&env.maildir()).len(), 5);
+    assert_eq!(dc.message_count(), 0, "INBOX is empty");
+    let out = dc.doveadm(&["search", "-u", &dc.user, "mailbox", "Archive", "all"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+
+    dc.fill(&refs[..2]);
+    let env2 = Env::new();
+    let out = fetch(&env2, &dc, &["--delete"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        maildir_files(&env2.maildir()).len(),
+        2,
+        "local copies intact"
+    );
+    assert_eq!(dc.message_count(), 0);
+}
+
+#[test]
+fn search_starttls_and_mbox_with_status_headers() {
+    let Some(dc) = Dovecot::start() else { return };
+    let msgs: Vec<Vec<u8>> = (1..=4)
+        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    assert!(
+        dc.doveadm(&[
+            "flags", "add", "-u", &dc.user, "\\Seen", "mailbox", "INBOX", "uid", "1:2"
+        ])
+        .status
+        .success()
+    );
+    let env = Env::new();
+    let port = dc.imap_port.to_string();
+    let pw = format!("cat {}", dc.password_file.display());
+    let cafile = dc.cafile.to_string_lossy().into_owned();
+    let mbox = env.path().join("in.mbox");
+    let out = env.run(&[
+        "--imap",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--tls",
+        "starttls",
+        "--cafile",
+        &cafile,
+        "-u",
+        &dc.user,
+        "--password-command",
+        &pw,
+        "--mbox",
+        mbox.to_str().unwrap(),
+        "--search",
+        "UNSEEN",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let text = std::fs::read_to_string(&mbox).unwrap();
+    assert_eq!(
+        text.matches("\nSubject: ").count(),
+        2,
+        "only the unseen ones: {text}"
+    );
+    assert!(text.contains("Subject: 3") && text.contains("Subject: 4"));
+    assert!(
+        !text.contains("Status: RO"),
+        "unseen mail has no Status: RO"
+    );
+    // And a seen one, into the mbox with its Status header.
+    let out = env.run(&[
+        "--imap",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--tls",
+        "starttls",
+        "--cafile",
+        &cafile,
+        "-u",
+        &dc.user,
+        "--password-command",
+        &pw,
+        "--mbox",
+        mbox.to_str().unwrap(),
+        "--search",
+        "SEEN",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let text = std::fs::read_to_string(&mbox).unwrap();
+    assert_eq!(text.matches("Status: RO\n").count(), 2, "{text}");
+    let _ = only_file;
+}
