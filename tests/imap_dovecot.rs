@@ -419,3 +419,82 @@ fn search_starttls_and_mbox_with_status_headers() {
     assert_eq!(text.matches("Status: RO\n").count(), 2, "{text}");
     let _ = only_file;
 }
+
+#[test]
+fn a_50_mb_message_arrives_in_bounded_memory() {
+    let Some(dc) = Dovecot::start() else { return };
+    let big = common::large_message(38 << 20, "\n");
+    assert!(big.len() > 50_000_000);
+    dc.fill(&[&big]);
+    let env = Env::new();
+    let out = fetch(&env, &dc, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let file = only_file(&env.maildir());
+    assert!(
+        std::fs::read(file).unwrap() == lf(&imap_body(&big)),
+        "content differs"
+    );
+    assert!(out.max_rss_kb > 0, "no memory reading was taken");
+    assert!(
+        out.max_rss_kb < 32 * 1024,
+        "peak RSS {} KiB",
+        out.max_rss_kb
+    );
+    eprintln!(
+        "IMAP, {} byte message: peak RSS {} KiB",
+        big.len(),
+        out.max_rss_kb
+    );
+}
+
+#[test]
+fn mail_added_during_a_run_is_fetched_by_the_next_run_once() {
+    let Some(dc) = Dovecot::start() else { return };
+    let first: Vec<Vec<u8>> = (0..400)
+        .map(|i| {
+            format!(
+                "From: a@b.example\nSubject: first {i}\n\n{}\n",
+                "x".repeat(2000)
+            )
+            .into_bytes()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = first.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    let env = Env::new();
+    let mut cmd = env.cmd();
+    let port = dc.imaps_port.to_string();
+    let pw = format!("cat {}", dc.password_file.display());
+    cmd.args([
+        "--imap",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--cafile",
+        dc.cafile.to_str().unwrap(),
+        "-u",
+        &dc.user,
+        "--password-command",
+        &pw,
+        "--maildir",
+        env.maildir().to_str().unwrap(),
+    ]);
+    let running =
+        std::thread::spawn(move || common::run_bounded(cmd, std::time::Duration::from_secs(60)));
+    let late: Vec<Vec<u8>> = (0..20)
+        .map(|i| format!("From: a@b.example\nSubject: late {i}\n\nlate\n").into_bytes())
+        .collect();
+    for m in &late {
+        dc.fill(&[m.as_slice()]);
+    }
+    let out = running.join().unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = fetch(&env, &dc, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let all: Vec<Vec<u8>> = first.iter().chain(&late).cloned().collect();
+    assert_eq!(
+        maildir_messages(&env.maildir()),
+        expected(&all),
+        "every message exactly once"
+    );
+}

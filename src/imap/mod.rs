@@ -4,6 +4,7 @@
 //! letters <-> ledger, and the three-way merge of two-way sync). The order of
 //! delivery, commit and server changes lives in `run/imap.rs`.
 
+pub mod fetch;
 pub mod flags;
 pub mod names;
 pub mod session;

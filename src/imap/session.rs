@@ -16,7 +16,8 @@ use std::rc::Rc;
 use crate::cli::{AuthMethod, TlsMode};
 use crate::config::Account;
 use crate::error::{Error, Kind, Result, auth, config, protocol, temporary, unavailable};
-use crate::net::{self, Clock, Conn, TlsSettings};
+use crate::imap::fetch::{Event, FetchReader};
+use crate::net::{self, Clock, Conn, SharedConn, TlsSettings};
 use crate::secret::Secret;
 use crate::term::escape;
 use crate::ui::Ui;
@@ -49,6 +50,9 @@ pub struct Selected {
 #[derive(Debug, Clone)]
 pub struct Meta {
     pub uid: u32,
+    /// Its sequence number when the metadata was fetched (to place a body
+    /// whose UID the server sends after it).
+    pub seq: u32,
     pub size: u64,
     pub flags: Vec<String>,
     /// INTERNALDATE, seconds since the epoch.
@@ -64,7 +68,10 @@ pub struct Folder {
 }
 
 pub struct Session<'u> {
-    inner: imap::Session<Conn>,
+    inner: imap::Session<SharedConn>,
+    /// The same connection, for streaming bodies between library commands.
+    raw: SharedConn,
+    next_tag: u32,
     clock: Rc<Clock>,
     ui: &'u Ui,
     pub caps: Caps,
@@ -219,7 +226,8 @@ impl<'u> Session<'u> {
         }
         let encrypted = conn.is_tls();
         let clock = conn.clock();
-        let mut client = imap::Client::new(conn);
+        let raw = SharedConn::new(conn);
+        let mut client = imap::Client::new(raw.clone());
         client.greeting_read = true;
 
         clock.begin(SMALL_REPLY);
@@ -291,6 +299,8 @@ impl<'u> Session<'u> {
         };
         let mut s = Session {
             inner,
+            raw,
+            next_tag: 1,
             clock,
             ui,
             caps,
@@ -408,6 +418,7 @@ impl<'u> Session<'u> {
                 }
                 out.push(Meta {
                     uid,
+                    seq: f.message,
                     size: u64::from(f.size.unwrap_or(0)),
                     flags: f.flags().iter().map(flag_string).collect(),
                     received: f.internal_date().map(|d| d.timestamp()),
@@ -421,72 +432,58 @@ impl<'u> Session<'u> {
         Ok(out)
     }
 
-    /// The bodies of `uids`, whose sizes sum to about `bytes`, each handed
-    /// to `sink` with its UID. Messages the server no longer has are
-    /// skipped (the sink is not called for them).
-    pub fn bodies(
+    /// Send `UID FETCH set query` and stream the replies through our own
+    /// reader (see `imap::fetch`), handing each event to `on`. `budget`
+    /// bounds the bytes the reply may take. Messages the server no longer
+    /// has are simply absent from the events.
+    pub fn stream(
         &mut self,
-        uids: &[u32],
-        bytes: u64,
-        sink: &mut dyn FnMut(u32, &[u8]) -> Result<()>,
+        set: &str,
+        query: &str,
+        budget: u64,
+        on: &mut dyn FnMut(Event<'_>) -> Result<()>,
     ) -> Result<()> {
-        let set = uid_set(uids);
-        self.begin(
-            &format!("UID FETCH {set} (UID BODY.PEEK[])"),
-            bytes + bytes / 8 + uids.len() as u64 * PER_MESSAGE + SMALL_REPLY,
-        );
-        let fetches = self
-            .inner
-            .uid_fetch(&set, "(UID BODY.PEEK[])")
-            .map_err(|e| lib_error("UID FETCH BODY.PEEK[]", e))?;
-        let wanted: HashSet<u32> = uids.iter().copied().collect();
-        let mut seen = HashSet::new();
-        for f in fetches.iter() {
-            let (Some(uid), Some(body)) = (f.uid, f.body()) else {
-                continue;
-            };
-            if wanted.contains(&uid) && seen.insert(uid) {
-                sink(uid, body)?;
-            }
+        let tag = format!("F{}", self.next_tag);
+        self.next_tag += 1;
+        self.begin(&format!("{tag} UID FETCH {set} {query}"), budget);
+        let line = format!("{tag} UID FETCH {set} {query}\r\n");
+        self.raw.with(|c| c.send(line.as_bytes()))?;
+        let mut reader = FetchReader::new(&tag);
+        let mut failure = None;
+        while !reader.done() {
+            self.raw.with(|c| -> Result<()> {
+                if reader.needs_input() && c.buffered().is_empty() {
+                    c.read_more()?;
+                }
+                let (used, ev) = reader.next(c.buffered())?;
+                let r = match ev {
+                    Some(Event::Done { ok: false, text })
+                        if !text.to_ascii_uppercase().contains("[EXPUNGEISSUED]") =>
+                    {
+                        failure = Some(protocol(format!(
+                            "UID FETCH: the server said {}",
+                            escape(&text)
+                        )));
+                        Ok(())
+                    }
+                    Some(Event::Done { .. }) => Ok(()),
+                    Some(ev) => on(ev),
+                    None => Ok(()),
+                };
+                c.consume(used);
+                r
+            })?;
         }
-        drop(fetches);
-        self.drain();
-        Ok(())
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
-    /// `len` bytes at `offset` of message `uid` (BODY.PEEK[]<offset.len>);
-    /// an empty result means the message ended before `offset`.
-    pub fn piece(
-        &mut self,
-        uid: u32,
-        offset: u64,
-        len: u64,
-        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<usize> {
-        let q = format!("(UID BODY.PEEK[]<{offset}.{len}>)");
-        self.begin(&format!("UID FETCH {uid} {q}"), len + len / 8 + SMALL_REPLY);
-        let fetches = self
-            .inner
-            .uid_fetch(uid.to_string(), &q)
-            .map_err(|e| lib_error("UID FETCH BODY.PEEK[]<>", e))?;
-        let mut n = 0;
-        if let Some(body) = fetches
-            .iter()
-            .find(|f| f.uid == Some(uid))
-            .and_then(|f| f.body())
-        {
-            if body.len() as u64 > len {
-                return Err(protocol(format!(
-                    "message {uid}: asked for {len} bytes, the server sent {}",
-                    body.len()
-                )));
-            }
-            n = body.len();
-            sink(body)?;
-        }
-        drop(fetches);
-        self.drain();
-        Ok(n)
+    /// The budget for fetching bodies of `count` messages whose sizes add
+    /// up to `bytes`.
+    pub fn body_budget(bytes: u64, count: usize) -> u64 {
+        bytes + bytes / 8 + count as u64 * PER_MESSAGE + SMALL_REPLY
     }
 
     /// Flags of `uids` (with CONDSTORE: only those changed since `modseq`).

@@ -22,6 +22,7 @@ use super::{BATCH_BYTES, BATCH_MESSAGES, Summary};
 use crate::config::{Account, Destination};
 use crate::deliver::{self, CrlfToLf, Deliver, MessageInfo, Outcome, maildir};
 use crate::error::{Error, Kind, Result, data};
+use crate::imap::fetch::Event;
 use crate::imap::flags::{self, Flags};
 use crate::imap::names;
 use crate::imap::session::{Meta, Selected, Session};
@@ -399,27 +400,70 @@ impl Fetcher<'_> {
                     group.push(metas[i].uid);
                     i += 1;
                 }
+                let by_seq: HashMap<u32, u32> = metas.iter().map(|m| (m.seq, m.uid)).collect();
                 let dest = &mut *self.dest;
                 let resync = &mut self.resync;
                 let mut staged: Vec<(u32, u64)> = Vec::new();
                 let mut found: Vec<(u32, String, u64)> = Vec::new();
+                // The message being received: (uid, converter, hasher).
+                let mut cur: Option<(u32, CrlfToLf, Option<sha2::Sha256>)> = None;
+                let mut out = Vec::with_capacity(64 * 1024);
+                let set = crate::imap::session::uid_set(&group);
+                let budget = Session::body_budget(bytes, group.len());
                 session
-                    .bodies(&group, bytes, &mut |uid, body| {
-                        let meta = by_uid[&uid];
-                        let mut conv = CrlfToLf::default();
-                        let mut out = Vec::with_capacity(body.len());
-                        conv.convert(body, &mut out);
-                        conv.finish(&mut out);
-                        if let Some(known) = resync.as_mut()
-                            && let Some((name, size)) = known.remove(&sha256(&out))
-                        {
-                            found.push((uid, name, size));
-                            return Ok(());
+                    .stream(&set, "(UID BODY.PEEK[])", budget, &mut |ev| {
+                        use sha2::Digest;
+                        match ev {
+                            Event::BodyStart { seq, uid, .. } => {
+                                let uid =
+                                    uid.or_else(|| by_seq.get(&seq).copied()).ok_or_else(|| {
+                                        crate::error::protocol(
+                                            "the server sent a body without its UID before it",
+                                        )
+                                    })?;
+                                let meta = by_uid.get(&uid).ok_or_else(|| {
+                                    crate::error::protocol(format!(
+                                        "the server sent UID {uid}, which was not asked for"
+                                    ))
+                                })?;
+                                dest.begin(&info(meta))?;
+                                cur = Some((
+                                    uid,
+                                    CrlfToLf::default(),
+                                    resync.is_some().then(sha2::Sha256::new),
+                                ));
+                            }
+                            Event::BodyData(data) => {
+                                if let Some((_, conv, hasher)) = cur.as_mut() {
+                                    out.clear();
+                                    conv.convert(data, &mut out);
+                                    if let Some(h) = hasher.as_mut() {
+                                        h.update(&out);
+                                    }
+                                    dest.write(&out)?;
+                                }
+                            }
+                            Event::BodyEnd => {
+                                if let Some((uid, mut conv, hasher)) = cur.take() {
+                                    out.clear();
+                                    conv.finish(&mut out);
+                                    dest.write(&out)?;
+                                    if let Some(mut h) = hasher {
+                                        h.update(&out);
+                                        let digest: [u8; 32] = h.finalize().into();
+                                        if let Some((name, size)) =
+                                            resync.as_mut().and_then(|k| k.remove(&digest))
+                                        {
+                                            dest.abort();
+                                            found.push((uid, name, size));
+                                            return Ok(());
+                                        }
+                                    }
+                                    staged.push((uid, dest.end()?));
+                                }
+                            }
+                            Event::FetchEnd { .. } | Event::Done { .. } => {}
                         }
-                        dest.begin(&info(meta))?;
-                        dest.write(&out)?;
-                        let n = dest.end()?;
-                        staged.push((uid, n));
                         Ok(())
                     })
                     .inspect_err(|_| self.dest.abort())?;
@@ -437,30 +481,51 @@ impl Fetcher<'_> {
         self.commit(ledger, summary)
     }
 
+    /// A message larger than a piece: BODY.PEEK[]<offset.length> pieces,
+    /// one command each, streamed into one destination message.
     fn fetch_in_pieces(&mut self, session: &mut Session, m: &Meta) -> Result<()> {
         use sha2::Digest;
         self.dest.begin(&info(m))?;
         let mut hasher = self.resync.is_some().then(sha2::Sha256::new);
         let mut conv = CrlfToLf::default();
         let mut offset = 0u64;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(64 * 1024);
         // A server whose message grows without end is stopped: the message
         // may not exceed twice its announced size plus a piece.
         let limit = m.size.saturating_mul(2).saturating_add(PIECE);
         loop {
             let dest = &mut *self.dest;
-            let got = session
-                .piece(m.uid, offset, PIECE, &mut |data| {
-                    out.clear();
-                    conv.convert(data, &mut out);
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&out);
+            let mut got = 0u64;
+            let query = format!("(UID BODY.PEEK[]<{offset}.{PIECE}>)");
+            let r = session.stream(
+                &m.uid.to_string(),
+                &query,
+                Session::body_budget(PIECE, 1),
+                &mut |ev| {
+                    if let Event::BodyData(data) = ev {
+                        got += data.len() as u64;
+                        if got > PIECE {
+                            return Err(crate::error::protocol(format!(
+                                "message {}: asked for {PIECE} bytes, the server sent more",
+                                m.uid
+                            )));
+                        }
+                        out.clear();
+                        conv.convert(data, &mut out);
+                        if let Some(h) = hasher.as_mut() {
+                            h.update(&out);
+                        }
+                        dest.write(&out)?;
                     }
-                    dest.write(&out)
-                })
-                .inspect_err(|_| self.dest.abort())?;
-            offset += got as u64;
-            if (got as u64) < PIECE {
+                    Ok(())
+                },
+            );
+            if let Err(e) = r {
+                self.dest.abort();
+                return Err(e);
+            }
+            offset += got;
+            if got < PIECE {
                 break;
             }
             if offset > limit {
