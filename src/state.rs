@@ -69,6 +69,11 @@ pub struct FolderState {
     pub last_uid: u32,
     /// HIGHESTMODSEQ at the last flag sync (0: unknown, no CONDSTORE).
     pub mod_seq: u64,
+    /// The local Maildir folder's `new/` and `cur/` modification times
+    /// when it was last known to match the ledger (0: unknown). Unchanged
+    /// means nobody renamed or removed a file since, so there is nothing to
+    /// scan for.
+    pub local_stamp: u64,
 }
 
 /// A delivery that was about to be published when the journal was last
@@ -172,6 +177,7 @@ impl Record {
                 put_u64(out, u64::from(state.uid_validity));
                 put_u64(out, u64::from(state.last_uid));
                 put_u64(out, state.mod_seq);
+                put_u64(out, state.local_stamp);
             }
             Record::Removed { key } => {
                 out.push(T_REMOVED);
@@ -237,6 +243,7 @@ impl Record {
                     uid_validity: u32::try_from(r.u64()?).map_err(|_| "bad UIDVALIDITY")?,
                     last_uid: u32::try_from(r.u64()?).map_err(|_| "bad UID")?,
                     mod_seq: r.u64()?,
+                    local_stamp: if r.0.is_empty() { 0 } else { r.u64()? },
                 },
             },
             T_REMOVED => Record::Removed { key: r.str()? },
@@ -649,7 +656,6 @@ impl Ledger {
         &self.dir
     }
 
-    #[cfg(test)]
     pub fn get(&self, key: &str) -> Option<&Entry> {
         self.entries.get(key)
     }
@@ -970,6 +976,7 @@ mod tests {
                     uid_validity: u32::MAX,
                     last_uid: 7,
                     mod_seq: u64::MAX,
+                    local_stamp: 3,
                 },
             },
             Record::Removed { key: "".into() },
@@ -1019,6 +1026,7 @@ mod tests {
             uid_validity: 9,
             last_uid: 40,
             mod_seq: 1234,
+            local_stamp: 99,
         };
         {
             let mut l = Ledger::open(root.path(), ACCT).unwrap();

@@ -499,17 +499,33 @@ impl<'u> Session<'u> {
             Some(m) => format!("(UID FLAGS) (CHANGEDSINCE {m})"),
             None => "(UID FLAGS)".to_string(),
         };
-        self.begin(&format!("UID FETCH 1:{up_to} {query}"), 256 << 20);
-        let fetches = self
-            .inner
-            .uid_fetch(format!("1:{up_to}"), &query)
-            .map_err(|e| lib_error("UID FETCH FLAGS", e))?;
-        let out = fetches
-            .iter()
-            .filter_map(|f| Some((f.uid?, f.flags().iter().map(flag_string).collect())))
-            .collect();
-        drop(fetches);
-        self.drain();
+        // In UID ranges, so that the library (which holds a whole response)
+        // never holds more than a range's worth.
+        const RANGE: u32 = 10_000;
+        let mut out = Vec::new();
+        let mut from = 1u32;
+        while from <= up_to {
+            let to = from.saturating_add(RANGE - 1).min(up_to);
+            self.begin(
+                &format!("UID FETCH {from}:{to} {query}"),
+                u64::from(RANGE) * 512 + SMALL_REPLY,
+            );
+            let fetches = self
+                .inner
+                .uid_fetch(format!("{from}:{to}"), &query)
+                .map_err(|e| lib_error("UID FETCH FLAGS", e))?;
+            out.extend(
+                fetches
+                    .iter()
+                    .filter_map(|f| Some((f.uid?, f.flags().iter().map(flag_string).collect()))),
+            );
+            drop(fetches);
+            self.drain();
+            if to == u32::MAX {
+                break;
+            }
+            from = to + 1;
+        }
         Ok(out)
     }
 

@@ -180,6 +180,14 @@ fn sync_folder(
         Destination::Maildir(_) => names::maildir_folder(folder, delim),
         _ => None,
     };
+    // The local folder's stamp before we touch it (see FolderState::local_stamp).
+    let stamp_at_start = match &acct.dest {
+        Destination::Maildir(root) => local_stamp(&match &subdir {
+            Some(s) => root.join(s),
+            None => root.clone(),
+        }),
+        _ => 0,
+    };
     let id = acct.ledger_id();
     let mut dest = deliver::open_folder(
         acct,
@@ -277,6 +285,7 @@ fn sync_folder(
             uid_validity: uv,
             last_uid: 0,
             mod_seq: 0,
+            local_stamp: 0,
         });
     st.last_uid = new_last.max(st.last_uid);
     ledger.set_folder(folder, st.clone());
@@ -303,11 +312,36 @@ fn sync_folder(
             Some(s) => root.join(s),
             None => root.clone(),
         };
-        let changed = sync_flags(acct, ui, ledger, session, folder, &sel, &st, &dir)?;
+        // A folder seen for the first time was just fetched with its
+        // current flags: nothing to sync yet.
+        let first_time = known.is_none() || resyncing;
+        let (changed, touched) = if first_time {
+            (0, false)
+        } else {
+            sync_flags(
+                acct,
+                ui,
+                ledger,
+                session,
+                folder,
+                &sel,
+                &st,
+                &dir,
+                stamp_at_start,
+            )?
+        };
         summary.flags_synced += changed;
         if let Some(m) = sel.highest_mod_seq {
             st.mod_seq = m;
         }
+        // Trust the stamp taken at the start only if we changed nothing
+        // ourselves: a mail reader's rename during this run then still
+        // shows as a change next time.
+        st.local_stamp = if committed.is_empty() && !touched && !first_time {
+            stamp_at_start
+        } else {
+            0
+        };
         ledger.set_folder(folder, st);
     }
     ledger.commit()?;
@@ -640,29 +674,26 @@ fn sync_flags(
     sel: &Selected,
     st: &FolderState,
     dir: &Path,
-) -> Result<usize> {
+    stamp_now: u64,
+) -> Result<(usize, bool)> {
     let uv = sel.uid_validity;
-    let mine: Vec<(u32, String, String, String)> = ledger
-        .entries()
-        .filter_map(|(k, e)| match parse_key(k) {
-            Some((v, uid, f)) if v == uv && f == folder => {
-                Some((uid, k.clone(), e.name.clone(), e.flags.clone()))
-            }
-            _ => None,
-        })
-        .collect();
-    if mine.is_empty() || st.last_uid == 0 {
-        return Ok(0);
+    if st.last_uid == 0 {
+        return Ok((0, false));
     }
+    let local_unchanged = st.local_stamp != 0 && st.local_stamp == stamp_now;
     let incremental = session.caps.condstore && st.mod_seq > 0;
-    let changed_since = if incremental { Some(st.mod_seq) } else { None };
-    // With CONDSTORE and an unchanged HIGHESTMODSEQ the server has nothing
-    // new to say; local changes still count.
-    let server: HashMap<u32, Flags> = if incremental && sel.highest_mod_seq == Some(st.mod_seq) {
+    let server_unchanged = incremental && sel.highest_mod_seq == Some(st.mod_seq);
+    if local_unchanged && server_unchanged && !acct.imap.sync_deletes {
+        return Ok((0, false)); // O(1): nothing changed on either side
+    }
+    let server: HashMap<u32, Flags> = if server_unchanged {
         HashMap::new()
     } else {
         session
-            .flags(st.last_uid, changed_since)?
+            .flags(
+                st.last_uid,
+                if incremental { Some(st.mod_seq) } else { None },
+            )?
             .into_iter()
             .map(|(u, f)| (u, Flags::parse(f.iter().map(String::as_str))))
             .collect()
@@ -677,7 +708,37 @@ fn sync_flags(
     } else {
         None
     };
-    let local = scan_maildir(dir)?;
+    // The messages to look at: all of the folder's, or (nothing changed
+    // locally, nothing to learn about deletions) just those the server
+    // says changed.
+    let mine: Vec<(u32, String, String, String)> = if local_unchanged && existing.is_none() {
+        server
+            .keys()
+            .filter_map(|&uid| {
+                let k = key(uv, uid, folder);
+                let e = ledger.get(&k)?;
+                Some((uid, k, e.name.clone(), e.flags.clone()))
+            })
+            .collect()
+    } else {
+        ledger
+            .entries()
+            .filter_map(|(k, e)| match parse_key(k) {
+                Some((v, uid, f)) if v == uv && f == folder => {
+                    Some((uid, k.clone(), e.name.clone(), e.flags.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    if mine.is_empty() {
+        return Ok((0, false));
+    }
+    let local = if local_unchanged {
+        locate(dir, &mine)?
+    } else {
+        scan_maildir(dir)?
+    };
 
     let mut store_add: HashMap<String, Vec<u32>> = HashMap::new();
     let mut store_remove: HashMap<String, Vec<u32>> = HashMap::new();
@@ -779,7 +840,53 @@ fn sync_flags(
             ),
         );
     }
-    Ok(changed)
+    let touched = !renames.is_empty() || (acct.imap.sync_deletes && !gone_on_server.is_empty());
+    Ok((changed, touched))
+}
+
+/// The local folder's stamp: `new/` and `cur/` modification times (ns),
+/// combined; 0 if unknown.
+fn local_stamp(dir: &Path) -> u64 {
+    let ns = |d: &str| {
+        std::fs::metadata(dir.join(d))
+            .ok()
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as u64)
+    };
+    match (ns("new"), ns("cur")) {
+        (Some(n), Some(c)) => n.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(c).max(1),
+        _ => 0,
+    }
+}
+
+/// Find the files of `mine` without scanning, where the folder is known
+/// unchanged since the last sync: each is where that sync left it
+/// (`new/NAME` without flags, `cur/NAME:2,LETTERS` with). Falls back to a
+/// scan if any is not there (another client's letters, say).
+fn locate(
+    dir: &Path,
+    mine: &[(u32, String, String, String)],
+) -> Result<HashMap<String, (PathBuf, String)>> {
+    let mut out = HashMap::with_capacity(mine.len());
+    for (_, _, name, base) in mine {
+        let letters = flags::maildir_letters(&flags::from_ledger(base));
+        let candidates = if letters.is_empty() {
+            vec![
+                dir.join("new").join(name),
+                dir.join("cur").join(format!("{name}:2,")),
+            ]
+        } else {
+            vec![dir.join("cur").join(flags::with_letters(name, &letters))]
+        };
+        match candidates.into_iter().find(|p| p.exists()) {
+            Some(p) => {
+                out.insert(name.clone(), (p, letters));
+            }
+            None => return scan_maildir(dir),
+        }
+    }
+    Ok(out)
 }
 
 /// The messages in a Maildir folder: base name (without `:2,` info) ->
