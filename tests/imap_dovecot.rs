@@ -223,7 +223,11 @@ fn flags_sync_both_ways() {
     // unchanged (and then skip scanning it); a later rename must still count.
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     let out = fetch(&env, &dc, &["-vv"]);
-    assert!(!out.stderr.contains("FLAGS"), "nothing to ask the server: {}", out.stderr);
+    assert!(
+        !out.stderr.contains("FLAGS"),
+        "nothing to ask the server: {}",
+        out.stderr
+    );
 
     // Local -> server: a mail reader marks the third one read.
     let third = maildir_files(&env.maildir())
@@ -502,5 +506,62 @@ fn mail_added_during_a_run_is_fetched_by_the_next_run_once() {
         maildir_messages(&env.maildir()),
         expected(&all),
         "every message exactly once"
+    );
+}
+
+#[test]
+fn deletions_propagate_only_with_sync_deletes() {
+    let Some(dc) = Dovecot::start() else { return };
+    let msgs: Vec<Vec<u8>> = (1..=4)
+        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    let env = Env::new();
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    // Without --sync-deletes: a local delete stays local, a server expunge
+    // stays on the server side.
+    let files = maildir_files(&env.maildir());
+    std::fs::remove_file(&files[0]).unwrap();
+    assert!(
+        dc.doveadm(&["expunge", "-u", &dc.user, "mailbox", "INBOX", "uid", "4"])
+            .status
+            .success()
+    );
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    assert_eq!(
+        dc.message_count(),
+        3,
+        "the local delete did not reach the server"
+    );
+    assert_eq!(
+        maildir_files(&env.maildir()).len(),
+        3,
+        "the server expunge did not reach us"
+    );
+
+    // With it: both ways.
+    let env = Env::new();
+    dc.fill(&refs[..1]);
+    assert_eq!(fetch(&env, &dc, &["--sync-deletes"]).code, 0);
+    assert_eq!(maildir_files(&env.maildir()).len(), 4);
+    let files = maildir_files(&env.maildir());
+    std::fs::remove_file(&files[0]).unwrap();
+    assert!(
+        dc.doveadm(&["expunge", "-u", &dc.user, "mailbox", "INBOX", "uid", "5"])
+            .status
+            .success()
+    );
+    let out = fetch(&env, &dc, &["--sync-deletes"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        dc.message_count(),
+        2,
+        "local delete expunged on the server (and uid 5 by doveadm)"
+    );
+    assert_eq!(
+        maildir_files(&env.maildir()).len(),
+        2,
+        "server expunge removed locally"
     );
 }
