@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod crash;
 mod deliver;
 mod error;
 mod generate;

@@ -756,9 +756,12 @@ impl Ledger {
     /// Write the buffered records and make them durable: the commit point.
     pub fn commit(&mut self) -> Result<()> {
         self.write_buffered()?;
+        crate::crash::point("journal written, not yet synced");
         self.journal.sync_data().ctx(Kind::LocalIo, || {
             format!("fsync {}", self.dir.join("journal").display())
-        })
+        })?;
+        crate::crash::point("journal committed");
+        Ok(())
     }
 
     /// Write the buffered records without waiting for the disk (for records
@@ -769,6 +772,15 @@ impl Ledger {
         }
         let jpath = self.dir.join("journal");
         let len = self.journal_len;
+        // Crash tests also need the torn record a crash mid-write leaves.
+        #[cfg(debug_assertions)]
+        if self.buf.len() > 1 {
+            let half = self.buf.len() / 2;
+            if self.journal.write_all(&self.buf[..half]).is_ok() {
+                crate::crash::point("journal record half written");
+                let _ = self.journal.set_len(len);
+            }
+        }
         if let Err(e) = self.journal.write_all(&self.buf) {
             // Do not leave half a record in front of later appends.
             let _ = self.journal.set_len(len);

@@ -75,6 +75,7 @@ impl Staging {
         self.file
             .write_all(data)
             .ctx(Kind::LocalIo, || format!("writing {}", self.path.display()))?;
+        crate::crash::point("message bytes written to tmp/");
         self.size += data.len() as u64;
         Ok(())
     }
@@ -207,6 +208,7 @@ impl Maildir {
     /// a cron run with a few new messages, fsync each file, so they never
     /// wait for other programs' dirty data.
     pub fn sync(&self, batch: &[Staged]) -> Result<()> {
+        crate::crash::point("before syncing the batch's files");
         if batch.len() >= SYNCFS_MIN_BATCH {
             // SAFETY: the fd is open for the lifetime of `batch`.
             if unsafe { libc::syncfs(batch[0].file.as_raw_fd()) } == 0 {
@@ -249,12 +251,14 @@ impl Maildir {
             rename_noreplace(&s.tmp_path, &dest).ctx(Kind::LocalIo, || {
                 format!("moving {} to {}", s.tmp_path.display(), dest.display())
             })?;
+            crate::crash::point("a message renamed into new/ or cur/");
             names.push((name, s.size));
         }
         sync_dir(&new)?;
         if into_cur {
             sync_dir(&cur)?;
         }
+        crate::crash::point("new/ and cur/ synced");
         Ok(names)
     }
 

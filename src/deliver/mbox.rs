@@ -122,10 +122,18 @@ impl Deliver for Mbox {
             w.write_all(prefix)?;
             for item in &items {
                 self.spool.copy_to(item, &mut w)?;
+                // Crash tests: each message on disk in turn (a torn batch).
+                #[cfg(debug_assertions)]
+                {
+                    w.flush()?;
+                    crate::crash::point("mbox: a message appended, not synced");
+                }
             }
             w.flush()?;
             drop(w);
-            file.sync_data()
+            file.sync_data()?;
+            crate::crash::point("mbox synced");
+            Ok(())
         })();
         if let Err(e) = appended {
             // Leave the mbox exactly as it was before this batch.

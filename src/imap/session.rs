@@ -540,6 +540,7 @@ impl<'u> Session<'u> {
             self.inner
                 .uid_store(&set, format!("{op} {flags}"))
                 .map_err(|e| lib_error("UID STORE", e))?;
+            crate::crash::point("UID STORE done");
             self.drain();
         }
         Ok(())
@@ -563,6 +564,7 @@ impl<'u> Session<'u> {
             self.inner
                 .uid_expunge(&set)
                 .map_err(|e| lib_error("UID EXPUNGE", e))?;
+            crate::crash::point("UID EXPUNGE done");
             self.drain();
         }
         Ok(())
@@ -581,6 +583,7 @@ impl<'u> Session<'u> {
                 self.inner
                     .uid_mv(&set, target)
                     .map_err(|e| lib_error("UID MOVE", e))?;
+                crate::crash::point("UID MOVE done");
                 self.drain();
             } else {
                 if !self.caps.uidplus {
@@ -603,6 +606,7 @@ impl<'u> Session<'u> {
     }
 
     pub fn logout(mut self) {
+        crate::crash::point("before LOGOUT");
         self.begin("LOGOUT", SMALL_REPLY);
         let _ = self.inner.logout();
     }

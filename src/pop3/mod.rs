@@ -285,6 +285,9 @@ impl<'u> Session<'u> {
         if !self.out.is_empty() {
             let out = std::mem::take(&mut self.out);
             self.conn.send(&out)?;
+            if out.windows(4).any(|w| w == b"DELE") {
+                crate::crash::point("DELE sent");
+            }
             self.out = out;
             self.out.clear();
         }
@@ -374,7 +377,10 @@ impl<'u> Session<'u> {
         if !self.pending.is_empty() {
             return Err(internal("QUIT with RETR replies still unread"));
         }
-        Ok(matches!(self.simple(&Command::Quit)?, Status::Ok(_)))
+        crate::crash::point("before QUIT");
+        let ok = matches!(self.simple(&Command::Quit)?, Status::Ok(_));
+        crate::crash::point("QUIT answered");
+        Ok(ok)
     }
 
     /// Drop the connection without QUIT: the server must not apply DELEs.

@@ -290,20 +290,32 @@ fn sync_folder(
     st.last_uid = new_last.max(st.last_uid);
     ledger.set_folder(folder, st.clone());
 
-    // Only now may the server change, and only for committed UIDs.
-    if acct.deletes() && !committed.is_empty() {
-        ledger.commit()?;
-        let uids: Vec<u32> = committed.iter().map(|(u, _)| *u).collect();
-        if let Some(target) = &acct.imap.move_to {
-            session.move_to(&uids, &names::encode_mutf7(target))?;
-        } else {
-            session.store(&uids, "+FLAGS.SILENT", "(\\Deleted)")?;
-            session.uid_expunge(&uids)?;
+    // Only now may the server change, and only for committed messages:
+    // those of this run and those an interrupted earlier run committed but
+    // did not get to delete. In this mode the ledger holds exactly those
+    // (an entry goes once its message is expunged or moved).
+    if acct.deletes() {
+        let pending: Vec<(u32, String)> = ledger
+            .entries()
+            .filter_map(|(k, _)| match parse_key(k) {
+                Some((v, uid, f)) if v == uv && f == folder => Some((uid, k.clone())),
+                _ => None,
+            })
+            .collect();
+        if !pending.is_empty() {
+            ledger.commit()?;
+            let uids: Vec<u32> = pending.iter().map(|(u, _)| *u).collect();
+            if let Some(target) = &acct.imap.move_to {
+                session.move_to(&uids, &names::encode_mutf7(target))?;
+            } else {
+                session.store(&uids, "+FLAGS.SILENT", "(\\Deleted)")?;
+                session.uid_expunge(&uids)?;
+            }
+            for (_, k) in &pending {
+                ledger.removed(k);
+            }
+            summary.deleted += uids.len();
         }
-        for (_, k) in &committed {
-            ledger.removed(k);
-        }
-        summary.deleted += uids.len();
     }
     if let Destination::Maildir(root) = &acct.dest
         && !acct.deletes()
@@ -786,6 +798,7 @@ fn sync_flags(
 
     // 1. Local side.
     for (from, to) in &renames {
+        crate::crash::point("before a flag rename");
         std::fs::rename(from, to).map_err(|e| {
             crate::error::local_io(format!(
                 "renaming {} to {}: {e}",
