@@ -1,24 +1,10 @@
 //! `fetch`: parse the command line, run each account, turn the outcome into
-//! an exit code. Nothing else happens here; see `run.rs` for the work.
-
-mod cli;
-mod config;
-mod crash;
-mod deliver;
-mod error;
-mod generate;
-mod imap;
-mod net;
-mod netrc;
-mod pop3;
-mod run;
-mod secret;
-mod state;
-mod term;
-mod ui;
+//! an exit code. Nothing else happens here; the work is in the library
+//! (`lib.rs`), whose map is there.
 
 use clap::Parser;
 use clap::error::ErrorKind;
+use fetch::{cli, config, error, generate, run, ui};
 
 fn main() {
     std::process::exit(real_main());

@@ -416,6 +416,19 @@ fn parse_records(bytes: &[u8], start: usize) -> std::result::Result<Parsed, Stri
     })
 }
 
+/// Fuzzing entry: parse `data` as a journal and as a snapshot (must never
+/// panic, whatever the bytes).
+#[doc(hidden)]
+pub fn fuzz_parse(data: &[u8]) {
+    let _ = parse_header(data, JOURNAL_MAGIC, "journal");
+    if let Ok(p) = parse_records(data, 0) {
+        assert!(p.good_len <= data.len());
+    }
+    if data.len() > HEADER_LEN {
+        let _ = parse_records(data, HEADER_LEN);
+    }
+}
+
 /// The ledger of one account, locked for the lifetime of this value.
 pub struct Ledger {
     dir: PathBuf,

@@ -1,0 +1,95 @@
+//! The `fetch` mail fetcher, as a library for its binary (`main.rs`), its
+//! tests and its fuzz targets. Where things live:
+//!
+//! - `cli`, `config`: the command line and config file, resolved into
+//!   typed `Account`s; `generate`: man page and completions from the CLI.
+//! - `run`: per-account orchestration, the only place that orders delivery,
+//!   commit and server changes (`run/pop3.rs`, `run/imap.rs`).
+//! - `pop3`, `imap`: the protocols (`pop3/proto.rs` and `imap/fetch.rs` are
+//!   sans-io); `net`: the only code that touches sockets and TLS.
+//! - `deliver`: Maildir, mbox, MDA, stdout behind one trait; `state`: the
+//!   per-account ledger (lock, journal, snapshot, recovery).
+//! - `secret`, `netrc`: passwords; `ui`, `term`: messages to humans;
+//!   `error`: kinds and exit codes; `crash`: test-only crash points.
+
+pub mod cli;
+pub mod config;
+pub mod crash;
+pub mod deliver;
+pub mod error;
+pub mod generate;
+pub mod imap;
+pub mod net;
+pub mod netrc;
+pub mod pop3;
+pub mod run;
+pub mod secret;
+pub mod state;
+pub mod term;
+pub mod ui;
+
+/// Entry points for the fuzz targets (`fuzz/`): the parsers that read what
+/// servers and files send us, each fed arbitrary bytes. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The POP3 status line and multi-line decoders.
+    pub fn pop3_reply(data: &[u8]) {
+        let _ = crate::pop3::proto::Status::parse(data);
+        let _ = crate::pop3::proto::line_end(data, 8192);
+        let split = data.first().map_or(1, |&b| usize::from(b).max(1));
+        let mut body = crate::pop3::proto::BodyDecoder::new(true);
+        let mut listing = crate::pop3::proto::ListingDecoder::new(1000);
+        let mut out = Vec::new();
+        for chunk in data.chunks(split) {
+            out.clear();
+            let used = body.decode(chunk, &mut out);
+            assert!(used <= chunk.len() && out.len() <= chunk.len());
+            let _ = listing.decode(chunk);
+        }
+        if let Ok(s) = std::str::from_utf8(data) {
+            let _ = crate::pop3::proto::parse_uidl_line(s);
+            let _ = crate::pop3::proto::parse_number_size(s);
+        }
+    }
+
+    /// The IMAP FETCH reply reader, driven as a session drives it.
+    pub fn imap_fetch(data: &[u8]) {
+        let split = data.first().map_or(1, |&b| usize::from(b).max(1));
+        let mut r = crate::imap::fetch::FetchReader::new("F1");
+        let mut rest: &[u8] = &[];
+        let mut chunks = data.chunks(split);
+        for _ in 0..data.len() * 4 + 16 {
+            if r.done() {
+                break;
+            }
+            if r.needs_input() && rest.is_empty() {
+                match chunks.next() {
+                    Some(c) => rest = c,
+                    None => break,
+                }
+            }
+            match r.next(rest) {
+                Ok((used, _)) => rest = &rest[used..],
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// The ledger's journal/snapshot reader.
+    pub fn journal(data: &[u8]) {
+        crate::state::fuzz_parse(data);
+    }
+
+    /// Folder names: modified UTF-7 and the Maildir++ escaping.
+    pub fn folder_name(data: &[u8]) {
+        if let Ok(s) = std::str::from_utf8(data) {
+            let _ = crate::imap::names::decode_mutf7(s);
+            for d in [None, Some('/'), Some('.')] {
+                if let Some(dir) = crate::imap::names::maildir_folder(s, d) {
+                    assert!(!dir.contains('/') && !dir.contains('\0'), "{dir:?}");
+                    assert!(dir != "." && dir != ".." && dir.starts_with('.'), "{dir:?}");
+                }
+            }
+        }
+    }
+}
