@@ -183,7 +183,8 @@ proptest! {
                     committed = live.clone();
                 }
                 Op::Reopen => {
-                    ledger = None; // a crash: buffered records are lost
+                    // A crash: buffered records are lost, the lock released.
+                    drop(ledger.take());
                     ledger = Some(Ledger::open(root.path(), acct).unwrap());
                     live = committed.clone();
                 }
