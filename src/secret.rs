@@ -165,6 +165,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn holding_a_password_makes_the_process_undumpable() {
+        let _s = Secret::new("x".into());
+        // SAFETY: PR_GET_DUMPABLE takes no pointers.
+        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+    }
+
+    #[test]
     fn debug_is_redacted() {
         let s = Secret::new("hunter2".into());
         assert_eq!(format!("{s:?}"), "[REDACTED]");

@@ -999,3 +999,27 @@ fn no_uidl_new_mail_before_already_delivered_mail_is_delivered_in_the_same_run()
     assert!(server.remaining().is_empty());
     assert!(tmp_files(&env.maildir()).is_empty());
 }
+
+#[test]
+fn poison_messages_arrive_and_do_not_stop_the_rest() {
+    let env = Env::new();
+    let msgs: Vec<(String, Vec<u8>)> = vec![
+        ("empty".into(), Vec::new()),
+        ("nul".into(), b"\0\0\0\r\n".to_vec()),
+        ("bare-cr".into(), b"\r".to_vec()),
+        ("headerless".into(), b"no header here\r\n..\r\n".to_vec()),
+        ("fine".into(), msg(1, &["after the poison"])),
+    ];
+    let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let got = maildir_messages(&env.maildir());
+    assert_eq!(got.len(), 5, "{got:?}");
+    assert!(got.contains(&expected_local(&msgs[4].1)));
+    assert!(got.contains(&b"\0\0\0\n".to_vec()));
+    assert!(got.contains(&b"no header here\n..\n".to_vec()));
+    assert!(server.remaining().is_empty());
+    // No crash loop: the next run is clean and quiet.
+    let out = run(&env, &server, &[]);
+    assert_eq!((out.code, out.stderr.as_str()), (0, ""));
+}
