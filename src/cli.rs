@@ -8,7 +8,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 
 pub const EXIT_CODES: &str = "\
 Exit status:
-  0   success, whether or not there was new mail
+  0   success, whether or not there was new mail (--check: there is new mail)
+  1   --check only: no new mail
   64  usage error
   65  bad data: damaged ledger, server data that cannot be stored
   69  service refused: certificate rejected, STARTTLS missing, plaintext login refused
@@ -169,10 +170,47 @@ pub struct Cli {
     #[arg(short, long, action = ArgAction::Count, overrides_with = "quiet")]
     pub verbose: u8,
 
+    /// Write newline-delimited JSON events on stdout (one per message, one
+    /// per account, one per error; see JSON OUTPUT in the man page).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only count new messages, downloading nothing and changing nothing;
+    /// print the count per account. Exit status 0 if there is new mail,
+    /// 1 if there is none.
+    #[arg(short = 'c', long)]
+    pub check: bool,
+
+    /// Fetch at most this many messages per account in this run.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+
+    /// Leave messages larger than this on the server (and say so); K, M and
+    /// G suffixes are powers of 1024.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+
     /// Print the man page or a shell completion script and exit (used to
     /// produce man/ and completions/).
     #[arg(long, value_enum, value_name = "KIND", hide = true)]
     pub generate: Option<crate::generate::Generated>,
+}
+
+/// `10M` -> 10485760: a size with an optional K, M or G (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('G') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a size (like 500K, 10M or 1G)"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
@@ -203,6 +241,17 @@ pub enum AuthMethod {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("500"), Ok(500));
+        assert_eq!(parse_size("10k"), Ok(10240));
+        assert_eq!(parse_size("2M"), Ok(2 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("99999999999G").is_err());
+    }
 
     #[test]
     fn definition_is_consistent() {

@@ -78,6 +78,12 @@ pub struct Account {
     pub delete_after_stdout: bool,
     pub timeout: Duration,
     pub imap: ImapOptions,
+    /// Fetch at most this many messages per run.
+    pub limit: Option<usize>,
+    /// Leave larger messages (bytes, as the server counts them) on the server.
+    pub max_size: Option<u64>,
+    /// `--check`: count new messages, change nothing.
+    pub check: bool,
 }
 
 /// The IMAP-only settings of an account.
@@ -124,6 +130,8 @@ impl Account {
 pub struct Output {
     pub quiet: bool,
     pub verbose: u8,
+    /// `--json`: newline-delimited events on stdout.
+    pub json: bool,
 }
 
 /// One layer of settings: the config file's `[defaults]`, an account, or
@@ -156,6 +164,16 @@ struct Settings {
     search: Option<String>,
     sync_deletes: Option<bool>,
     resync: Option<bool>,
+    limit: Option<usize>,
+    max_size: Option<SizeSetting>,
+}
+
+/// A size in the config file: a number of bytes, or text like "10M".
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(untagged)]
+enum SizeSetting {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +262,8 @@ impl Settings {
             search: cli.search.clone(),
             sync_deletes: cli.sync_deletes.then_some(true),
             resync: cli.resync.then_some(true),
+            limit: cli.limit,
+            max_size: cli.max_size.map(SizeSetting::Bytes),
         }
     }
 }
@@ -301,6 +321,7 @@ pub fn resolve(cli: &Cli) -> Result<(Vec<Account>, Output)> {
     let output = Output {
         quiet: cli.quiet,
         verbose: cli.verbose,
+        json: cli.json,
     };
     let cli_layer = Settings::from_cli(cli);
     let path = config_path(cli);
@@ -380,12 +401,21 @@ pub fn resolve(cli: &Cli) -> Result<(Vec<Account>, Output)> {
             )));
         }
         let merged = base.overlay(cli_layer.clone());
-        accounts.push(build(name, merged).map_err(|e| match file {
+        let acct = build(name, merged).map_err(|e| match file {
             Some(f) if e.kind == Kind::Config && !one_shot => {
                 Error::new(Kind::Config, format!("{}: {}", f.path.display(), e.msg))
             }
             _ => e,
-        })?);
+        })?;
+        let mut acct = acct;
+        acct.check = cli.check;
+        if cli.json && acct.dest == Destination::Stdout {
+            return Err(usage(
+                "--json and --stdout both want stdout; use one of them (see the JSON events' \
+                 destination field for where messages went)",
+            ));
+        }
+        accounts.push(acct);
     }
     Ok((accounts, output))
 }
@@ -486,6 +516,17 @@ fn build(name: String, s: Settings) -> Result<Account> {
             "{acct_hint}--delete-after-stdout only makes sense with --stdout"
         )));
     }
+    let max_size = match s.max_size {
+        None => None,
+        Some(SizeSetting::Bytes(0)) => return Err(cfg("max_size must be more than 0".into())),
+        Some(SizeSetting::Bytes(n)) => Some(n),
+        Some(SizeSetting::Text(t)) => {
+            Some(crate::cli::parse_size(&t).map_err(|e| cfg(format!("max_size: {e}")))?)
+        }
+    };
+    if s.limit == Some(0) {
+        return Err(usage("--limit must be at least 1"));
+    }
     let timeout = s.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
     if timeout == 0 {
         return Err(usage("the timeout must be at least 1 second"));
@@ -513,6 +554,9 @@ fn build(name: String, s: Settings) -> Result<Account> {
         delete_after_stdout,
         timeout: Duration::from_secs(timeout),
         imap,
+        limit: s.limit,
+        max_size,
+        check: false,
     })
 }
 
@@ -576,6 +620,12 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).unwrap();
         resolve(&cli).map(|(a, _)| a)
+    }
+
+    #[test]
+    fn json_and_stdout_conflict() {
+        let e = one(&["--pop3", "h", "-u", "u", "--stdout", "--json"]).unwrap_err();
+        assert_eq!(e.kind, Kind::Usage);
     }
 
     fn one(args: &[&str]) -> Result<Account> {

@@ -39,6 +39,23 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The kind's name in `--json` error events (a stable interface).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Usage => "usage",
+            Kind::Data => "data",
+            Kind::Unavailable => "unavailable",
+            Kind::Internal => "internal",
+            Kind::CantCreate => "cant_create",
+            Kind::LocalIo => "local_io",
+            Kind::Temporary => "temporary",
+            Kind::Protocol => "protocol",
+            Kind::Auth => "auth",
+            Kind::Config => "config",
+            Kind::PipeClosed => "pipe_closed",
+        }
+    }
+
     /// The process exit code for this kind of failure.
     pub fn exit_code(self) -> i32 {
         match self {

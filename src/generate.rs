@@ -102,6 +102,25 @@ MDA: the command runs once per message with the message on its standard input; %
 stdout: an mboxrd stream for pipes. Because a pipe cannot prove that mail was kept, server copies are only deleted with --delete-after-stdout. When the reader closes the pipe, fetch stops without changing the server and exits 0.",
     ),
     (
+        "JSON OUTPUT",
+        "\
+With \\-\\-json, fetch writes one JSON object per line on standard output, a stable interface for scripts (messages for humans still go to standard error). Fields may be added in later versions; none is removed or changes meaning. Every event has a type:
+
+message
+  A message delivered or left alone: account, folder (null for POP3; the folder's name, decoded, for IMAP), uid (the UIDL or IMAP UID as a string; null for a POP3 server without UIDL), size (bytes), destination (a file path, MBOX@OFFSET, the MDA command, or \"\\-\" for stdout; null when nothing was delivered), action (\"delivered\", or \"skipped\" for a message over \\-\\-max\\-size).
+
+account
+  One per account, last: account, fetched (messages), bytes, deleted (from the server), flags_synced, new (with \\-\\-check: messages waiting; else null), seconds, exit_code (as in EXIT STATUS).
+
+error
+  Before the account event of a failed account: account, kind (usage, data, unavailable, internal, cant_create, local_io, temporary, protocol, auth, config), message.
+
+  {\"type\":\"message\",\"account\":\"work\",\"folder\":null,\"uid\":\"1a2b\",\"size\":2048,\"destination\":\"/home/a/Maildir/new/17...\",\"action\":\"delivered\"}
+  {\"type\":\"account\",\"account\":\"work\",\"fetched\":1,\"bytes\":2048,\"deleted\":1,\"flags_synced\":0,\"new\":null,\"seconds\":0.21,\"exit_code\":0}
+
+\\-\\-json and \\-\\-stdout cannot be used together.",
+    ),
+    (
         "FILES",
         "\
 $XDG_CONFIG_HOME/fetch/config.toml
@@ -123,7 +142,10 @@ NETRC: the netrc file to read instead of ~/.netrc.",
         "EXIT STATUS",
         "\
 0
-  success, whether or not there was new mail
+  success, whether or not there was new mail (with \\-\\-check: there is new mail)
+
+1
+  \\-\\-check only: no new mail
 
 64
   usage error

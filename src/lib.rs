@@ -22,6 +22,7 @@ pub mod imap;
 pub mod net;
 pub mod netrc;
 pub mod pop3;
+pub mod progress;
 pub mod run;
 pub mod secret;
 pub mod state;

@@ -46,18 +46,50 @@ fn real_main() -> i32 {
     };
     let ui = ui::Ui::new(output);
     let mut codes = Vec::with_capacity(accounts.len());
+    let mut new_mail = false;
     for acct in &accounts {
-        match run::run(acct, &ui) {
+        let started = std::time::Instant::now();
+        let (summary, code) = match run::run(acct, &ui) {
             Ok(summary) => {
-                ui.info(&acct.name, &summary.line());
-                codes.push(0);
+                if cli.check {
+                    new_mail |= summary.available > 0;
+                    if !ui.json {
+                        // --check's answer is data: stdout.
+                        println!("{}: {} new", acct.name, summary.available);
+                    }
+                } else {
+                    ui.info(&acct.name, &summary.line());
+                }
+                (summary, 0)
             }
-            Err(e) if e.kind == error::Kind::PipeClosed => codes.push(0),
+            Err(e) if e.kind == error::Kind::PipeClosed => (run::Summary::default(), 0),
             Err(e) => {
                 ui.error(&acct.name, &e.msg);
-                codes.push(e.kind.exit_code());
+                ui.event(serde_json::json!({
+                    "type": "error",
+                    "account": acct.name,
+                    "kind": e.kind.name(),
+                    "message": e.msg,
+                }));
+                (run::Summary::default(), e.kind.exit_code())
             }
-        }
+        };
+        ui.event(serde_json::json!({
+            "type": "account",
+            "account": acct.name,
+            "fetched": summary.fetched,
+            "bytes": summary.bytes,
+            "deleted": summary.deleted,
+            "flags_synced": summary.flags_synced,
+            "new": if cli.check { Some(summary.available) } else { None },
+            "seconds": started.elapsed().as_secs_f64(),
+            "exit_code": code,
+        }));
+        codes.push(code);
     }
-    error::combine(&codes)
+    let code = error::combine(&codes);
+    if cli.check && code == 0 && !new_mail {
+        return 1; // --check: no new mail
+    }
+    code
 }

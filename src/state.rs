@@ -769,10 +769,14 @@ impl Ledger {
     /// Write the buffered records and make them durable: the commit point.
     pub fn commit(&mut self) -> Result<()> {
         self.write_buffered()?;
+        if !self.dirty {
+            return Ok(()); // nothing written since the last sync
+        }
         crate::crash::point("journal written, not yet synced");
         self.journal.sync_data().ctx(Kind::LocalIo, || {
             format!("fsync {}", self.dir.join("journal").display())
         })?;
+        self.dirty = false;
         crate::crash::point("journal committed");
         Ok(())
     }

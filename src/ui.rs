@@ -12,6 +12,8 @@ pub struct Ui {
     pub verbose: u8,
     quiet: bool,
     tty: bool,
+    /// `--json`: events go to stdout as JSON lines.
+    pub json: bool,
 }
 
 impl Ui {
@@ -20,7 +22,13 @@ impl Ui {
             verbose: out.verbose,
             quiet: out.quiet,
             tty: std::io::stderr().is_terminal(),
+            json: out.json,
         }
+    }
+
+    /// Progress bars: only on a terminal, and not with -q or --json.
+    pub fn wants_progress(&self) -> bool {
+        self.tty && !self.quiet && !self.json
     }
 
     /// Summaries and warnings: shown with -v, or on a terminal unless -q.
@@ -56,6 +64,52 @@ impl Ui {
         if self.verbose >= 2 {
             line(&format!("{dir} {}", crate::term::escape(text)));
         }
+    }
+}
+
+impl Ui {
+    /// With `--json`, one event as a line on stdout (see JSON OUTPUT in the
+    /// man page: a stable interface). A closed stdout is not our error.
+    pub fn event(&self, value: serde_json::Value) {
+        if self.json {
+            let mut o = std::io::stdout().lock();
+            let _ = writeln!(o, "{value}");
+            let _ = o.flush();
+        }
+    }
+
+    /// A message delivered (or left alone): `-v` line and `message` event.
+    #[allow(clippy::too_many_arguments)]
+    pub fn message(
+        &self,
+        account: &str,
+        folder: Option<&str>,
+        uid: Option<&str>,
+        size: u64,
+        destination: Option<&str>,
+        action: &str,
+    ) {
+        self.detail(
+            account,
+            &format!(
+                "{action} {}{} ({size} bytes){}",
+                folder
+                    .map(|f| format!("{} ", crate::term::escape(f)))
+                    .unwrap_or_default(),
+                uid.map(crate::term::escape)
+                    .unwrap_or_else(|| "message".into()),
+                destination.map(|d| format!(" -> {d}")).unwrap_or_default()
+            ),
+        );
+        self.event(serde_json::json!({
+            "type": "message",
+            "account": account,
+            "folder": folder,
+            "uid": uid,
+            "size": size,
+            "destination": destination,
+            "action": action,
+        }));
     }
 }
 

@@ -565,3 +565,23 @@ fn deletions_propagate_only_with_sync_deletes() {
         "server expunge removed locally"
     );
 }
+
+#[test]
+fn check_counts_new_imap_mail_and_changes_nothing() {
+    let Some(dc) = Dovecot::start() else { return };
+    let msgs: Vec<Vec<u8>> = (1..=3)
+        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    let env = Env::new();
+    let out = fetch(&env, &dc, &["--check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.ends_with(": 3 new\n"), "{}", out.stdout);
+    assert!(!env.maildir().exists());
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    let out = fetch(&env, &dc, &["--check", "--json"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let ev: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(ev["new"], 0);
+}

@@ -234,7 +234,7 @@ impl Maildir {
     /// renames durable with one fsync of `new/`. Returns the final names.
     /// On error, files already moved stay in `new/` (they are complete and
     /// durable data; the caller's journal intent lets recovery find them).
-    pub fn publish(&self, batch: Vec<Staged>) -> Result<Vec<(String, u64)>> {
+    pub fn publish(&self, batch: Vec<Staged>) -> Result<Vec<(String, u64, PathBuf)>> {
         let new = self.root.join("new");
         let cur = self.root.join("cur");
         let mut names = Vec::with_capacity(batch.len());
@@ -252,7 +252,7 @@ impl Maildir {
                 format!("moving {} to {}", s.tmp_path.display(), dest.display())
             })?;
             crate::crash::point("a message renamed into new/ or cur/");
-            names.push((name, s.size));
+            names.push((name, s.size, dest));
         }
         sync_dir(&new)?;
         if into_cur {
@@ -368,7 +368,7 @@ impl Deliver for Maildir {
         let names = self.publish(batch)?;
         let now = unix_now();
         let mut out = Vec::with_capacity(names.len());
-        for (key, (name, size)) in keys.iter().zip(names) {
+        for (key, (name, size, path)) in keys.iter().zip(names) {
             let entry = Entry {
                 name,
                 size,
@@ -376,7 +376,10 @@ impl Deliver for Maildir {
                 flags: String::new(),
             };
             ledger.delivered(key, entry.clone());
-            out.push(Outcome::Delivered(entry));
+            out.push(Outcome::Delivered {
+                entry,
+                location: path.to_string_lossy().into_owned(),
+            });
         }
         ledger.commit()?;
         Ok(out)
@@ -518,7 +521,12 @@ mod tests {
             batch.push(md.finish(s));
         }
         md.sync(&batch).unwrap();
-        let names = md.publish(batch).unwrap();
+        let names: Vec<(String, u64)> = md
+            .publish(batch)
+            .unwrap()
+            .into_iter()
+            .map(|(n, s, _)| (n, s))
+            .collect();
         assert_eq!(names.len(), 2);
         assert_ne!(names[0].0, names[1].0);
         let p = root.join("new").join(&names[1].0);

@@ -154,7 +154,10 @@ impl Deliver for Mbox {
                 flags: String::new(),
             };
             ledger.delivered(key, entry.clone());
-            out.push(Outcome::Delivered(entry));
+            out.push(Outcome::Delivered {
+                entry,
+                location: format!("{}@{at}", self.path.display()),
+            });
         }
         ledger.commit()?;
         drop(lock);
@@ -323,6 +326,7 @@ mod tests {
         Ui::new(crate::config::Output {
             quiet: true,
             verbose: 0,
+            json: false,
         })
     }
 

@@ -117,7 +117,10 @@ impl Deliver for Mda {
                     };
                     ledger.delivered(key, entry.clone());
                     ledger.commit()?;
-                    out.push(Outcome::Delivered(entry));
+                    out.push(Outcome::Delivered {
+                        entry,
+                        location: self.raw.clone(),
+                    });
                 }
                 Err(e) => out.push(Outcome::Failed(e)),
             }

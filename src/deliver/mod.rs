@@ -74,8 +74,10 @@ impl CrlfToLf {
 /// What became of one staged message at commit.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Delivered and recorded: the server may forget it.
-    Delivered(Entry),
+    /// Delivered and recorded: the server may forget it. `location` says
+    /// where it went, for reports: a file path, `MBOX@OFFSET`, the MDA
+    /// command, or `-` for stdout.
+    Delivered { entry: Entry, location: String },
     /// Not delivered (e.g. the MDA refused it); it stays on the server and
     /// the run fails with this error's kind and message.
     Failed(crate::error::Error),
@@ -129,6 +131,29 @@ pub fn open_folder(
         Destination::Mda(cmd) => Box::new(mda::Mda::open(cmd, &acct.user, state_dir)?),
         Destination::Stdout => Box::new(stdout::Stdout::open(state_dir)?),
     })
+}
+
+/// The destination of a run that must not deliver (`--check`): opening it
+/// creates nothing, and using it is a bug.
+pub struct Nowhere;
+
+impl Deliver for Nowhere {
+    fn begin(&mut self, _: &MessageInfo) -> Result<()> {
+        Err(crate::error::internal("a --check run tried to deliver"))
+    }
+    fn write(&mut self, _: &[u8]) -> Result<()> {
+        Err(crate::error::internal("a --check run tried to deliver"))
+    }
+    fn end(&mut self) -> Result<u64> {
+        Err(crate::error::internal("a --check run tried to deliver"))
+    }
+    fn abort(&mut self) {}
+    fn staged(&self) -> usize {
+        0
+    }
+    fn commit(&mut self, _: &mut Ledger, _: &[String]) -> Result<Vec<Outcome>> {
+        Ok(Vec::new())
+    }
 }
 
 /// Seconds since the epoch, now.

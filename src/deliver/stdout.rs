@@ -77,7 +77,10 @@ impl Deliver for Stdout {
                 flags: String::new(),
             };
             ledger.delivered(key, entry.clone());
-            outcomes.push(Outcome::Delivered(entry));
+            outcomes.push(Outcome::Delivered {
+                entry,
+                location: "-".into(),
+            });
         }
         ledger.commit()?;
         self.spool.clear();

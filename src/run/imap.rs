@@ -26,6 +26,7 @@ use crate::imap::fetch::Event;
 use crate::imap::flags::{self, Flags};
 use crate::imap::names;
 use crate::imap::session::{Meta, Selected, Session};
+use crate::progress::Progress;
 use crate::secret::Secret;
 use crate::state::{self, FolderState, Ledger};
 use crate::term::escape;
@@ -59,9 +60,19 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
     drop(password);
     let folders = choose_folders(acct, &mut session)?;
     let mut summary = Summary::default();
+    let mut progress = Progress::new(ui, &acct.name);
     let mut failures: Vec<Error> = Vec::new();
     for (name, delim) in &folders {
-        match sync_folder(acct, ui, ledger, &mut session, name, *delim, &mut summary) {
+        match sync_folder(
+            acct,
+            ui,
+            ledger,
+            &mut session,
+            name,
+            *delim,
+            &mut summary,
+            &mut progress,
+        ) {
             Ok(()) => {}
             // A folder's own problem (UIDVALIDITY, a refused command, a
             // failed delivery): report it and go on with the others.
@@ -149,6 +160,7 @@ fn choose_folders(acct: &Account, session: &mut Session) -> Result<Vec<(String, 
         .collect())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn sync_folder(
     acct: &Account,
     ui: &Ui,
@@ -157,6 +169,7 @@ fn sync_folder(
     folder: &str,
     delim: Option<char>,
     summary: &mut Summary,
+    progress: &mut Progress,
 ) -> Result<()> {
     let sel = session.select(folder)?;
     let uv = sel.uid_validity;
@@ -188,14 +201,6 @@ fn sync_folder(
         }),
         _ => 0,
     };
-    let id = acct.ledger_id();
-    let mut dest = deliver::open_folder(
-        acct,
-        ledger.dir(),
-        &state::account_tag(&id),
-        subdir.as_deref(),
-    )?;
-    dest.clean_up()?;
     let folder_dir = match &acct.dest {
         Destination::Maildir(root) => Some(match &subdir {
             Some(s) => root.join(s),
@@ -226,7 +231,57 @@ fn sync_folder(
         .into_iter()
         .filter(|&u| acct.all || !ledger.contains(&key(uv, u, folder)))
         .collect();
-    let metas = session.meta(&todo)?;
+    let mut metas = session.meta(&todo)?;
+    let shown = names::decode_mutf7(folder).unwrap_or_else(|_| folder.to_string());
+    // Too large for --max-size: reported and left on the server; the
+    // folder's last UID stays below it, so it is reported again.
+    let mut held_back: Vec<u32> = Vec::new();
+    if let Some(max) = acct.max_size {
+        metas.retain(|m| {
+            if m.size <= max {
+                return true;
+            }
+            ui.warn(
+                &acct.name,
+                &format!(
+                    "{} UID {} ({} bytes) is larger than --max-size {max}; left on the server",
+                    escape(&shown),
+                    m.uid,
+                    m.size
+                ),
+            );
+            ui.message(
+                &acct.name,
+                Some(&shown),
+                Some(&m.uid.to_string()),
+                m.size,
+                None,
+                "skipped",
+            );
+            held_back.push(m.uid);
+            false
+        });
+    }
+    if let Some(n) = acct.limit {
+        let room = n.saturating_sub(summary.fetched);
+        if metas.len() > room {
+            held_back.push(metas[room].uid);
+            metas.truncate(room);
+        }
+    }
+    if acct.check {
+        summary.available += metas.len();
+        return Ok(());
+    }
+    progress.add(metas.len() as u64, metas.iter().map(|m| m.size).sum());
+    let id = acct.ledger_id();
+    let mut dest = deliver::open_folder(
+        acct,
+        ledger.dir(),
+        &state::account_tag(&id),
+        subdir.as_deref(),
+    )?;
+    dest.clean_up()?;
     let mut fetched = Fetcher {
         acct,
         ui,
@@ -240,6 +295,7 @@ fn sync_folder(
         failed_uids: Vec::new(),
         resync,
         rematched: Vec::new(),
+        progress,
     };
     let r = fetched.fetch_all(session, ledger, &metas, summary);
     let Fetcher {
@@ -274,7 +330,7 @@ fn sync_folder(
     // moves up to just below the first message a destination refused (it
     // is tried again next time); messages that vanished count as settled.
     let listed_max = metas.iter().map(|m| m.uid).max().unwrap_or(0);
-    let new_last = match failed_uids.iter().min() {
+    let new_last = match failed_uids.iter().chain(&held_back).min() {
         None => listed_max.max(last),
         Some(&f) => last.max(f.saturating_sub(1)),
     };
@@ -417,6 +473,7 @@ struct Fetcher<'a> {
     resync: Option<HashMap<[u8; 32], (String, u64)>>,
     /// --resync: messages found here already: (uid, name, size, flags).
     rematched: Vec<(u32, String, u64, String)>,
+    progress: &'a mut Progress,
 }
 
 impl Fetcher<'_> {
@@ -611,11 +668,8 @@ impl Fetcher<'_> {
     }
 
     fn stage(&mut self, m: &Meta, stored: u64) {
+        self.progress.message_done(m.size);
         let f = Flags::parse(m.flags.iter().map(String::as_str));
-        self.ui.detail(
-            &self.acct.name,
-            &format!("{} UID {} ({stored} bytes)", escape(self.folder), m.uid),
-        );
         self.batch.push((
             m.uid,
             key(self.uv, m.uid, self.folder),
@@ -634,9 +688,19 @@ impl Fetcher<'_> {
         let outcomes = self.dest.commit(ledger, &keys)?;
         for ((uid, k, fl), outcome) in items.into_iter().zip(outcomes) {
             match outcome {
-                Outcome::Delivered(entry) => {
+                Outcome::Delivered { entry, location } => {
                     summary.fetched += 1;
                     summary.bytes += entry.size;
+                    let shown = names::decode_mutf7(self.folder)
+                        .unwrap_or_else(|_| self.folder.to_string());
+                    self.ui.message(
+                        &self.acct.name,
+                        Some(&shown),
+                        Some(&uid.to_string()),
+                        entry.size,
+                        Some(&location),
+                        "delivered",
+                    );
                     ledger.set_flags(&k, &fl);
                     self.committed.push((uid, k));
                 }

@@ -33,6 +33,8 @@ pub struct Summary {
     pub deleted: usize,
     /// IMAP: messages whose flags changed on one side or the other.
     pub flags_synced: usize,
+    /// `--check`: new messages waiting on the server.
+    pub available: usize,
     pub seconds: f64,
 }
 
@@ -66,7 +68,10 @@ pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
     let root = state::default_root()
         .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
     let mut ledger = Ledger::open(&root, &acct.ledger_id())?;
-    recover(&mut ledger, acct, ui)?;
+    // --check changes nothing, not even a half-done delivery's record.
+    if !acct.check {
+        recover(&mut ledger, acct, ui)?;
+    }
     let mut summary = match acct.protocol {
         Protocol::Pop3 => pop3::run(acct, ui, &mut ledger, password)?,
         Protocol::Imap => imap::run(acct, ui, &mut ledger, password)?,

@@ -15,6 +15,7 @@ use crate::config::Account;
 use crate::deliver::{self, Deliver, MessageInfo, Outcome};
 use crate::error::{Error, Result, protocol, temporary};
 use crate::pop3::{Listed, Retrieved, Session};
+use crate::progress::Progress;
 use crate::secret::Secret;
 use crate::state::{self, Ledger};
 use crate::term::escape;
@@ -26,8 +27,13 @@ const PIPELINE_WINDOW: usize = 64;
 /// Fetch one POP3 account; the ledger is locked and recovered.
 pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Result<Summary> {
     let id = acct.ledger_id();
-    let mut dest = deliver::open(acct, ledger.dir(), &state::account_tag(&id))?;
-    dest.clean_up()?;
+    let mut dest: Box<dyn Deliver> = if acct.check {
+        Box::new(deliver::Nowhere)
+    } else {
+        let mut d = deliver::open(acct, ledger.dir(), &state::account_tag(&id))?;
+        d.clean_up()?;
+        d
+    };
 
     let mut session = Session::connect(acct, ui)?;
     session.login(acct, &password)?;
@@ -45,6 +51,7 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
         dele_keys: HashMap::new(),
         failures: Vec::new(),
         summary: Summary::default(),
+        progress: Progress::new(ui, &acct.name),
     };
     let outcome = run.fetch(&listing);
     let Run {
@@ -56,6 +63,12 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
         ..
     } = run;
     let on_server = outcome?;
+    if acct.check {
+        // Nothing was sent but listings: say goodbye and change nothing.
+        let mut session = session;
+        session.quit()?;
+        return Ok(summary);
+    }
     finish(acct, ledger, session, dele_keys, &on_server, &mut summary)?;
     if let Some(first) = failures.into_iter().next() {
         return Err(first);
@@ -86,6 +99,7 @@ struct Run<'a, 'u> {
     /// Messages the destination refused (they stay on the server).
     failures: Vec<Error>,
     summary: Summary,
+    progress: Progress,
 }
 
 impl Run<'_, '_> {
@@ -126,6 +140,34 @@ impl Run<'_, '_> {
                 }),
             }
         }
+        // Too large for --max-size: reported, left on the server.
+        if let Some(max) = self.acct.max_size {
+            jobs.retain(|j| {
+                if j.size <= max {
+                    return true;
+                }
+                let uid = j.key.as_deref().and_then(|k| k.strip_prefix("u:"));
+                self.ui.warn(
+                    &self.acct.name,
+                    &format!(
+                        "message {} ({} bytes) is larger than --max-size {max}; left on the server",
+                        j.msgno, j.size
+                    ),
+                );
+                self.ui
+                    .message(&self.acct.name, None, uid, j.size, None, "skipped");
+                false
+            });
+        }
+        if let Some(n) = self.acct.limit {
+            jobs.truncate(n);
+        }
+        if self.acct.check {
+            self.summary.available = jobs.len();
+            return Ok(on_server);
+        }
+        self.progress
+            .add(jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
         // Messages delivered by an earlier run but not yet deleted: their
         // local copies are committed, so delete them without downloading.
         for (n, key) in delete_only {
@@ -223,11 +265,8 @@ impl Run<'_, '_> {
                 }
                 continue;
             }
-            let stored = self.dest.end()?;
-            self.ui.detail(
-                &self.acct.name,
-                &format!("message {} ({stored} bytes)", job.msgno),
-            );
+            self.dest.end()?;
+            self.progress.message_done(job.size);
             self.batch.push((job.msgno, key));
             self.batch_bytes += written;
             if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
@@ -258,9 +297,17 @@ impl Run<'_, '_> {
         let outcomes = self.dest.commit(self.ledger, &keys)?;
         for ((n, key), outcome) in items.into_iter().zip(outcomes) {
             match outcome {
-                Outcome::Delivered(entry) => {
+                Outcome::Delivered { entry, location } => {
                     self.summary.fetched += 1;
                     self.summary.bytes += entry.size;
+                    self.ui.message(
+                        &self.acct.name,
+                        None,
+                        key.strip_prefix("u:"),
+                        entry.size,
+                        Some(&location),
+                        "delivered",
+                    );
                     // Only now may the server forget this message.
                     if then_delete && self.acct.deletes() {
                         self.session.queue_dele(n)?;

@@ -1,0 +1,243 @@
+//! fetch at home in cron, scripts and terminals (issue 5): a quiet run
+//! prints nothing, --json events parse and add up, --check counts without
+//! changing anything and exits 1 when there is nothing, --limit and
+//! --max-size, and progress bars drawn on a terminal but never into a file.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::pop3server::{Message, Pop3Server, ServerConfig, msg};
+use common::{Env, maildir_files, scripted_args};
+
+fn five() -> Vec<(String, Vec<u8>)> {
+    (1..=5)
+        .map(|i| (format!("u{i}"), msg(i, &["hello"])))
+        .collect()
+}
+
+fn run(env: &Env, server: &Pop3Server, extra: &[&str]) -> common::Out {
+    let mut a = scripted_args(server.port);
+    a.extend([
+        "--maildir".into(),
+        env.maildir().to_string_lossy().into_owned(),
+    ]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+    env.run(&refs)
+}
+
+fn events(out: &common::Out) -> Vec<serde_json::Value> {
+    out.stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn a_cron_run_is_silent_with_and_without_new_mail() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), five());
+    for _ in 0..2 {
+        let out = run(&env, &server, &[]);
+        assert_eq!(
+            (out.code, out.stdout.as_str(), out.stderr.as_str()),
+            (0, "", "")
+        );
+    }
+}
+
+#[test]
+fn json_events_parse_and_add_up() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), five());
+    let out = run(&env, &server, &["--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stderr, "");
+    let ev = events(&out);
+    let msgs: Vec<&serde_json::Value> = ev.iter().filter(|e| e["type"] == "message").collect();
+    assert_eq!(msgs.len(), 5);
+    assert_eq!(msgs.len(), maildir_files(&env.maildir()).len());
+    for m in &msgs {
+        assert_eq!(m["action"], "delivered");
+        assert_eq!(m["account"], "tester@127.0.0.1");
+        assert!(m["uid"].as_str().unwrap().starts_with('u'));
+        assert!(m["size"].as_u64().unwrap() > 0);
+        let dest = m["destination"].as_str().unwrap();
+        assert!(std::path::Path::new(dest).exists(), "{dest}");
+        assert!(m.get("folder").is_some());
+    }
+    let acct: Vec<&serde_json::Value> = ev.iter().filter(|e| e["type"] == "account").collect();
+    assert_eq!(acct.len(), 1);
+    assert_eq!(acct[0]["fetched"], 5);
+    assert_eq!(acct[0]["deleted"], 5);
+    assert_eq!(acct[0]["exit_code"], 0);
+    assert_eq!(
+        acct[0]["bytes"].as_u64().unwrap(),
+        msgs.iter()
+            .map(|m| m["size"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+    assert!(acct[0]["seconds"].as_f64().unwrap() >= 0.0);
+
+    // A failure is an error event plus the account's exit code.
+    let cfg = ServerConfig {
+        password: "other".into(),
+        ..Default::default()
+    };
+    let bad = Pop3Server::start(cfg, five());
+    let out = run(&Env::new(), &bad, &["--json"]);
+    assert_eq!(out.code, 77);
+    let ev = events(&out);
+    assert_eq!(ev[0]["type"], "error");
+    assert_eq!(ev[0]["kind"], "auth");
+    assert!(
+        ev[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("authentication failed")
+    );
+    assert_eq!(ev[1]["type"], "account");
+    assert_eq!(ev[1]["exit_code"], 77);
+    // The human line still goes to stderr.
+    assert!(out.stderr.contains("authentication failed"));
+
+    let out = run(&Env::new(), &server, &["--json", "--stdout"]);
+    assert_eq!(out.code, 64, "{out:?}");
+}
+
+#[test]
+fn check_counts_without_changing_anything() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), five());
+    let out = run(&env, &server, &["--check"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout, "tester@127.0.0.1: 5 new\n");
+    assert!(
+        !server
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("RETR") || c.starts_with("DELE"))
+    );
+    assert_eq!(server.remaining().len(), 5);
+    assert!(!env.maildir().exists(), "--check created the Maildir");
+
+    let out = run(&env, &server, &["--keep"]);
+    assert_eq!(out.code, 0);
+    let out = run(&env, &server, &["-c", "--keep"]);
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (1, "tester@127.0.0.1: 0 new\n")
+    );
+    let out = run(&env, &server, &["-c", "--keep", "--json"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(events(&out)[0]["new"], 0);
+}
+
+#[test]
+fn limit_and_max_size() {
+    let env = Env::new();
+    let mut msgs = five();
+    msgs.push(("big".into(), common::large_message(200 << 10, "\r\n")));
+    let server = Pop3Server::start(ServerConfig::default(), msgs);
+    let out = run(
+        &env,
+        &server,
+        &["--limit", "2", "--max-size", "100K", "--json"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let ev = events(&out);
+    assert_eq!(ev.iter().filter(|e| e["action"] == "delivered").count(), 2);
+    let skipped: Vec<&serde_json::Value> = ev.iter().filter(|e| e["action"] == "skipped").collect();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["uid"], "big");
+    assert_eq!(maildir_files(&env.maildir()).len(), 2);
+    // The rest, in later runs; the big one stays on the server.
+    let out = run(&env, &server, &["--max-size", "100K", "-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("larger than --max-size"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(maildir_files(&env.maildir()).len(), 5);
+    let left: Vec<String> = server.remaining().into_iter().map(|(u, _)| u).collect();
+    assert_eq!(left, vec!["big".to_string()]);
+    let bad = run(&env, &server, &["--max-size", "lots"]);
+    assert_eq!(bad.code, 64);
+}
+
+#[test]
+fn progress_bars_on_a_terminal_never_in_a_file() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP: script(1) not available for a pseudo-terminal");
+        return;
+    }
+    let env = Env::new();
+    let msgs: Vec<(String, Vec<u8>)> = (1..=30)
+        .map(|i| (format!("u{i}"), common::large_message(64 << 10, "\r\n")))
+        .collect();
+    // Slow enough that the bar has time to draw.
+    let cfg = ServerConfig {
+        hook_on_command: Some(std::sync::Arc::new(|l: &str| {
+            if l.starts_with("RETR") {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })),
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, msgs);
+    let mut a = scripted_args(server.port);
+    a.extend([
+        "--keep".into(),
+        "--maildir".into(),
+        env.maildir().to_string_lossy().into_owned(),
+    ]);
+    let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_fetch").to_string())
+        .chain(a.clone())
+        .map(|s| format!("'{}'", s.replace('\'', "'\\''")))
+        .collect();
+    let typescript = env.path().join("typescript");
+    let mut c = env.cmd();
+    c.env("TERM", "xterm");
+    c.args(["-qefc", &quoted.join(" ")]).arg(&typescript);
+    let mut c2 = Command::new("script");
+    c2.args(["-qefc", &quoted.join(" ")]).arg(&typescript);
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            c2.env(k, v);
+        }
+    }
+    c2.env_remove("NO_COLOR");
+    let out = common::run_bounded(c2, Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{out:?}");
+    let drawn = std::fs::read(&typescript).unwrap();
+    let text = String::from_utf8_lossy(&drawn);
+    assert!(
+        text.contains("msgs") && text.contains('\u{1b}'),
+        "no progress bar drawn: {text:?}"
+    );
+    assert!(
+        text.contains("30 new messages"),
+        "summary line on a terminal: {text:?}"
+    );
+
+    // The same run with stderr to a file (not a terminal): not one escape.
+    let env = Env::new();
+    let mut a = scripted_args(server.port);
+    a.extend([
+        "--keep".into(),
+        "--maildir".into(),
+        env.maildir().to_string_lossy().into_owned(),
+    ]);
+    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+    let out = env.run(&refs);
+    assert_eq!(out.code, 0);
+    assert!(!out.stderr.contains('\u{1b}') && !out.stdout.contains('\u{1b}'));
+    let _ = Message {
+        uidl: String::new(),
+        body: Vec::new(),
+        deleted: false,
+    };
+}
