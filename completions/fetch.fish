@@ -21,6 +21,8 @@ complete -c fetch -l mda -d 'Hand each message to this command on its stdin (e.g
 complete -c fetch -l timeout -d 'Timeout in seconds [default: 60]: for connecting, for each reply (a server must keep making progress within it), and the longest wait for another program\'s lock on an mbox' -r
 complete -c fetch -l limit -d 'Fetch at most this many messages per account in this run' -r
 complete -c fetch -l max-size -d 'Leave messages larger than this on the server (and say so); K, M and G suffixes are powers of 1024' -r
+complete -c fetch -l delete-after -d 'POP3 with --keep: delete server copies first fetched more than DAYS days ago' -r
+complete -c fetch -l fingerprint -d 'Trust the server\'s certificate only if its SHA-256 fingerprint is this (64 hex digits, colons allowed); replaces the CA check. See --show-cert' -r
 complete -c fetch -l generate -d 'Print the man page or a shell completion script and exit (used to produce man/ and completions/)' -r -f -a "man\t''
 bash\t''
 zsh\t''
@@ -39,5 +41,6 @@ complete -c fetch -s q -l quiet -d 'Print nothing but errors. The last of -q and
 complete -c fetch -s v -l verbose -d 'Say more: -v a summary and a line per message, -vv also the protocol exchange (passwords redacted)'
 complete -c fetch -l json -d 'Write newline-delimited JSON events on stdout (one per message, one per account, one per error; see JSON OUTPUT in the man page)'
 complete -c fetch -s c -l check -d 'Only count new messages, downloading nothing and changing nothing; print the count per account. Exit status 0 if there is new mail, 1 if there is none'
+complete -c fetch -l show-cert -d 'Connect, print the server\'s TLS version, certificate (subject, issuer, validity, names, SHA-256 fingerprint, whether it is trusted) and capabilities, and exit; no credential is sent'
 complete -c fetch -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fetch -s V -l version -d 'Print version'

@@ -190,6 +190,23 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
+    /// POP3 with --keep: delete server copies first fetched more than DAYS
+    /// days ago.
+    #[arg(long, value_name = "DAYS")]
+    pub delete_after: Option<u64>,
+
+    /// Trust the server's certificate only if its SHA-256 fingerprint is
+    /// this (64 hex digits, colons allowed); replaces the CA check. See
+    /// --show-cert.
+    #[arg(long, value_name = "SHA256")]
+    pub fingerprint: Option<String>,
+
+    /// Connect, print the server's TLS version, certificate (subject,
+    /// issuer, validity, names, SHA-256 fingerprint, whether it is trusted)
+    /// and capabilities, and exit; no credential is sent.
+    #[arg(long)]
+    pub show_cert: bool,
+
     /// Print the man page or a shell completion script and exit (used to
     /// produce man/ and completions/).
     #[arg(long, value_enum, value_name = "KIND", hide = true)]

@@ -84,6 +84,14 @@ pub struct Account {
     pub max_size: Option<u64>,
     /// `--check`: count new messages, change nothing.
     pub check: bool,
+    /// A pinned SHA-256 certificate fingerprint, replacing the CA check.
+    pub fingerprint: Option<[u8; 32]>,
+    /// `--show-cert`: print the server's certificate and capabilities, send
+    /// no credential.
+    pub show_cert: bool,
+    /// POP3 `--keep`: delete server copies first fetched more than this
+    /// many days ago.
+    pub delete_after: Option<u64>,
 }
 
 /// The IMAP-only settings of an account.
@@ -111,6 +119,15 @@ impl Account {
             Protocol::Imap => "imap",
         };
         format!("{proto}:{}@{}", self.user, self.host.to_ascii_lowercase())
+    }
+
+    /// TLS trust for this account's connections.
+    pub fn tls_settings(&self) -> crate::net::TlsSettings {
+        crate::net::TlsSettings {
+            cafile: self.cafile.clone(),
+            fingerprint: self.fingerprint,
+            inspect_only: self.show_cert,
+        }
     }
 
     /// Whether messages are deleted (or, IMAP, moved) on the server once
@@ -166,6 +183,8 @@ struct Settings {
     resync: Option<bool>,
     limit: Option<usize>,
     max_size: Option<SizeSetting>,
+    fingerprint: Option<String>,
+    delete_after: Option<u64>,
 }
 
 /// A size in the config file: a number of bytes, or text like "10M".
@@ -264,6 +283,8 @@ impl Settings {
             resync: cli.resync.then_some(true),
             limit: cli.limit,
             max_size: cli.max_size.map(SizeSetting::Bytes),
+            fingerprint: cli.fingerprint.clone(),
+            delete_after: cli.delete_after,
         }
     }
 }
@@ -409,6 +430,7 @@ pub fn resolve(cli: &Cli) -> Result<(Vec<Account>, Output)> {
         })?;
         let mut acct = acct;
         acct.check = cli.check;
+        acct.show_cert = cli.show_cert;
         if cli.json && acct.dest == Destination::Stdout {
             return Err(usage(
                 "--json and --stdout both want stdout; use one of them (see the JSON events' \
@@ -524,6 +546,12 @@ fn build(name: String, s: Settings) -> Result<Account> {
             Some(crate::cli::parse_size(&t).map_err(|e| cfg(format!("max_size: {e}")))?)
         }
     };
+    let delete_after = s.delete_after;
+    if delete_after.is_some() && !(protocol == Protocol::Pop3 && s.keep == Some(true)) {
+        return Err(usage(format!(
+            "{acct_hint}--delete-after is for POP3 accounts with --keep (delete mode deletes at once)"
+        )));
+    }
     if s.limit == Some(0) {
         return Err(usage("--limit must be at least 1"));
     }
@@ -557,6 +585,14 @@ fn build(name: String, s: Settings) -> Result<Account> {
         limit: s.limit,
         max_size,
         check: false,
+        fingerprint: s
+            .fingerprint
+            .as_deref()
+            .map(crate::net::parse_fingerprint)
+            .transpose()
+            .map_err(|e| cfg(format!("fingerprint: {e}")))?,
+        show_cert: false,
+        delete_after,
     })
 }
 

@@ -58,7 +58,7 @@ const SECTIONS: &[(&str, &str)] = &[
         "\
 The config file is TOML, at $XDG_CONFIG_HOME/fetch/config.toml (usually ~/.config/fetch/config.toml) or the file given with --config. A [defaults] table applies to every account; each [accounts.NAME] table is one account. Without --pop3, fetch runs every account in file order, or only the NAMEs given. Options on the command line override the file for that run.
 
-Keys (each means what the option of the same name means): protocol (\"pop3\" or \"imap\"), host, port, user, tls (\"implicit\", \"starttls\", \"none\"), cafile, allow_plaintext_auth, auth (\"auto\", \"plain\", \"user\", \"apop\"), password_command, password, keep, all, timeout, and one destination: maildir, mbox, mda or stdout (with delete_after_stdout). IMAP accounts also take folders (a list), all_folders, delete, move_to, search, sync_deletes and resync. A destination in an account replaces the one in [defaults]. ~ and $VARIABLES expand in paths.
+Keys (each means what the option of the same name means): protocol (\"pop3\" or \"imap\"), host, port, user, tls (\"implicit\", \"starttls\", \"none\"), cafile, allow_plaintext_auth, auth (\"auto\", \"plain\", \"user\", \"apop\"), password_command, password, keep, all, timeout, and one destination: maildir, mbox, mda or stdout (with delete_after_stdout). Also: fingerprint, limit, max_size (a number or text like \\(dq10M\\(dq), delete_after (POP3 with keep). IMAP accounts also take folders (a list), all_folders, delete, move_to, search, sync_deletes and resync. A destination in an account replaces the one in [defaults]. ~ and $VARIABLES expand in paths.
 
 An unknown key, a value of the wrong type or an unknown account name is an error (exit 78) that names the file and line. A password key is refused unless the file is mode 0600 (or stricter) and owned by the user.
 
@@ -206,7 +206,7 @@ Into procmail, or through a pipe:
     (
         "SECURITY",
         "\
-TLS is used from the first byte by default (port 995). With \\-\\-tls starttls the STLS upgrade is required: a server that does not offer it, refuses it, or sends anything after accepting it before the handshake is refused (exit 69) before any credential is sent. Certificates are verified against the system's trust store plus \\-\\-cafile. A password is sent over an unencrypted connection only with \\-\\-allow\\-plaintext\\-auth. Files fetch creates are mode 0600 and directories 0700; the process cannot be dumped or traced by other users while it holds a password; \\-vv redacts PASS, AUTH and APOP.",
+TLS is used from the first byte by default (port 995). With \\-\\-tls starttls the STLS upgrade is required: a server that does not offer it, refuses it, or sends anything after accepting it before the handshake is refused (exit 69) before any credential is sent. Certificates are verified against the system's trust store plus \\-\\-cafile; \\-\\-fingerprint pins one certificate by its SHA\\-256 instead (\\-\\-show\\-cert prints it, with whether the certificate is trusted, and sends no credential). A password is sent over an unencrypted connection only with \\-\\-allow\\-plaintext\\-auth. Files fetch creates are mode 0600 and directories 0700; the process cannot be dumped or traced by other users while it holds a password; \\-vv redacts PASS, AUTH and APOP.",
     ),
 ];
 

@@ -57,7 +57,7 @@ fn real_main() -> i32 {
                         // --check's answer is data: stdout.
                         println!("{}: {} new", acct.name, summary.available);
                     }
-                } else {
+                } else if !cli.show_cert {
                     ui.info(&acct.name, &summary.line());
                 }
                 (summary, 0)

@@ -44,6 +44,58 @@ const BUF_SIZE: usize = 64 * 1024;
 pub struct TlsSettings {
     /// Extra trust roots (PEM, one or more certificates), added to the system's.
     pub cafile: Option<PathBuf>,
+    /// A pinned SHA-256 certificate fingerprint (32 bytes): when set, it
+    /// replaces the CA check: the server's certificate must be exactly this
+    /// one, whoever signed it.
+    pub fingerprint: Option<[u8; 32]>,
+    /// Complete the handshake whatever the certificate (`--show-cert` only,
+    /// which sends nothing after it); [`Conn::peer_info`] says whether it
+    /// was trusted.
+    pub inspect_only: bool,
+}
+
+/// What `--show-cert` prints about a TLS session.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub version: String,
+    pub cipher: String,
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub names: Vec<String>,
+    pub sha256: [u8; 32],
+    /// Why the certificate is not trusted by the normal checks, if it is not.
+    pub untrusted: Option<String>,
+}
+
+/// `AB:CD:...` for a fingerprint.
+pub fn fingerprint_hex(fp: &[u8; 32]) -> String {
+    fp.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// Parse a SHA-256 fingerprint written with or without colons, any case,
+/// optionally prefixed `sha256:`.
+pub fn parse_fingerprint(s: &str) -> std::result::Result<[u8; 32], String> {
+    let t = s.trim();
+    let t = t
+        .strip_prefix("sha256:")
+        .or_else(|| t.strip_prefix("SHA256:"))
+        .unwrap_or(t);
+    let hex: String = t.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{s:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)"
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
 }
 
 enum Stream {
@@ -208,6 +260,30 @@ impl Conn {
         let peer = &self.peer;
         match ssl.connect(tcp) {
             Ok(s) => {
+                if let Some(pin) = &tls.fingerprint {
+                    let got = s
+                        .ssl()
+                        .peer_certificate()
+                        .and_then(|c| c.digest(openssl::hash::MessageDigest::sha256()).ok());
+                    match got {
+                        Some(d) if d.as_ref() == pin => {}
+                        Some(d) => {
+                            let mut fp = [0u8; 32];
+                            fp.copy_from_slice(d.as_ref());
+                            return Err(unavailable(format!(
+                                "{peer}: the server's certificate is not the pinned one \
+                                 (fingerprint {}, pinned {})",
+                                fingerprint_hex(&fp),
+                                fingerprint_hex(pin)
+                            )));
+                        }
+                        None => {
+                            return Err(unavailable(format!(
+                                "{peer}: the server sent no certificate to check the pin against"
+                            )));
+                        }
+                    }
+                }
                 self.stream = Stream::Tls(Box::new(s));
                 self.start = 0;
                 self.end = 0;
@@ -370,6 +446,62 @@ impl Conn {
         matches!(self.stream, Stream::Tls(_))
     }
 
+    /// The TLS session and the server's certificate, for `--show-cert`.
+    /// Trust is judged as a normal connection would (system roots plus
+    /// `cafile`, host name `host`), whatever the handshake accepted.
+    pub fn peer_info(&self, host: &str, tls: &TlsSettings) -> Option<PeerInfo> {
+        let Stream::Tls(s) = &self.stream else {
+            return None;
+        };
+        let ssl = s.ssl();
+        let cert = ssl.peer_certificate()?;
+        let name = |n: &openssl::x509::X509NameRef| {
+            n.entries()
+                .map(|e| {
+                    format!(
+                        "{}={}",
+                        e.object().nid().short_name().unwrap_or("?"),
+                        String::from_utf8_lossy(e.data().as_slice())
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let digest = cert.digest(openssl::hash::MessageDigest::sha256()).ok()?;
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(digest.as_ref());
+        let names =
+            cert.subject_alt_names()
+                .map(|alts| {
+                    alts.iter()
+                        .filter_map(|a| {
+                            a.dnsname().map(str::to_string).or_else(|| {
+                                a.ipaddress().map(|ip| match ip.len() {
+                                    4 => std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3])
+                                        .to_string(),
+                                    _ => format!("{ip:?}"),
+                                })
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+        Some(PeerInfo {
+            version: ssl.version_str().to_string(),
+            cipher: ssl
+                .current_cipher()
+                .map(|c| c.name().to_string())
+                .unwrap_or_default(),
+            subject: crate::term::escape(&name(cert.subject_name())),
+            issuer: crate::term::escape(&name(cert.issuer_name())),
+            not_before: cert.not_before().to_string(),
+            not_after: cert.not_after().to_string(),
+            names,
+            sha256,
+            untrusted: judge_trust(ssl, host, tls),
+        })
+    }
+
     fn timed_out(&self) -> Error {
         temporary(format!(
             "{}: timed out after {} s waiting for the server",
@@ -488,7 +620,13 @@ fn client_session(host: &str, tls: &TlsSettings) -> Result<Ssl> {
         .map_err(setup)?;
     ctx.set_cipher_list("DEFAULT:!aNULL:!eNULL:!MD5:!3DES:!DES:!RC4:!IDEA:!SEED:!aDSS:!SRP:!PSK")
         .map_err(setup)?;
-    ctx.set_verify(SslVerifyMode::PEER);
+    if tls.fingerprint.is_some() || tls.inspect_only {
+        // The pin (checked right after the handshake) replaces the CA and
+        // host name checks; --show-cert sends nothing and reports trust.
+        ctx.set_verify(SslVerifyMode::NONE);
+    } else {
+        ctx.set_verify(SslVerifyMode::PEER);
+    }
     ctx.set_cert_store(trust_store(tls)?);
     let ctx: SslContext = ctx.build();
 
@@ -503,6 +641,63 @@ fn client_session(host: &str, tls: &TlsSettings) -> Result<Ssl> {
         }
     }
     Ok(ssl)
+}
+
+/// Would a normal connection trust this session's certificate chain for
+/// `host`? None if yes, else why not.
+fn judge_trust(ssl: &openssl::ssl::SslRef, host: &str, tls: &TlsSettings) -> Option<String> {
+    use openssl::x509::store::X509StoreRef;
+    use openssl::x509::{X509StoreContext, X509VerifyResult};
+    let chain = ssl.peer_cert_chain()?;
+    let leaf = ssl.peer_certificate()?;
+    let store = match trust_store(tls) {
+        Ok(s) => s,
+        Err(e) => return Some(e.msg),
+    };
+    let mut stack = openssl::stack::Stack::new().ok()?;
+    for c in chain {
+        let _ = stack.push(c.to_owned());
+    }
+    let mut ctx = X509StoreContext::new().ok()?;
+    let store_ref: &X509StoreRef = &store;
+    let verdict = ctx
+        .init(store_ref, &leaf, &stack, |c| {
+            let ok = c.verify_cert()?;
+            Ok(if ok { X509VerifyResult::OK } else { c.error() })
+        })
+        .ok()?;
+    if verdict != X509VerifyResult::OK {
+        return Some(verdict.error_string().to_string());
+    }
+    let name_ok = match host.parse::<IpAddr>() {
+        Ok(ip) => leaf.subject_alt_names().is_some_and(|alts| {
+            alts.iter()
+                .any(|a| a.ipaddress() == Some(&ip_bytes(ip)[..]))
+        }),
+        Err(_) => leaf.subject_alt_names().is_some_and(|alts| {
+            alts.iter()
+                .any(|a| a.dnsname().is_some_and(|d| dns_matches(d, host)))
+        }),
+    };
+    (!name_ok).then(|| format!("the certificate is not for {host}"))
+}
+
+fn ip_bytes(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+/// A DNS SAN matches `host` exactly or as a whole-label wildcard (`*.b.c`).
+fn dns_matches(pattern: &str, host: &str) -> bool {
+    let (p, h) = (pattern.to_ascii_lowercase(), host.to_ascii_lowercase());
+    match p.strip_prefix("*.") {
+        Some(rest) => h
+            .split_once('.')
+            .is_some_and(|(first, tail)| !first.is_empty() && tail == rest),
+        None => p == h,
+    }
 }
 
 /// The system's trust roots (lazily, see [`client_session`]) plus the

@@ -1023,3 +1023,133 @@ fn poison_messages_arrive_and_do_not_stop_the_rest() {
     let out = run(&env, &server, &[]);
     assert_eq!((out.code, out.stderr.as_str()), (0, ""));
 }
+
+#[test]
+fn show_cert_then_pin_the_fingerprint() {
+    use common::tls::{TestCa, Validity, self_signed};
+    let env = Env::new();
+    let cert = self_signed(&["127.0.0.1"]);
+    let fp: String = openssl::x509::X509::from_pem(cert.cert_pem.as_bytes())
+        .unwrap()
+        .digest(openssl::hash::MessageDigest::sha256())
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let cfg = ServerConfig {
+        tls: TlsMode::Implicit(common::tls::acceptor(&cert)),
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, three());
+    let port = server.port.to_string();
+    let out = env.run(&[
+        "--pop3",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "-u",
+        "tester",
+        "--show-cert",
+    ]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(&format!("sha256: {fp}")),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("trusted: no"), "{}", out.stdout);
+    assert!(out.stdout.contains("PIPELINING"), "{}", out.stdout);
+    assert!(!credentials_sent(&server));
+
+    let base = args(&env, &server)
+        .into_iter()
+        .filter(|a| a != "--tls" && a != "none" && a != "--allow-plaintext-auth")
+        .collect::<Vec<_>>();
+    let with = |pin: &str| {
+        let mut a = base.clone();
+        a.extend(["--fingerprint".into(), pin.into(), "--keep".into()]);
+        let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        env.run(&refs)
+    };
+    let out = with(&fp.to_lowercase());
+    assert_eq!(
+        out.code, 0,
+        "the pinned self-signed certificate is trusted: {out:?}"
+    );
+    assert_eq!(maildir_files(&env.maildir()).len(), 3);
+    let wrong = format!("00{}", &fp[2..]);
+    let before = server.commands().len();
+    let out = with(&wrong);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(out.stderr.contains("pinned"), "{}", out.stderr);
+    assert!(
+        server.commands()[before..].is_empty(),
+        "nothing sent after a pin mismatch"
+    );
+
+    // A pin replaces the CA check: a CA-trusted certificate with another
+    // fingerprint is refused too.
+    let ca = TestCa::new();
+    let ca_path = env.path().join("ca.pem");
+    ca.write_pem(&ca_path);
+    let good = ca.issue(&["127.0.0.1"], Validity::Good);
+    let server2 = Pop3Server::start(
+        ServerConfig {
+            tls: TlsMode::Implicit(common::tls::acceptor(&good)),
+            ..Default::default()
+        },
+        three(),
+    );
+    let port2 = server2.port.to_string();
+    let out = env.run(&[
+        "--pop3",
+        "127.0.0.1",
+        "--port",
+        &port2,
+        "-u",
+        "tester",
+        "--password-command",
+        "echo secret",
+        "--cafile",
+        ca_path.to_str().unwrap(),
+        "--fingerprint",
+        &fp,
+        "--maildir",
+        env.maildir().to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(!credentials_sent(&server2));
+    let out = env.run(&["--pop3", "h", "--fingerprint", "not-hex"]);
+    assert_eq!(out.code, 78, "{out:?}");
+}
+
+#[test]
+fn keep_with_delete_after_days() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), three());
+    assert_eq!(run(&env, &server, &["--keep"]).code, 0);
+    let out = run(&env, &server, &["--keep", "--delete-after", "1"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        server.remaining().len(),
+        3,
+        "fetched today: not a day old yet"
+    );
+    let before = server.commands().len();
+    let out = run(&env, &server, &["--keep", "--delete-after", "0", "-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(server.remaining().is_empty(), "older than 0 days: deleted");
+    assert!(out.stderr.contains("3 deleted"), "{}", out.stderr);
+    assert!(
+        !server.commands()[before..]
+            .iter()
+            .any(|c| c.starts_with("RETR"))
+    );
+    assert_eq!(maildir_files(&env.maildir()).len(), 3, "local copies stay");
+    assert_eq!(
+        run(&env, &server, &["--delete-after", "3"]).code,
+        64,
+        "needs --keep"
+    );
+}

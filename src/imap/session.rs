@@ -17,7 +17,7 @@ use crate::cli::{AuthMethod, TlsMode};
 use crate::config::Account;
 use crate::error::{Error, Kind, Result, auth, config, protocol, temporary, unavailable};
 use crate::imap::fetch::{Event, FetchReader};
-use crate::net::{self, Clock, Conn, SharedConn, TlsSettings};
+use crate::net::{self, Clock, Conn, SharedConn};
 use crate::secret::Secret;
 use crate::term::escape;
 use crate::ui::Ui;
@@ -160,70 +160,91 @@ impl imap::Authenticator for PlainAuth<'_> {
     }
 }
 
+/// Connect and set up TLS as the account requires (implicit, or STARTTLS
+/// with the rules of GUIDE §6); nothing has been sent but CAPABILITY and
+/// STARTTLS when this returns.
+fn connect(acct: &Account, ui: &Ui) -> Result<Conn> {
+    let tls = acct.tls_settings();
+    let mut conn = Conn::connect(&acct.host, acct.port, acct.timeout)?;
+    if acct.tls == TlsMode::Implicit {
+        conn.tls(&acct.host, &tls)?;
+    }
+    let greeting = read_line(&mut conn)?;
+    ui.trace("S:", &greeting);
+    let upper = greeting.to_ascii_uppercase();
+    if upper.starts_with("* BYE") {
+        return Err(temporary(format!(
+            "server refused the connection: {}",
+            escape(&greeting)
+        )));
+    }
+    if upper.starts_with("* PREAUTH") {
+        if acct.tls == TlsMode::Starttls {
+            return Err(unavailable(
+                "the server greeted with PREAUTH (already logged in, in plaintext) while \
+                     STARTTLS is required; refusing to continue without encryption",
+            ));
+        }
+        return Err(protocol(
+            "the server greeted with PREAUTH; fetch logs in itself and does not support \
+                 pre-authenticated sessions",
+        ));
+    }
+    if !upper.starts_with("* OK") {
+        return Err(protocol(format!(
+            "unexpected greeting: {}",
+            escape(&greeting)
+        )));
+    }
+    if acct.tls == TlsMode::Starttls {
+        let (lines, status) = simple_command(&mut conn, "F0", "CAPABILITY", ui)?;
+        let caps = caps_from(
+            lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("* CAPABILITY "))
+                .flat_map(|l| l.split_ascii_whitespace().map(str::to_string)),
+        );
+        if !status.to_ascii_uppercase().starts_with("OK") {
+            return Err(protocol(format!("CAPABILITY failed: {}", escape(&status))));
+        }
+        if !caps.contains("STARTTLS") {
+            return Err(unavailable(
+                "server does not offer STARTTLS, and --tls starttls requires it; \
+                     refusing to continue without encryption",
+            ));
+        }
+        // Untagged lines before the tagged OK are plaintext and ignored.
+        let (_, status) = simple_command(&mut conn, "F1", "STARTTLS", ui)?;
+        if !status.to_ascii_uppercase().starts_with("OK") {
+            return Err(unavailable(format!(
+                "server refused STARTTLS: {}; refusing to continue without encryption",
+                escape(&status)
+            )));
+        }
+        conn.start_tls(&acct.host, &tls)?;
+    }
+    Ok(conn)
+}
+
+/// `--show-cert`: the TLS session and certificate (if any) and the
+/// capabilities, then LOGOUT; no credential is sent.
+pub fn inspect(acct: &Account, ui: &Ui) -> Result<(Option<net::PeerInfo>, Vec<String>)> {
+    let mut conn = connect(acct, ui)?;
+    let info = conn.peer_info(&acct.host, &acct.tls_settings());
+    let (lines, _) = simple_command(&mut conn, "F8", "CAPABILITY", ui)?;
+    let caps = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("* CAPABILITY "))
+        .map(escape)
+        .collect();
+    let _ = simple_command(&mut conn, "F9", "LOGOUT", ui);
+    Ok((info, caps))
+}
+
 impl<'u> Session<'u> {
     /// Connect, set up TLS as the account requires, and log in.
     pub fn open(acct: &Account, password: &Secret, ui: &'u Ui) -> Result<Session<'u>> {
-        let tls = TlsSettings {
-            cafile: acct.cafile.clone(),
-        };
-        let mut conn = Conn::connect(&acct.host, acct.port, acct.timeout)?;
-        if acct.tls == TlsMode::Implicit {
-            conn.tls(&acct.host, &tls)?;
-        }
-        let greeting = read_line(&mut conn)?;
-        ui.trace("S:", &greeting);
-        let upper = greeting.to_ascii_uppercase();
-        if upper.starts_with("* BYE") {
-            return Err(temporary(format!(
-                "server refused the connection: {}",
-                escape(&greeting)
-            )));
-        }
-        if upper.starts_with("* PREAUTH") {
-            if acct.tls == TlsMode::Starttls {
-                return Err(unavailable(
-                    "the server greeted with PREAUTH (already logged in, in plaintext) while \
-                     STARTTLS is required; refusing to continue without encryption",
-                ));
-            }
-            return Err(protocol(
-                "the server greeted with PREAUTH; fetch logs in itself and does not support \
-                 pre-authenticated sessions",
-            ));
-        }
-        if !upper.starts_with("* OK") {
-            return Err(protocol(format!(
-                "unexpected greeting: {}",
-                escape(&greeting)
-            )));
-        }
-        if acct.tls == TlsMode::Starttls {
-            let (lines, status) = simple_command(&mut conn, "F0", "CAPABILITY", ui)?;
-            let caps = caps_from(
-                lines
-                    .iter()
-                    .filter_map(|l| l.strip_prefix("* CAPABILITY "))
-                    .flat_map(|l| l.split_ascii_whitespace().map(str::to_string)),
-            );
-            if !status.to_ascii_uppercase().starts_with("OK") {
-                return Err(protocol(format!("CAPABILITY failed: {}", escape(&status))));
-            }
-            if !caps.contains("STARTTLS") {
-                return Err(unavailable(
-                    "server does not offer STARTTLS, and --tls starttls requires it; \
-                     refusing to continue without encryption",
-                ));
-            }
-            // Untagged lines before the tagged OK are plaintext and ignored.
-            let (_, status) = simple_command(&mut conn, "F1", "STARTTLS", ui)?;
-            if !status.to_ascii_uppercase().starts_with("OK") {
-                return Err(unavailable(format!(
-                    "server refused STARTTLS: {}; refusing to continue without encryption",
-                    escape(&status)
-                )));
-            }
-            conn.start_tls(&acct.host, &tls)?;
-        }
+        let conn = connect(acct, ui)?;
         let encrypted = conn.is_tls();
         let clock = conn.clock();
         let raw = SharedConn::new(conn);

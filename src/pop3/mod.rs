@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use crate::cli::{AuthMethod, TlsMode};
 use crate::config::Account;
 use crate::error::{Error, Result, auth, internal, protocol, temporary, unavailable};
-use crate::net::{Conn, TlsSettings};
+use crate::net::Conn;
 use crate::secret::Secret;
 use crate::term::escape;
 use crate::ui::Ui;
@@ -66,9 +66,7 @@ impl<'u> Session<'u> {
     /// Connect, read the greeting and capabilities, and set up TLS as the
     /// account requires. No credential has been sent when this returns.
     pub fn connect(acct: &Account, ui: &'u Ui) -> Result<Session<'u>> {
-        let tls = TlsSettings {
-            cafile: acct.cafile.clone(),
-        };
+        let tls = acct.tls_settings();
         let mut conn = Conn::connect(&acct.host, acct.port, acct.timeout)?;
         if acct.tls == TlsMode::Implicit {
             conn.tls(&acct.host, &tls)?;
@@ -123,6 +121,11 @@ impl<'u> Session<'u> {
 
     pub fn pipelining(&self) -> bool {
         self.pipelining
+    }
+
+    /// The TLS session and certificate, for `--show-cert`.
+    pub fn peer_info(&self, acct: &Account) -> Option<crate::net::PeerInfo> {
+        self.conn.peer_info(&acct.host, &acct.tls_settings())
     }
 
     /// Log in. Refuses to send a password over plaintext unless allowed.

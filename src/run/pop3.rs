@@ -168,6 +168,19 @@ impl Run<'_, '_> {
         }
         self.progress
             .add(jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
+        // --keep --delete-after DAYS: server copies first fetched longer
+        // ago than that go (getmail's delete_after).
+        if let (true, Some(days)) = (self.acct.keep, self.acct.delete_after) {
+            let cutoff = deliver::unix_now().saturating_sub(days.saturating_mul(86_400));
+            for m in listing {
+                if let Some(uidl) = &m.uidl {
+                    let key = format!("u:{uidl}");
+                    if self.ledger.get(&key).is_some_and(|e| e.time <= cutoff) {
+                        delete_only.push((m.msgno, key));
+                    }
+                }
+            }
+        }
         // Messages delivered by an earlier run but not yet deleted: their
         // local copies are committed, so delete them without downloading.
         for (n, key) in delete_only {
@@ -343,14 +356,15 @@ fn finish(
              and will be retried on the next run",
         ));
     }
+    // Whatever the mode, a confirmed DELE means the message is gone.
+    for n in &session.dele_accepted {
+        if let Some(key) = dele_keys.get(n) {
+            ledger.removed(key);
+            summary.deleted += 1;
+        }
+    }
     if acct.deletes() {
         let refused: HashSet<u32> = session.dele_refused.iter().map(|(n, _)| *n).collect();
-        for n in &session.dele_accepted {
-            if let Some(key) = dele_keys.get(n) {
-                ledger.removed(key);
-                summary.deleted += 1;
-            }
-        }
         // Entries for messages no longer on the server (deleted by us in a
         // run whose end was not recorded, or by someone else) are done with.
         // Content-hash keys cannot be matched against the listing; after a
