@@ -23,7 +23,7 @@ _fetch() {
 
     case "${cmd}" in
         fetch)
-            opts="-u -k -a -q -v -c -h -V --config --pop3 --imap --folder --all-folders --delete --move-to --search --sync-deletes --resync --port --user --tls --allow-plaintext-auth --auth --password-command --cafile --keep --no-keep --all --maildir --mbox --mda --stdout --delete-after-stdout --timeout --quiet --verbose --json --check --limit --max-size --delete-after --fingerprint --show-cert --generate --help --version"
+            opts="-u -k -a -q -v -c -d -j -h -V --config --pop3 --imap --folder --all-folders --delete --move-to --search --sync-deletes --resync --port --user --tls --allow-plaintext-auth --auth --password-command --cafile --keep --no-keep --all --maildir --mbox --mda --stdout --delete-after-stdout --timeout --quiet --verbose --json --check --limit --max-size --delete-after --fingerprint --show-cert --daemon --jobs --generate --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -110,6 +110,22 @@ _fetch() {
                     return 0
                     ;;
                 --fingerprint)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --daemon)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

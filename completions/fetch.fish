@@ -23,6 +23,8 @@ complete -c fetch -l limit -d 'Fetch at most this many messages per account in t
 complete -c fetch -l max-size -d 'Leave messages larger than this on the server (and say so); K, M and G suffixes are powers of 1024' -r
 complete -c fetch -l delete-after -d 'POP3 with --keep: delete server copies first fetched more than DAYS days ago' -r
 complete -c fetch -l fingerprint -d 'Trust the server\'s certificate only if its SHA-256 fingerprint is this (64 hex digits, colons allowed); replaces the CA check. See --show-cert' -r
+complete -c fetch -s d -l daemon -d 'Keep running: fetch every account every SECONDS until SIGTERM or SIGINT (which let the message in flight be committed, end the session properly, and exit 0). An account that fails is retried later and later (doubling, at most hourly); it never holds up the others' -r
+complete -c fetch -s j -l jobs -d 'Fetch up to N accounts at the same time (each keeps its own lock)' -r
 complete -c fetch -l generate -d 'Print the man page or a shell completion script and exit (used to produce man/ and completions/)' -r -f -a "man\t''
 bash\t''
 zsh\t''

@@ -19,7 +19,8 @@ Exit status:
   75  temporary failure: network, timeout, another run holds the lock
   76  protocol violation by the server
   77  authentication failed
-  78  configuration error, including no way to get a password";
+  78  configuration error, including no way to get a password
+  130, 143  stopped by SIGINT or SIGTERM before the end (what arrived is kept)";
 
 /// Fetch mail from POP3 and IMAP servers, durably
 ///
@@ -206,6 +207,17 @@ pub struct Cli {
     /// and capabilities, and exit; no credential is sent.
     #[arg(long)]
     pub show_cert: bool,
+
+    /// Keep running: fetch every account every SECONDS until SIGTERM or
+    /// SIGINT (which let the message in flight be committed, end the session
+    /// properly, and exit 0). An account that fails is retried later and
+    /// later (doubling, at most hourly); it never holds up the others.
+    #[arg(short = 'd', long, value_name = "SECONDS")]
+    pub daemon: Option<u64>,
+
+    /// Fetch up to N accounts at the same time (each keeps its own lock).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
 
     /// Print the man page or a shell completion script and exit (used to
     /// produce man/ and completions/).

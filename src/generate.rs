@@ -177,6 +177,9 @@ NETRC: the netrc file to read instead of ~/.netrc.",
 78
   configuration error, including no way to get a password
 
+130, 143
+  stopped by SIGINT or SIGTERM (128 + the signal) before all mail was fetched; what arrived is delivered and recorded. With \\-\\-daemon a stop is normal and exits 0.
+
 With several accounts: the code of the one that failed, or 75 when two or more failed with different codes. One failing account does not stop the others.",
     ),
     (
@@ -198,10 +201,19 @@ From cron every 5 minutes, silent unless something fails:
 
   */5 * * * * fetch \\-q
 
+Or as a long\\-running service, every 5 minutes, three accounts at a time:
+
+  fetch \\-\\-daemon 300 \\-j 3 \\-q
+
 Into procmail, or through a pipe:
 
   fetch work \\-\\-mda 'procmail \\-d %T'
   fetch work \\-\\-stdout | grep '^Subject:'",
+    ),
+    (
+        "SIGNALS",
+        "\
+SIGTERM or SIGINT (Ctrl\\-C) asks fetch to stop: no new message is requested, the ones already on their way are delivered and recorded, the session ends with QUIT or LOGOUT (so a POP3 server deletes what was delivered), and fetch exits. A second signal exits at once; that is safe too (nothing is deleted on the server before it is recorded), the next run only has more to resume. At the password prompt, the first Ctrl\\-C gives up.",
     ),
     (
         "SECURITY",

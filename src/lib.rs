@@ -9,8 +9,9 @@
 //!   sans-io); `net`: the only code that touches sockets and TLS.
 //! - `deliver`: Maildir, mbox, MDA, stdout behind one trait; `state`: the
 //!   per-account ledger (lock, journal, snapshot, recovery).
-//! - `secret`, `netrc`: passwords; `ui`, `term`: messages to humans;
-//!   `error`: kinds and exit codes; `crash`: test-only crash points.
+//! - `secret`, `netrc`: passwords; `ui`, `term`, `progress`: messages to
+//!   humans; `error`: kinds and exit codes; `signals`: the SIGTERM/SIGINT
+//!   stop flag; `crash`: test-only crash points.
 
 pub mod cli;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod pop3;
 pub mod progress;
 pub mod run;
 pub mod secret;
+pub mod signals;
 pub mod state;
 pub mod term;
 pub mod ui;

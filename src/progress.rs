@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::sync::OnceLock;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::ui::Ui;
 
@@ -19,7 +21,11 @@ pub struct Progress {
 impl Progress {
     pub fn new(ui: &Ui, account: &str) -> Progress {
         let bar = ui.wants_progress().then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+            // One line per account, even when accounts run in parallel (-j).
+            static MULTI: OnceLock<MultiProgress> = OnceLock::new();
+            let multi =
+                MULTI.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+            let bar = multi.add(ProgressBar::new(0));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{prefix:.bold} [{bar:30}] {msg} {binary_bytes}/{binary_total_bytes} \

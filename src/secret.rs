@@ -10,8 +10,8 @@
 //! dump or a ptrace by another user cannot read it, and a [`Secret`] is wiped
 //! from memory when dropped. Its `Debug` prints `[REDACTED]`.
 
-use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
 
@@ -69,6 +69,9 @@ pub fn obtain(acct: &Account) -> Result<Secret> {
         return Ok(Secret::new(pw.expose().to_string()));
     }
     prompt(&format!("Password for {}: ", acct.name)).map_err(|why| {
+        if crate::signals::stop_requested() {
+            return config("interrupted at the password prompt");
+        }
         config(format!(
             "no password: {why}; give --password-command CMD (for example \
              --password-command 'pass show mail'), a ~/.netrc entry for machine {} \
@@ -146,18 +149,63 @@ fn prompt(text: &str) -> std::result::Result<Secret, String> {
     let mut w = &tty;
     let _ = w.write_all(text.as_bytes());
     let _ = w.flush();
-    let mut line = String::new();
-    let read = BufReader::new(&tty).read_line(&mut line);
+    let mut line = Vec::with_capacity(1024); // rarely grows (and copies)
+    let read = read_line_until_stopped(&tty, &mut line);
     // SAFETY: restores the settings read above.
     unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
     let _ = w.write_all(b"\n");
-    read.map_err(|e| format!("reading the terminal failed: {e}"))?;
-    let secret = Secret::new(line.trim_end_matches(['\r', '\n']).to_string());
-    line.clear();
+    let read = read.and_then(|()| {
+        String::from_utf8(std::mem::take(&mut line))
+            .map_err(|_| "the password entered is not UTF-8".to_string())
+    });
+    line.fill(0);
+    let secret = Secret::new(read?.trim_end_matches(['\r', '\n']).to_string());
     if secret.expose().is_empty() {
         return Err("an empty password was entered".into());
     }
     Ok(secret)
+}
+
+/// Read up to a newline, one byte at a time (nothing of the password is
+/// left in a buffer we do not own). Ctrl-C (or SIGTERM) gives up, with the
+/// terminal still ours to restore, rather than waiting for a second signal.
+/// The signal may be delivered to another thread, so the read cannot count
+/// on being interrupted: it waits in short polls that look at the flag.
+fn read_line_until_stopped(mut tty: &File, line: &mut Vec<u8>) -> std::result::Result<(), String> {
+    let mut b = [0u8; 1];
+    loop {
+        if crate::signals::stop_requested() {
+            return Err("interrupted".into());
+        }
+        let mut pfd = libc::pollfd {
+            fd: tty.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pfd, 1, 100) } {
+            0 => continue, // look at the flag again
+            n if n < 0 => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(format!("waiting for the terminal failed: {e}"));
+            }
+            _ => {}
+        }
+        match tty.read(&mut b) {
+            Ok(0) => return Ok(()),
+            Ok(_) if b[0] == b'\n' => return Ok(()),
+            Ok(_) => line.push(b[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                if crate::signals::stop_requested() {
+                    return Err("interrupted".into());
+                }
+            }
+            Err(e) => return Err(format!("reading the terminal failed: {e}")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,8 @@ fn run_injected(
     count_file: &Path,
 ) -> common::Out {
     let mut c = Command::new("strace");
+    // No -f: the password command's shell is not ours to fail. (fetch
+    // does the work on its main thread when it runs one account at a time.)
     c.args(["-qq", "-o"]).arg(count_file);
     if when == 0 {
         c.args(["-e", &format!("trace={syscall}")]);

@@ -63,6 +63,9 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
     let mut progress = Progress::new(ui, &acct.name);
     let mut failures: Vec<Error> = Vec::new();
     for (name, delim) in &folders {
+        if crate::signals::stop_requested() {
+            break;
+        }
         match sync_folder(
             acct,
             ui,
@@ -486,7 +489,7 @@ impl Fetcher<'_> {
     ) -> Result<()> {
         let by_uid: HashMap<u32, &Meta> = metas.iter().map(|m| (m.uid, m)).collect();
         let mut i = 0;
-        while i < metas.len() {
+        while i < metas.len() && !crate::signals::stop_requested() {
             let m = &metas[i];
             if m.size > PIECE {
                 self.fetch_in_pieces(session, m)?;

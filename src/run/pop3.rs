@@ -215,7 +215,16 @@ impl Run<'_, '_> {
         };
         let mut next = 0;
         for (i, job) in jobs.iter().enumerate() {
-            while next < jobs.len() && (next == i || self.session.retrs_in_flight() < window) {
+            // Asked to stop (SIGTERM/SIGINT): send no more RETRs, take in
+            // the ones already on their way, then end normally.
+            let stopping = crate::signals::stop_requested();
+            if stopping && i == next {
+                break;
+            }
+            while !stopping
+                && next < jobs.len()
+                && (next == i || self.session.retrs_in_flight() < window)
+            {
                 self.session.queue_retr(jobs[next].msgno)?;
                 next += 1;
                 if !self.session.pipelining() {
