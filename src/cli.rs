@@ -179,8 +179,14 @@ pub struct Cli {
     /// Only count new messages, downloading nothing and changing nothing;
     /// print the count per account. Exit status 0 if there is new mail,
     /// 1 if there is none.
-    #[arg(short = 'c', long)]
+    #[arg(short = 'c', long, conflicts_with = "dry_run")]
     pub check: bool,
+
+    /// Connect and say, one line per message on stdout, what a run would
+    /// fetch, delete, move and which flags it would sync, changing nothing
+    /// (on the server, in the destination, or in the ledger).
+    #[arg(short = 'n', long, conflicts_with = "show_cert")]
+    pub dry_run: bool,
 
     /// Fetch at most this many messages per account in this run.
     #[arg(long, value_name = "N")]
@@ -212,7 +218,12 @@ pub struct Cli {
     /// SIGINT (which let the message in flight be committed, end the session
     /// properly, and exit 0). An account that fails is retried later and
     /// later (doubling, at most hourly); it never holds up the others.
-    #[arg(short = 'd', long, value_name = "SECONDS")]
+    #[arg(
+        short = 'd',
+        long,
+        value_name = "SECONDS",
+        conflicts_with_all = ["check", "dry_run", "show_cert"]
+    )]
     pub daemon: Option<u64>,
 
     /// Fetch up to N accounts at the same time (each keeps its own lock).

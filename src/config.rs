@@ -84,6 +84,8 @@ pub struct Account {
     pub max_size: Option<u64>,
     /// `--check`: count new messages, change nothing.
     pub check: bool,
+    /// `--dry-run`: say what a run would do, change nothing.
+    pub dry_run: bool,
     /// A pinned SHA-256 certificate fingerprint, replacing the CA check.
     pub fingerprint: Option<[u8; 32]>,
     /// `--show-cert`: print the server's certificate and capabilities, send
@@ -139,6 +141,13 @@ impl Account {
             Protocol::Imap => self.imap.delete || self.imap.move_to.is_some(),
         };
         wanted && (self.dest != Destination::Stdout || self.delete_after_stdout)
+    }
+
+    /// `--check` or `--dry-run`: look, change nothing anywhere (no
+    /// recovery, no delivery, no ledger record, no server change; IMAP
+    /// folders are opened with EXAMINE).
+    pub fn read_only(&self) -> bool {
+        self.check || self.dry_run
     }
 }
 
@@ -430,6 +439,7 @@ pub fn resolve(cli: &Cli) -> Result<(Vec<Account>, Output)> {
         })?;
         let mut acct = acct;
         acct.check = cli.check;
+        acct.dry_run = cli.dry_run;
         acct.show_cert = cli.show_cert;
         if cli.json && acct.dest == Destination::Stdout {
             return Err(usage(
@@ -585,6 +595,7 @@ fn build(name: String, s: Settings) -> Result<Account> {
         limit: s.limit,
         max_size,
         check: false,
+        dry_run: false,
         fingerprint: s
             .fingerprint
             .as_deref()

@@ -107,10 +107,10 @@ stdout: an mboxrd stream for pipes. Because a pipe cannot prove that mail was ke
 With \\-\\-json, fetch writes one JSON object per line on standard output, a stable interface for scripts (messages for humans still go to standard error). Fields may be added in later versions; none is removed or changes meaning. Every event has a type:
 
 message
-  A message delivered or left alone: account, folder (null for POP3; the folder's name, decoded, for IMAP), uid (the UIDL or IMAP UID as a string; null for a POP3 server without UIDL), size (bytes), destination (a file path, MBOX@OFFSET, the MDA command, or \"\\-\" for stdout; null when nothing was delivered), action (\"delivered\", or \"skipped\" for a message over \\-\\-max\\-size).
+  A message delivered or left alone: account, folder (null for POP3; the folder's name, decoded, for IMAP), uid (the UIDL or IMAP UID as a string; null for a POP3 server without UIDL), size (bytes), destination (a file path, MBOX@OFFSET, the MDA command, or \"\\-\" for stdout; null when nothing was delivered), action (\"delivered\", or \"skipped\" for a message over \\-\\-max\\-size; with \\-\\-dry\\-run, what a run would do: \"would_fetch\", \"would_delete\", \"would_move\", \"would_flag\" (flags synced either way), \"would_remove_local\" (\\-\\-sync\\-deletes)).
 
 account
-  One per account, last: account, fetched (messages), bytes, deleted (from the server), flags_synced, new (with \\-\\-check: messages waiting; else null), seconds, exit_code (as in EXIT STATUS).
+  One per account, last: account, fetched (messages), bytes, deleted (from the server), flags_synced, new (with \\-\\-check or \\-\\-dry\\-run: messages waiting; else null), would_delete and would_flag (with \\-\\-dry\\-run: messages that would be deleted or moved on the server, and whose flags would be synced; else null), seconds, exit_code (as in EXIT STATUS).
 
 error
   Before the account event of a failed account: account, kind (usage, data, unavailable, internal, cant_create, local_io, temporary, protocol, auth, config), message.

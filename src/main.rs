@@ -121,7 +121,11 @@ fn run_one(cli: &cli::Cli, acct: &config::Account, ui: &ui::Ui) -> (i32, bool) {
             if cli.check {
                 if !ui.json {
                     // --check's answer is data: stdout.
-                    println!("{}: {} new", acct.name, summary.available);
+                    ui.data(&format!("{}: {} new\n", acct.name, summary.available));
+                }
+            } else if cli.dry_run {
+                if !ui.json {
+                    ui.data(&format!("{}: {}\n", acct.name, summary.dry_run_line()));
                 }
             } else if !cli.show_cert {
                 ui.info(&acct.name, &summary.line());
@@ -147,7 +151,9 @@ fn run_one(cli: &cli::Cli, acct: &config::Account, ui: &ui::Ui) -> (i32, bool) {
         "bytes": summary.bytes,
         "deleted": summary.deleted,
         "flags_synced": summary.flags_synced,
-        "new": if cli.check { Some(summary.available) } else { None },
+        "new": if cli.check || cli.dry_run { Some(summary.available) } else { None },
+        "would_delete": if cli.dry_run { Some(summary.would_delete) } else { None },
+        "would_flag": if cli.dry_run { Some(summary.would_flag) } else { None },
         "seconds": started.elapsed().as_secs_f64(),
         "exit_code": code,
     }));

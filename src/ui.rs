@@ -113,6 +113,49 @@ impl Ui {
     }
 }
 
+impl Ui {
+    /// `--dry-run`: one thing a run would do, as a line on stdout (the
+    /// answer is data, like `--check`'s) or, with `--json`, a `message`
+    /// event whose action is `would_fetch`, `would_delete`, `would_move`,
+    /// `would_flag` or `would_remove_local`. `what` is the line for
+    /// humans (server text in it already escaped; empty: an event only, the
+    /// human line having said it already).
+    #[allow(clippy::too_many_arguments)]
+    pub fn would(
+        &self,
+        account: &str,
+        folder: Option<&str>,
+        uid: Option<&str>,
+        size: u64,
+        action: &str,
+        what: &str,
+    ) {
+        if self.json {
+            self.event(serde_json::json!({
+                "type": "message",
+                "account": account,
+                "folder": folder,
+                "uid": uid,
+                "size": size,
+                "destination": null,
+                "action": action,
+            }));
+            return;
+        }
+        if !what.is_empty() {
+            self.data(&format!("{account}: {what}\n"));
+        }
+    }
+
+    /// An answer for scripts (`--check`, `--dry-run`, `--show-cert`) on
+    /// stdout. A reader that stopped reading (`| head`) is not an error.
+    pub fn data(&self, text: &str) {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(text.as_bytes());
+        let _ = o.flush();
+    }
+}
+
 fn line(s: &str) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{s}");

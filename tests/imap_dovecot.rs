@@ -585,3 +585,107 @@ fn check_counts_new_imap_mail_and_changes_nothing() {
     let ev: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
     assert_eq!(ev["new"], 0);
 }
+
+#[test]
+fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
+    let Some(dc) = Dovecot::start() else { return };
+    let msgs: Vec<Vec<u8>> = (1..=3)
+        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
+        .collect();
+    let refs: Vec<&[u8]> = msgs[..2].iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    let env = Env::new();
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    // One new message; UID 1 read locally; UID 2 flagged on the server.
+    dc.fill(&[msgs[2].as_slice()]);
+    let f = maildir_files(&env.maildir());
+    let one = f
+        .iter()
+        .find(|p| std::fs::read(p).unwrap() == lf(&msgs[0]))
+        .unwrap()
+        .clone();
+    let read = env.maildir().join("cur").join(format!(
+        "{}:2,S",
+        one.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::rename(&one, &read).unwrap();
+    assert!(
+        dc.doveadm(&[
+            "flags",
+            "add",
+            "-u",
+            &dc.user,
+            "\\Flagged",
+            "mailbox",
+            "INBOX",
+            "uid",
+            "2"
+        ])
+        .status
+        .success()
+    );
+    let before = sorted(
+        maildir_files(&env.maildir())
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned().into_bytes())
+            .collect(),
+    );
+
+    let out = fetch(&env, &dc, &["--dry-run", "-vv"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", out.stdout);
+    assert!(lines[0].contains("would fetch INBOX UID 3"), "{}", lines[0]);
+    assert!(
+        lines[1].contains("flags of INBOX UID 1: add (\\Seen) on the server"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("flags of INBOX UID 2: rename the local file to")
+            && lines[2].ends_with(":2,F"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].contains("would fetch 1 message(s)") && lines[3].contains("flags of 2"));
+    // Nothing changed: EXAMINE, no STORE; the same files; the server's flags.
+    assert!(out.stderr.contains("EXAMINE INBOX"), "{}", out.stderr);
+    assert!(!out.stderr.contains("UID STORE"), "{}", out.stderr);
+    let after = sorted(
+        maildir_files(&env.maildir())
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned().into_bytes())
+            .collect(),
+    );
+    assert_eq!(before, after);
+    assert!(!flags_of(&dc, "INBOX", 1).contains("\\Seen"));
+
+    // With --delete: every message in the folder, delivered or not.
+    let out = fetch(&env, &dc, &["--dry-run", "--delete", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let deletes = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["action"] == "would_delete")
+        .count();
+    assert_eq!(deletes, 3);
+    assert_eq!(
+        dc.doveadm(&["search", "-u", &dc.user, "mailbox", "INBOX", "all"])
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count(),
+        3
+    );
+
+    // The real run then does what the dry run said.
+    let out = fetch(&env, &dc, &["-v"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("1 new message") && out.stderr.contains("2 flags synced"),
+        "{}",
+        out.stderr
+    );
+    assert!(flags_of(&dc, "INBOX", 1).contains("\\Seen"));
+}

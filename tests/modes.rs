@@ -136,6 +136,68 @@ fn check_counts_without_changing_anything() {
 }
 
 #[test]
+fn dry_run_says_what_would_happen_and_changes_nothing() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), five());
+    // The last session sent no RETR and no DELE.
+    let untouched = |server: &Pop3Server| {
+        !server
+            .commands_per_connection()
+            .last()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("RETR") || c.starts_with("DELE"))
+    };
+    let out = run(&env, &server, &["--dry-run"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 6, "{}", out.stdout);
+    assert_eq!(
+        lines[0],
+        format!(
+            "tester@127.0.0.1: would fetch message 1 (UIDL u1), {} bytes, then delete it \
+             from the server",
+            five()[0].1.len()
+        )
+    );
+    assert!(
+        lines[5].contains("would fetch 5 message(s)"),
+        "{}",
+        lines[5]
+    );
+    assert!(untouched(&server));
+    assert!(!env.maildir().exists(), "--dry-run created the Maildir");
+
+    // Two fetched and kept; in delete mode those two would only be deleted.
+    assert_eq!(run(&env, &server, &["--keep", "--limit", "2"]).code, 0);
+    let out = run(&env, &server, &["-n", "--json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let ev = events(&out);
+    let of = |action: &str| -> Vec<String> {
+        ev.iter()
+            .filter(|e| e["action"] == action)
+            .map(|e| e["uid"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(of("would_fetch"), ["u3", "u4", "u5"]);
+    assert_eq!(of("would_delete"), ["u3", "u4", "u5", "u1", "u2"]);
+    let acct = ev.last().unwrap();
+    assert_eq!(
+        (acct["new"].as_u64(), acct["would_delete"].as_u64()),
+        (Some(3), Some(5))
+    );
+    assert!(untouched(&server));
+    assert_eq!(server.remaining().len(), 5);
+    assert_eq!(maildir_files(&env.maildir()).len(), 2);
+
+    // The dry runs recorded nothing: the real run does what they said.
+    let out = run(&env, &server, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(maildir_files(&env.maildir()).len(), 5);
+    assert!(server.remaining().is_empty());
+}
+
+#[test]
 fn limit_and_max_size() {
     let env = Env::new();
     let mut msgs = five();

@@ -375,12 +375,17 @@ impl<'u> Session<'u> {
         Ok(out)
     }
 
-    pub fn select(&mut self, folder: &str) -> Result<Selected> {
-        self.begin(&format!("SELECT {}", escape(folder)), SMALL_REPLY);
-        let mb = self
-            .inner
-            .select(folder)
-            .map_err(|e| lib_error(&format!("SELECT {}", escape(folder)), e))?;
+    /// SELECT `folder`, or with `read_only` EXAMINE it (nothing can change:
+    /// not even the \\Recent flags other clients see).
+    pub fn select(&mut self, folder: &str, read_only: bool) -> Result<Selected> {
+        let verb = if read_only { "EXAMINE" } else { "SELECT" };
+        self.begin(&format!("{verb} {}", escape(folder)), SMALL_REPLY);
+        let mb = if read_only {
+            self.inner.examine(folder)
+        } else {
+            self.inner.select(folder)
+        }
+        .map_err(|e| lib_error(&format!("{verb} {}", escape(folder)), e))?;
         self.drain();
         let uid_validity = match mb.uid_validity {
             Some(0) | None => {

@@ -92,8 +92,10 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
         }
     }
     session.logout();
-    ledger.commit()?;
-    ledger.maybe_compact(|_| true)?;
+    if !acct.read_only() {
+        ledger.commit()?;
+        ledger.maybe_compact(|_| true)?;
+    }
     match failures.len() {
         0 => Ok(summary),
         1 => Err(failures.pop().expect("one")),
@@ -174,7 +176,7 @@ fn sync_folder(
     summary: &mut Summary,
     progress: &mut Progress,
 ) -> Result<()> {
-    let sel = session.select(folder)?;
+    let sel = session.select(folder, acct.read_only())?;
     let uv = sel.uid_validity;
     let known = ledger.folder(folder).cloned();
     if let Some(st) = &known
@@ -272,8 +274,20 @@ fn sync_folder(
             metas.truncate(room);
         }
     }
-    if acct.check {
+    if acct.read_only() {
         summary.available += metas.len();
+        summary.available_bytes += metas.iter().map(|m| m.size).sum::<u64>();
+        if acct.dry_run {
+            // As below: flags are synced in a Maildir, in keep mode, for
+            // a folder synced before under the same UIDVALIDITY.
+            let flag_plan = match (&folder_dir, same_uv) {
+                (Some(dir), Some(st)) if !acct.deletes() && !resyncing => {
+                    plan_flags(acct, ledger, session, folder, &sel, st, dir, stamp_at_start)?
+                }
+                _ => FlagPlan::default(),
+            };
+            report_plan(acct, ui, ledger, folder, uv, &metas, &flag_plan, summary);
+        }
         return Ok(());
     }
     progress.add(metas.len() as u64, metas.iter().map(|m| m.size).sum());
@@ -420,6 +434,104 @@ fn sync_folder(
         return Err(e);
     }
     Ok(())
+}
+
+/// `--dry-run`: what [`sync_folder`] would do in `folder`.
+#[allow(clippy::too_many_arguments)]
+fn report_plan(
+    acct: &Account,
+    ui: &Ui,
+    ledger: &Ledger,
+    folder: &str,
+    uv: u32,
+    metas: &[Meta],
+    flag_plan: &FlagPlan,
+    summary: &mut Summary,
+) {
+    let name = &acct.name;
+    let shown = names::decode_mutf7(folder).unwrap_or_else(|_| folder.to_string());
+    let f = Some(shown.as_str());
+    let label = |uid: u32| format!("{} UID {uid}", escape(&shown));
+    let action = match acct.imap.move_to {
+        Some(_) => "would_move",
+        None => "would_delete",
+    };
+    let verb = |what: &str| match &acct.imap.move_to {
+        Some(t) => format!("move {what} to {}", escape(t)),
+        None => format!("delete {what} from the server"),
+    };
+    for m in metas {
+        let uid = m.uid.to_string();
+        let then = if acct.deletes() {
+            format!(", then {}", verb("it"))
+        } else {
+            String::new()
+        };
+        let what = format!("would fetch {}, {} bytes{then}", label(m.uid), m.size);
+        ui.would(name, f, Some(&uid), m.size, "would_fetch", &what);
+        if acct.deletes() {
+            ui.would(name, f, Some(&uid), m.size, action, "");
+            summary.would_delete += 1;
+        }
+    }
+    if acct.deletes() {
+        // Committed by an earlier run that did not get to delete them.
+        for (k, e) in ledger.entries() {
+            if let Some((v, uid, fo)) = parse_key(k)
+                && v == uv
+                && fo == folder
+            {
+                let what = format!("would {} (delivered by an earlier run)", verb(&label(uid)));
+                ui.would(name, f, Some(&uid.to_string()), e.size, action, &what);
+                summary.would_delete += 1;
+            }
+        }
+    }
+    for c in &flag_plan.changes {
+        let mut parts = Vec::new();
+        if !c.add.is_empty() {
+            parts.push(format!("add {} on the server", c.add.imap_list()));
+        }
+        if !c.remove.is_empty() {
+            parts.push(format!("remove {} on the server", c.remove.imap_list()));
+        }
+        if let Some((_, to)) = &c.rename {
+            parts.push(format!("rename the local file to {}", to.display()));
+        }
+        if parts.is_empty() {
+            parts.push("record that both sides agree".into());
+        }
+        let what = format!(
+            "would sync the flags of {}: {}",
+            label(c.uid),
+            parts.join(", ")
+        );
+        ui.would(name, f, Some(&c.uid.to_string()), 0, "would_flag", &what);
+        summary.would_flag += 1;
+    }
+    if acct.imap.sync_deletes {
+        for (uid, _, file) in &flag_plan.gone_on_server {
+            if let Some(p) = file {
+                let what = format!("would remove {} (expunged on the server)", p.display());
+                ui.would(
+                    name,
+                    f,
+                    Some(&uid.to_string()),
+                    0,
+                    "would_remove_local",
+                    &what,
+                );
+            }
+        }
+    }
+    for (uid, _) in &flag_plan.expunge_local_gone {
+        let what = format!(
+            "would delete {} from the server (its local copy was deleted)",
+            label(*uid)
+        );
+        ui.would(name, f, Some(&uid.to_string()), 0, "would_delete", &what);
+        summary.would_delete += 1;
+    }
 }
 
 /// SHA-256 of message bytes as stored.
@@ -733,6 +845,30 @@ fn info(m: &Meta) -> MessageInfo {
     }
 }
 
+/// One message whose flags a sync changes.
+struct FlagChange {
+    uid: u32,
+    key: String,
+    /// The local file's new name, when its letters change.
+    rename: Option<(PathBuf, PathBuf)>,
+    /// Flags to add and to remove on the server.
+    add: Flags,
+    remove: Flags,
+    /// The new agreed flags for the ledger, when they changed.
+    base: Option<String>,
+}
+
+/// What a flag sync of one folder would do ([`plan_flags`]), done by
+/// [`apply_flags`] or reported by `--dry-run`.
+#[derive(Default)]
+struct FlagPlan {
+    changes: Vec<FlagChange>,
+    /// Expunged on the server: (uid, key, local file if still here).
+    gone_on_server: Vec<(u32, String, Option<PathBuf>)>,
+    /// `--sync-deletes`: deleted locally, to expunge on the server.
+    expunge_local_gone: Vec<(u32, String)>,
+}
+
 /// Keep flags in step both ways between the server and the Maildir. Per
 /// message the ledger holds the flags both sides agreed on last time (the
 /// base); a side that changed a flag since wins, and when both changed it
@@ -740,9 +876,7 @@ fn info(m: &Meta) -> MessageInfo {
 /// CHANGEDSINCE when the server has CONDSTORE (cost: what changed), else
 /// from every message's flags; local changes from the file names.
 ///
-/// Order, so that a crash never reverts a user's change: rename local files
-/// (and fsync the directories), then UID STORE on the server, and only then
-/// record the new base in the ledger. Returns how many messages changed.
+/// Returns how many messages changed, and whether local files were touched.
 #[allow(clippy::too_many_arguments)]
 fn sync_flags(
     acct: &Account,
@@ -755,15 +889,32 @@ fn sync_flags(
     dir: &Path,
     stamp_now: u64,
 ) -> Result<(usize, bool)> {
+    let plan = plan_flags(acct, ledger, session, folder, sel, st, dir, stamp_now)?;
+    apply_flags(acct, ui, ledger, session, folder, dir, plan)
+}
+
+/// Work out what a flag sync would change, changing nothing.
+#[allow(clippy::too_many_arguments)]
+fn plan_flags(
+    acct: &Account,
+    ledger: &Ledger,
+    session: &mut Session,
+    folder: &str,
+    sel: &Selected,
+    st: &FolderState,
+    dir: &Path,
+    stamp_now: u64,
+) -> Result<FlagPlan> {
     let uv = sel.uid_validity;
+    let mut plan = FlagPlan::default();
     if st.last_uid == 0 {
-        return Ok((0, false));
+        return Ok(plan);
     }
     let local_unchanged = st.local_stamp != 0 && st.local_stamp == stamp_now;
     let incremental = session.caps.condstore && st.mod_seq > 0;
     let server_unchanged = incremental && sel.highest_mod_seq == Some(st.mod_seq);
     if local_unchanged && server_unchanged && !acct.imap.sync_deletes {
-        return Ok((0, false)); // O(1): nothing changed on either side
+        return Ok(plan); // O(1): nothing changed on either side
     }
     let server: HashMap<u32, Flags> = if server_unchanged {
         HashMap::new()
@@ -811,7 +962,7 @@ fn sync_flags(
             .collect()
     };
     if mine.is_empty() {
-        return Ok((0, false));
+        return Ok(plan);
     }
     let local = if local_unchanged {
         locate(dir, &mine)?
@@ -819,52 +970,65 @@ fn sync_flags(
         scan_maildir(dir)?
     };
 
-    let mut store_add: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut store_remove: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut renames: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let mut new_base: Vec<(String, String)> = Vec::new();
-    let mut expunge_local_gone: Vec<(u32, String)> = Vec::new();
-    let mut gone_on_server: Vec<(String, Option<PathBuf>)> = Vec::new();
-    for (uid, k, name, base_s) in &mine {
-        let base = flags::from_ledger(base_s);
+    for (uid, k, name, base_s) in mine {
+        let base = flags::from_ledger(&base_s);
         let file = local.get(name.as_str());
         if let Some(ex) = &existing
-            && !ex.contains(uid)
+            && !ex.contains(&uid)
         {
-            gone_on_server.push((k.clone(), file.map(|(p, _)| p.clone())));
+            plan.gone_on_server
+                .push((uid, k, file.map(|(p, _)| p.clone())));
             continue;
         }
         let Some((path, letters)) = file else {
             if acct.imap.sync_deletes {
-                expunge_local_gone.push((*uid, k.clone()));
+                plan.expunge_local_gone.push((uid, k));
             }
             continue;
         };
         let local_f = flags::flags_from_letters(letters);
-        let server_f = server.get(uid).cloned().unwrap_or_else(|| base.clone());
+        let server_f = server.get(&uid).cloned().unwrap_or_else(|| base.clone());
         let merged = flags::merge(&base, &local_f, &server_f);
         let (add, remove) = flags::diff(&server_f, &merged);
-        if !add.is_empty() {
-            store_add.entry(add.imap_list()).or_default().push(*uid);
-        }
-        if !remove.is_empty() {
-            store_remove
-                .entry(remove.imap_list())
-                .or_default()
-                .push(*uid);
-        }
-        if flags::maildir_letters(&merged) != flags::maildir_letters(&local_f) {
-            // Other clients' letters (P, lower-case keywords) are kept.
-            let new_name = flags::with_letters(name, &flags::replace_letters(letters, &merged));
-            renames.push((path.clone(), dir.join("cur").join(new_name)));
-        }
-        if merged != base {
-            new_base.push((k.clone(), flags::to_ledger(&merged)));
+        // Other clients' letters (P, lower-case keywords) are kept.
+        let rename =
+            (flags::maildir_letters(&merged) != flags::maildir_letters(&local_f)).then(|| {
+                let new_name =
+                    flags::with_letters(&name, &flags::replace_letters(letters, &merged));
+                (path.clone(), dir.join("cur").join(new_name))
+            });
+        let new_base = (merged != base).then(|| flags::to_ledger(&merged));
+        if rename.is_some() || !add.is_empty() || !remove.is_empty() || new_base.is_some() {
+            plan.changes.push(FlagChange {
+                uid,
+                key: k,
+                rename,
+                add,
+                remove,
+                base: new_base,
+            });
         }
     }
+    // In UID order: the order of a dry run's report, and of the STOREs.
+    plan.changes.sort_by_key(|c| c.uid);
+    Ok(plan)
+}
 
+/// Carry out a [`FlagPlan`]. Order, so that a crash never reverts a user's
+/// change: rename local files (and fsync the directories), then UID STORE
+/// on the server, and only then record the new base in the ledger.
+fn apply_flags(
+    acct: &Account,
+    ui: &Ui,
+    ledger: &mut Ledger,
+    session: &mut Session,
+    folder: &str,
+    dir: &Path,
+    plan: FlagPlan,
+) -> Result<(usize, bool)> {
     // 1. Local side.
-    for (from, to) in &renames {
+    let mut renamed = false;
+    for (from, to) in plan.changes.iter().filter_map(|c| c.rename.as_ref()) {
         crate::crash::point("before a flag rename");
         std::fs::rename(from, to).map_err(|e| {
             crate::error::local_io(format!(
@@ -873,12 +1037,26 @@ fn sync_flags(
                 to.display()
             ))
         })?;
+        renamed = true;
     }
-    if !renames.is_empty() {
+    if renamed {
         maildir::sync_dir(&dir.join("new"))?;
         maildir::sync_dir(&dir.join("cur"))?;
     }
-    // 2. Server side.
+    // 2. Server side, one STORE per distinct set of flags.
+    let mut store_add: HashMap<String, Vec<u32>> = HashMap::new();
+    let mut store_remove: HashMap<String, Vec<u32>> = HashMap::new();
+    for c in &plan.changes {
+        if !c.add.is_empty() {
+            store_add.entry(c.add.imap_list()).or_default().push(c.uid);
+        }
+        if !c.remove.is_empty() {
+            store_remove
+                .entry(c.remove.imap_list())
+                .or_default()
+                .push(c.uid);
+        }
+    }
     for (list, uids) in &store_add {
         session.store(uids, "+FLAGS.SILENT", list)?;
     }
@@ -886,12 +1064,16 @@ fn sync_flags(
         session.store(uids, "-FLAGS.SILENT", list)?;
     }
     // 3. The new base.
-    for (k, f) in &new_base {
-        ledger.set_flags(k, f);
+    let mut rebased = 0;
+    for c in &plan.changes {
+        if let Some(f) = &c.base {
+            ledger.set_flags(&c.key, f);
+            rebased += 1;
+        }
     }
     // Deletions, only with --sync-deletes; otherwise a message gone on one
     // side stays on the other, and the ledger stops tracking server-gone ones.
-    for (k, file) in &gone_on_server {
+    for (_, k, file) in &plan.gone_on_server {
         if acct.imap.sync_deletes
             && let Some(p) = file
         {
@@ -900,27 +1082,23 @@ fn sync_flags(
         }
         ledger.removed(k);
     }
-    if !expunge_local_gone.is_empty() {
+    if !plan.expunge_local_gone.is_empty() {
         ledger.commit()?;
-        let uids: Vec<u32> = expunge_local_gone.iter().map(|(u, _)| *u).collect();
+        let uids: Vec<u32> = plan.expunge_local_gone.iter().map(|(u, _)| *u).collect();
         session.store(&uids, "+FLAGS.SILENT", "(\\Deleted)")?;
         session.uid_expunge(&uids)?;
-        for (_, k) in &expunge_local_gone {
+        for (_, k) in &plan.expunge_local_gone {
             ledger.removed(k);
         }
     }
-    let changed = new_base.len() + gone_on_server.len() + expunge_local_gone.len();
+    let changed = rebased + plan.gone_on_server.len() + plan.expunge_local_gone.len();
     if changed > 0 {
         ui.detail(
             &acct.name,
-            &format!(
-                "{}: flags of {} message(s) synced",
-                escape(folder),
-                new_base.len()
-            ),
+            &format!("{}: flags of {rebased} message(s) synced", escape(folder)),
         );
     }
-    let touched = !renames.is_empty() || (acct.imap.sync_deletes && !gone_on_server.is_empty());
+    let touched = renamed || (acct.imap.sync_deletes && !plan.gone_on_server.is_empty());
     Ok((changed, touched))
 }
 

@@ -33,8 +33,14 @@ pub struct Summary {
     pub deleted: usize,
     /// IMAP: messages whose flags changed on one side or the other.
     pub flags_synced: usize,
-    /// `--check`: new messages waiting on the server.
+    /// `--check`, `--dry-run`: new messages waiting on the server, and
+    /// their bytes.
     pub available: usize,
+    pub available_bytes: u64,
+    /// `--dry-run`: messages that would be deleted or moved on the server,
+    /// and whose flags would be synced (either way).
+    pub would_delete: usize,
+    pub would_flag: usize,
     pub seconds: f64,
 }
 
@@ -59,6 +65,18 @@ impl Summary {
         }
         s
     }
+
+    /// The `--dry-run` summary.
+    pub fn dry_run_line(&self) -> String {
+        format!(
+            "dry run: would fetch {} message(s) ({}), delete or move {} on the server, \
+             sync the flags of {}; nothing was changed",
+            self.available,
+            human_bytes(self.available_bytes),
+            self.would_delete,
+            self.would_flag
+        )
+    }
 }
 
 /// Fetch one account.
@@ -72,9 +90,19 @@ pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
     let root = state::default_root()
         .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
     let mut ledger = Ledger::open(&root, &acct.ledger_id())?;
-    // --check changes nothing, not even a half-done delivery's record.
-    if !acct.check {
+    // --check and --dry-run change nothing, not even a half-done
+    // delivery's record.
+    if !acct.read_only() {
         recover(&mut ledger, acct, ui)?;
+    } else if acct.dry_run && !ledger.pending_intents().is_empty() {
+        ui.warn(
+            &acct.name,
+            &format!(
+                "an interrupted run left {} delivery(ies) unfinished; a real run settles \
+                 them first, so some messages listed below may turn out to be here already",
+                ledger.pending_intents().len()
+            ),
+        );
     }
     let mut summary = match acct.protocol {
         Protocol::Pop3 => pop3::run(acct, ui, &mut ledger, password)?,
@@ -125,7 +153,7 @@ fn show_cert(acct: &Account, ui: &Ui) -> Result<()> {
         }
     }
     let _ = writeln!(out, "  capabilities: {}", caps.join(" | "));
-    print!("{out}");
+    ui.data(&out);
     Ok(())
 }
 

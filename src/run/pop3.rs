@@ -27,7 +27,7 @@ const PIPELINE_WINDOW: usize = 64;
 /// Fetch one POP3 account; the ledger is locked and recovered.
 pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Result<Summary> {
     let id = acct.ledger_id();
-    let mut dest: Box<dyn Deliver> = if acct.check {
+    let mut dest: Box<dyn Deliver> = if acct.read_only() {
         Box::new(deliver::Nowhere)
     } else {
         let mut d = deliver::open(acct, ledger.dir(), &state::account_tag(&id))?;
@@ -63,7 +63,7 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
         ..
     } = run;
     let on_server = outcome?;
-    if acct.check {
+    if acct.read_only() {
         // Nothing was sent but listings: say goodbye and change nothing.
         let mut session = session;
         session.quit()?;
@@ -162,12 +162,6 @@ impl Run<'_, '_> {
         if let Some(n) = self.acct.limit {
             jobs.truncate(n);
         }
-        if self.acct.check {
-            self.summary.available = jobs.len();
-            return Ok(on_server);
-        }
-        self.progress
-            .add(jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
         // --keep --delete-after DAYS: server copies first fetched longer
         // ago than that go (getmail's delete_after).
         if let (true, Some(days)) = (self.acct.keep, self.acct.delete_after) {
@@ -181,6 +175,16 @@ impl Run<'_, '_> {
                 }
             }
         }
+        if self.acct.read_only() {
+            self.summary.available = jobs.len();
+            self.summary.available_bytes = jobs.iter().map(|j| j.size).sum();
+            if self.acct.dry_run {
+                self.report_plan(listing, &jobs, &delete_only);
+            }
+            return Ok(on_server);
+        }
+        self.progress
+            .add(jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
         // Messages delivered by an earlier run but not yet deleted: their
         // local copies are committed, so delete them without downloading.
         for (n, key) in delete_only {
@@ -205,6 +209,57 @@ impl Run<'_, '_> {
             return Err(e);
         }
         Ok(on_server)
+    }
+
+    /// `--dry-run`: what [`Run::fetch`] would do with this plan.
+    fn report_plan(&mut self, listing: &[Listed], jobs: &[Job], delete_only: &[(u32, String)]) {
+        let name = &self.acct.name;
+        let deletes = self.acct.deletes();
+        let label = |msgno: u32, key: Option<&str>| match key.and_then(|k| k.strip_prefix("u:")) {
+            Some(uidl) => format!("message {msgno} (UIDL {})", escape(uidl)),
+            None => format!("message {msgno}"),
+        };
+        for j in jobs {
+            let uidl = j.key.as_deref().and_then(|k| k.strip_prefix("u:"));
+            let then = if deletes {
+                ", then delete it from the server"
+            } else {
+                ""
+            };
+            let what = format!(
+                "would fetch {}, {} bytes{then}",
+                label(j.msgno, j.key.as_deref()),
+                j.size
+            );
+            self.ui
+                .would(name, None, uidl, j.size, "would_fetch", &what);
+            if deletes {
+                self.ui.would(name, None, uidl, j.size, "would_delete", "");
+                self.summary.would_delete += 1;
+            }
+        }
+        let sizes: HashMap<u32, u64> = listing.iter().map(|m| (m.msgno, m.size)).collect();
+        for (n, key) in delete_only {
+            let size = sizes.get(n).copied().unwrap_or(0);
+            let why = if deletes {
+                "delivered by an earlier run"
+            } else {
+                "first fetched longer ago than --delete-after"
+            };
+            let what = format!(
+                "would delete {} from the server ({why})",
+                label(*n, Some(key))
+            );
+            self.ui.would(
+                name,
+                None,
+                key.strip_prefix("u:"),
+                size,
+                "would_delete",
+                &what,
+            );
+            self.summary.would_delete += 1;
+        }
     }
 
     fn retrieve(&mut self, jobs: &[Job], delivered_hashes: &HashSet<String>) -> Result<()> {
