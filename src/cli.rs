@@ -226,6 +226,12 @@ pub struct Cli {
     )]
     pub daemon: Option<u64>,
 
+    /// With --daemon (or alone, polling every 300 seconds): also fetch an
+    /// IMAP account as soon as one of its folders has new mail, watching up
+    /// to 8 folders per account with IDLE. POP3 accounts are polled.
+    #[arg(long, conflicts_with_all = ["check", "dry_run", "show_cert"])]
+    pub idle: bool,
+
     /// Fetch up to N accounts at the same time (each keeps its own lock).
     #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,

@@ -201,9 +201,21 @@ From cron every 5 minutes, silent unless something fails:
 
   */5 * * * * fetch \\-q
 
-Or as a long\\-running service, every 5 minutes, three accounts at a time:
+Or as a long\\-running service, every 5 minutes, three accounts at a time, IMAP accounts at once when mail arrives:
 
-  fetch \\-\\-daemon 300 \\-j 3 \\-q
+  fetch \\-\\-daemon 300 \\-\\-idle \\-j 3 \\-q
+
+A systemd user timer instead of cron (~/.config/systemd/user/fetch.service and fetch.timer; then systemctl \\-\\-user enable \\-\\-now fetch.timer):
+
+  [Service]
+  Type=oneshot
+  ExecStart=%h/.cargo/bin/fetch \\-q
+
+  [Timer]
+  OnBootSec=1min
+  OnUnitActiveSec=5min
+  [Install]
+  WantedBy=timers.target
 
 Into procmail, or through a pipe:
 

@@ -3,8 +3,10 @@
 //!
 //! - `cli`, `config`: the command line and config file, resolved into
 //!   typed `Account`s; `generate`: man page and completions from the CLI.
-//! - `run`: per-account orchestration, the only place that orders delivery,
-//!   commit and server changes (`run/pop3.rs`, `run/imap.rs`).
+//! - `schedule`: which accounts run when (once, `-j`, `--daemon`, `--idle`);
+//!   `run`: per-account orchestration, the only place that orders delivery,
+//!   commit and server changes (`run/pop3.rs`, `run/imap.rs`; `run/idle.rs`
+//!   watches IMAP folders for news).
 //! - `pop3`, `imap`: the protocols (`pop3/proto.rs` and `imap/fetch.rs` are
 //!   sans-io); `net`: the only code that touches sockets and TLS.
 //! - `deliver`: Maildir, mbox, MDA, stdout behind one trait; `state`: the
@@ -25,6 +27,7 @@ pub mod netrc;
 pub mod pop3;
 pub mod progress;
 pub mod run;
+pub mod schedule;
 pub mod secret;
 pub mod signals;
 pub mod state;

@@ -2,13 +2,15 @@
 //! an exit code. Nothing else happens here; the work is in the library
 //! (`lib.rs`), whose map is there.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use fetch::{cli, config, error, generate, run, signals, ui};
+use fetch::{cli, config, error, generate, schedule, signals, ui};
+
+/// `--idle` without `--daemon`: how often POP3 accounts (and IMAP folders
+/// not watched) are polled.
+const DEFAULT_POLL: u64 = 300;
 
 fn main() {
     std::process::exit(real_main());
@@ -54,11 +56,11 @@ fn real_main() -> i32 {
     }
     signals::install();
     let ui = ui::Ui::new(output);
-    if let Some(secs) = cli.daemon {
-        return daemon(&cli, &accounts, &ui, Duration::from_secs(secs));
+    if cli.daemon.is_some() || cli.idle {
+        let secs = cli.daemon.unwrap_or(DEFAULT_POLL);
+        return schedule::daemon(&cli, &accounts, &ui, Duration::from_secs(secs));
     }
-    let all: Vec<usize> = (0..accounts.len()).collect();
-    let results = run_accounts(&cli, &accounts, &all, &ui);
+    let results = schedule::once(&cli, &accounts, &ui);
     let codes: Vec<i32> = results.iter().map(|r| r.0).collect();
     let code = error::combine(&codes);
     if let Some(sig) = signals::received() {
@@ -69,125 +71,4 @@ fn real_main() -> i32 {
         return 1; // --check: no new mail
     }
     code
-}
-
-/// Run the accounts `which` (up to `--jobs` at a time), reporting each as
-/// it ends. Returns (exit code, has new mail) per account, in `which` order.
-fn run_accounts(
-    cli: &cli::Cli,
-    accounts: &[config::Account],
-    which: &[usize],
-    ui: &ui::Ui,
-) -> Vec<(i32, bool)> {
-    let workers = cli.jobs.min(which.len());
-    if workers <= 1 {
-        // No threads for the usual case: signals then reach the thread that
-        // is doing the work, and a trace shows one thread.
-        let mut results = Vec::with_capacity(which.len());
-        for &i in which {
-            if signals::stop_requested() {
-                break;
-            }
-            results.push(run_one(cli, &accounts[i], ui));
-        }
-        results.resize(which.len(), (0, false));
-        return results;
-    }
-    let results = Mutex::new(vec![(0, false); which.len()]);
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    if k >= which.len() || signals::stop_requested() {
-                        return;
-                    }
-                    let r = run_one(cli, &accounts[which[k]], ui);
-                    results.lock().unwrap_or_else(|e| e.into_inner())[k] = r;
-                }
-            });
-        }
-    });
-    results.into_inner().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Run one account and report it (summary line or --check answer, JSON
-/// events, errors). Returns its exit code and whether it has new mail.
-fn run_one(cli: &cli::Cli, acct: &config::Account, ui: &ui::Ui) -> (i32, bool) {
-    let started = std::time::Instant::now();
-    let (summary, code) = match run::run(acct, ui) {
-        Ok(summary) => {
-            if cli.check {
-                if !ui.json {
-                    // --check's answer is data: stdout.
-                    ui.data(&format!("{}: {} new\n", acct.name, summary.available));
-                }
-            } else if cli.dry_run {
-                if !ui.json {
-                    ui.data(&format!("{}: {}\n", acct.name, summary.dry_run_line()));
-                }
-            } else if !cli.show_cert {
-                ui.info(&acct.name, &summary.line());
-            }
-            (summary, 0)
-        }
-        Err(e) if e.kind == error::Kind::PipeClosed => (run::Summary::default(), 0),
-        Err(e) => {
-            ui.error(&acct.name, &e.msg);
-            ui.event(serde_json::json!({
-                "type": "error",
-                "account": acct.name,
-                "kind": e.kind.name(),
-                "message": e.msg,
-            }));
-            (run::Summary::default(), e.kind.exit_code())
-        }
-    };
-    ui.event(serde_json::json!({
-        "type": "account",
-        "account": acct.name,
-        "fetched": summary.fetched,
-        "bytes": summary.bytes,
-        "deleted": summary.deleted,
-        "flags_synced": summary.flags_synced,
-        "new": if cli.check || cli.dry_run { Some(summary.available) } else { None },
-        "would_delete": if cli.dry_run { Some(summary.would_delete) } else { None },
-        "would_flag": if cli.dry_run { Some(summary.would_flag) } else { None },
-        "seconds": started.elapsed().as_secs_f64(),
-        "exit_code": code,
-    }));
-    (code, summary.available > 0)
-}
-
-/// `--daemon`: fetch every account every `interval` until SIGTERM/SIGINT.
-/// A failing account is retried after 2, 4, 8... intervals (at most an
-/// hour); the others keep their pace. Exits 0 when asked to stop.
-fn daemon(cli: &cli::Cli, accounts: &[config::Account], ui: &ui::Ui, interval: Duration) -> i32 {
-    let cap = interval.max(Duration::from_secs(3600));
-    let mut due = vec![Instant::now(); accounts.len()];
-    let mut failures = vec![0u32; accounts.len()];
-    while !signals::stop_requested() {
-        let now = Instant::now();
-        let ready: Vec<usize> = (0..accounts.len()).filter(|&i| due[i] <= now).collect();
-        if !ready.is_empty() {
-            let results = run_accounts(cli, accounts, &ready, ui);
-            for (&i, &(code, _)) in ready.iter().zip(&results) {
-                if code == 0 {
-                    failures[i] = 0;
-                    due[i] = now + interval;
-                } else {
-                    failures[i] = failures[i].saturating_add(1);
-                    let backoff = interval.saturating_mul(1 << failures[i].min(16)).min(cap);
-                    due[i] = Instant::now() + backoff;
-                }
-            }
-        }
-        // Sleep until the next account is due, waking for a stop request.
-        let until = due.iter().min().copied().unwrap_or(now + interval);
-        while !signals::stop_requested() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
-        }
-    }
-    0
 }

@@ -404,6 +404,46 @@ impl Conn {
         Ok(n)
     }
 
+    /// Wait up to `wait` for bytes from the server (IDLE: hours may pass
+    /// between them, so the reply clock does not apply). Ok(true) when some
+    /// are buffered, Ok(false) when none came in time; `budget` bytes at
+    /// most may arrive (a flood is an error).
+    pub fn wait_readable(&mut self, wait: Duration, budget: &mut u64) -> Result<bool> {
+        if self.start < self.end {
+            return Ok(true);
+        }
+        self.start = 0;
+        self.end = 0;
+        let wait = wait.max(Duration::from_millis(1));
+        if let Some(tcp) = self.stream.tcp() {
+            let _ = tcp.set_read_timeout(Some(wait));
+        }
+        self.sock_timeout = wait;
+        match self.stream.read(&mut self.buf) {
+            Ok(0) => Err(temporary(format!(
+                "{}: connection closed by the server",
+                self.peer
+            ))),
+            Ok(n) => {
+                if n as u64 > *budget {
+                    return Err(crate::error::protocol(format!(
+                        "{}: the server sent more than an idle session could need; stopped",
+                        self.peer
+                    )));
+                }
+                *budget -= n as u64;
+                self.end = n;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => Ok(false),
+            Err(e) => Err(temporary(format!(
+                "{}: connection lost: {}",
+                self.peer,
+                describe_io(&e)
+            ))),
+        }
+    }
+
     /// Make sure at least one byte is buffered and return the buffered bytes.
     pub fn fill(&mut self) -> Result<&[u8]> {
         if self.start == self.end {

@@ -29,6 +29,12 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// A second copy (for a daemon that keeps the password between runs);
+    /// deliberately not `Clone`, so that copies are made only on purpose.
+    pub fn duplicate(&self) -> Secret {
+        Secret::new(self.0.clone())
+    }
 }
 
 impl std::fmt::Debug for Secret {

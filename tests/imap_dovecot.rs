@@ -49,6 +49,13 @@ fn fill_folder(dc: &Dovecot, folder: &str, msgs: &[Vec<u8>]) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    for m in msgs {
+        add_to_folder(dc, folder, m);
+    }
+}
+
+/// Deliver `msg` into an existing `folder` on the server, byte for byte.
+fn add_to_folder(dc: &Dovecot, folder: &str, msg: &[u8]) {
     let out = dc.doveadm(&["mailbox", "path", "-u", &dc.user, folder]);
     let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let owner = std::fs::metadata(dc.server_maildir.join("new")).unwrap();
@@ -56,13 +63,13 @@ fn fill_folder(dc: &Dovecot, folder: &str, msgs: &[Vec<u8>]) {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
         let _ = std::os::unix::fs::chown(dir.join(sub), Some(owner.uid()), Some(owner.gid()));
     }
-    for (i, m) in msgs.iter().enumerate() {
-        let name = format!("{}.M{i}P1.fill", 1_700_000_000 + i);
-        let tmp = dir.join("tmp").join(&name);
-        std::fs::write(&tmp, m).unwrap();
-        let _ = std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid()));
-        std::fs::rename(&tmp, dir.join("new").join(&name)).unwrap();
-    }
+    static SERIAL: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let i = SERIAL.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let name = format!("{}.M{i}P1.fill", 1_700_000_000 + i);
+    let tmp = dir.join("tmp").join(&name);
+    std::fs::write(&tmp, msg).unwrap();
+    let _ = std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid()));
+    std::fs::rename(&tmp, dir.join("new").join(&name)).unwrap();
 }
 
 fn fetch(env: &Env, dc: &Dovecot, extra: &[&str]) -> common::Out {
@@ -688,4 +695,123 @@ fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
         out.stderr
     );
     assert!(flags_of(&dc, "INBOX", 1).contains("\\Seen"));
+}
+
+/// `fetch ARGS` in the background (stderr kept for the failure message).
+fn spawn_fetch(env: &Env, dc: &Dovecot, extra: &[&str]) -> std::process::Child {
+    let port = dc.imaps_port.to_string();
+    let pw = format!("cat {}", dc.password_file.display());
+    env.cmd()
+        .args(["--imap", "127.0.0.1", "--port", &port, "--cafile"])
+        .arg(&dc.cafile)
+        .args(["-u", &dc.user, "--password-command", &pw, "--maildir"])
+        .arg(env.maildir())
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sigterm_and_wait(child: std::process::Child) -> (i32, String) {
+    // SAFETY: our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let start = std::time::Instant::now();
+    let mut child = child;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            );
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no exit 10 s after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Messages in the Maildir root and its `.Lists` folder.
+fn count_all(env: &Env) -> usize {
+    maildir_files(&env.maildir()).len() + maildir_files(&env.maildir().join(".Lists")).len()
+}
+
+/// Wait (bounded) until the Maildir and its folders hold `n` messages.
+fn wait_for_messages(env: &Env, n: usize, child: &mut std::process::Child) {
+    let start = std::time::Instant::now();
+    while count_all(env) < n {
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+            let _ = child.wait();
+            panic!(
+                "{} of {n} messages after 10 s; stderr: {stderr}",
+                count_all(env)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn idle_fetches_new_mail_in_every_folder_at_once_and_survives_a_kick() {
+    let Some(dc) = Dovecot::start() else { return };
+    dc.fill(&[b"Subject: 1\n\none\n".as_slice()]);
+    fill_folder(&dc, "Lists", &[b"Subject: 2\n\ntwo\n".to_vec()]);
+    let env = Env::new();
+    // Polling once an hour: only IDLE can bring mail within seconds.
+    let mut child = spawn_fetch(
+        &env,
+        &dc,
+        &[
+            "-v", "--idle", "--daemon", "3600", "--folder", "INBOX", "--folder", "Lists",
+        ],
+    );
+    wait_for_messages(&env, 2, &mut child);
+    // New mail in each folder, once the watchers are idling.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    dc.fill(&[b"Subject: 3\n\nthree\n".as_slice()]);
+    wait_for_messages(&env, 3, &mut child);
+    add_to_folder(&dc, "Lists", b"Subject: 4\n\nfour\n");
+    wait_for_messages(&env, 4, &mut child);
+
+    // The server drops every connection: the watchers reconnect, and mail
+    // that came meanwhile still arrives without waiting for the poll.
+    assert!(dc.doveadm(&["kick", &dc.user]).status.success());
+    dc.fill(&[b"Subject: 5\n\nfive\n".as_slice()]);
+    wait_for_messages(&env, 5, &mut child);
+
+    let (code, stderr) = sigterm_and_wait(child);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+    // Each message once, in its folder.
+    let subjects = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = maildir_messages(dir)
+            .iter()
+            .map(|m| {
+                String::from_utf8_lossy(m)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        subjects(&env.maildir()),
+        ["Subject: 1", "Subject: 3", "Subject: 5"]
+    );
+    assert_eq!(
+        subjects(&env.maildir().join(".Lists")),
+        ["Subject: 2", "Subject: 4"]
+    );
 }

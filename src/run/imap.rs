@@ -122,7 +122,10 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
 /// The folders to fetch, with their hierarchy delimiters.
 /// Folder names as the user writes them (UTF-8) are sent to the server in
 /// modified UTF-7 (RFC 3501 §5.1.3); names from LIST are already.
-fn choose_folders(acct: &Account, session: &mut Session) -> Result<Vec<(String, Option<char>)>> {
+pub(crate) fn choose_folders(
+    acct: &Account,
+    session: &mut Session,
+) -> Result<Vec<(String, Option<char>)>> {
     let wanted: Vec<String> = acct
         .imap
         .folders

@@ -7,6 +7,7 @@
 //! "delivered"), and only then is the server changed, and only for what the
 //! commit reports delivered.
 
+pub mod idle;
 pub mod imap;
 pub mod pop3;
 
@@ -17,6 +18,7 @@ use std::time::Instant;
 use crate::config::{Account, Protocol};
 use crate::deliver::{maildir, mbox, unix_now};
 use crate::error::{Result, config};
+use crate::secret::Secret;
 use crate::state::{self, Entry, Ledger, Target};
 use crate::ui::{Ui, human_bytes};
 
@@ -79,14 +81,15 @@ impl Summary {
     }
 }
 
-/// Fetch one account.
-pub fn run(acct: &Account, ui: &Ui) -> Result<Summary> {
+/// Fetch one account, with the password from `password` (asked only once
+/// the run needs it: `--show-cert` does not).
+pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Result<Summary> {
     if acct.show_cert {
         show_cert(acct, ui)?;
         return Ok(Summary::default());
     }
     let started = Instant::now();
-    let password = crate::secret::obtain(acct)?;
+    let password = password()?;
     let root = state::default_root()
         .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
     let mut ledger = Ledger::open(&root, &acct.ledger_id())?;

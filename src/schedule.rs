@@ -1,0 +1,252 @@
+//! Which accounts run when: all of them once, up to `--jobs` at a time; or
+//! with `--daemon`, every interval, each failing account backing off on its
+//! own; with `--idle`, an IMAP account also as soon as one of its folders
+//! has news (`run/idle.rs`). Each account's run is reported as it ends
+//! (summary or `--check`/`--dry-run` answer, JSON events, errors).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::cli::Cli;
+use crate::config::{Account, Protocol};
+use crate::error::{self, Result};
+use crate::secret::Secret;
+use crate::{run, signals, ui::Ui};
+
+/// Where runs get their passwords. A one-shot run asks each time (once per
+/// account); a daemon asks once and keeps the password in memory (as
+/// fetchmail does: a prompt every poll would be useless), forgetting it
+/// when the server rejects it.
+struct Passwords {
+    keep: bool,
+    cache: Mutex<HashMap<usize, Secret>>,
+}
+
+impl Passwords {
+    fn new(keep: bool) -> Passwords {
+        Passwords {
+            keep,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, i: usize, acct: &Account) -> Result<Secret> {
+        if !self.keep {
+            return crate::secret::obtain(acct);
+        }
+        // Held while asking, so two threads never prompt at once.
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(&i) {
+            return Ok(s.duplicate());
+        }
+        let s = crate::secret::obtain(acct)?;
+        cache.insert(i, s.duplicate());
+        Ok(s)
+    }
+
+    fn forget(&self, i: usize) {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&i);
+    }
+}
+
+/// Run every account once. Returns (exit code, has new mail) per account.
+pub fn once(cli: &Cli, accounts: &[Account], ui: &Ui) -> Vec<(i32, bool)> {
+    let all: Vec<usize> = (0..accounts.len()).collect();
+    run_accounts(cli, accounts, &all, ui, &Passwords::new(false))
+}
+
+/// Run the accounts `which` (up to `--jobs` at a time), reporting each as
+/// it ends. Returns (exit code, has new mail) per account, in `which` order.
+fn run_accounts(
+    cli: &Cli,
+    accounts: &[Account],
+    which: &[usize],
+    ui: &Ui,
+    passwords: &Passwords,
+) -> Vec<(i32, bool)> {
+    let one = |i: usize| {
+        let r = run_one(cli, &accounts[i], ui, &|| passwords.get(i, &accounts[i]));
+        if r.0 == error::Kind::Auth.exit_code() {
+            passwords.forget(i);
+        }
+        r
+    };
+    let workers = cli.jobs.min(which.len());
+    if workers <= 1 {
+        // No threads for the usual case: signals then reach the thread that
+        // is doing the work, and a trace shows one thread.
+        let mut results = Vec::with_capacity(which.len());
+        for &i in which {
+            if signals::stop_requested() {
+                break;
+            }
+            results.push(one(i));
+        }
+        results.resize(which.len(), (0, false));
+        return results;
+    }
+    let results = Mutex::new(vec![(0, false); which.len()]);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, Ordering::SeqCst);
+                    if k >= which.len() || signals::stop_requested() {
+                        return;
+                    }
+                    let r = one(which[k]);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[k] = r;
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Run one account and report it. Returns its exit code and whether it
+/// has new mail.
+fn run_one(
+    cli: &Cli,
+    acct: &Account,
+    ui: &Ui,
+    password: &dyn Fn() -> Result<Secret>,
+) -> (i32, bool) {
+    let started = Instant::now();
+    let (summary, code) = match run::run(acct, ui, password) {
+        Ok(summary) => {
+            if cli.check {
+                // --check's answer is data: stdout.
+                if !ui.json {
+                    ui.data(&format!("{}: {} new\n", acct.name, summary.available));
+                }
+            } else if cli.dry_run {
+                if !ui.json {
+                    ui.data(&format!("{}: {}\n", acct.name, summary.dry_run_line()));
+                }
+            } else if !cli.show_cert {
+                ui.info(&acct.name, &summary.line());
+            }
+            (summary, 0)
+        }
+        Err(e) if e.kind == error::Kind::PipeClosed => (run::Summary::default(), 0),
+        Err(e) => {
+            ui.error(&acct.name, &e.msg);
+            ui.event(serde_json::json!({
+                "type": "error",
+                "account": acct.name,
+                "kind": e.kind.name(),
+                "message": e.msg,
+            }));
+            (run::Summary::default(), e.kind.exit_code())
+        }
+    };
+    let planned = cli.check || cli.dry_run;
+    ui.event(serde_json::json!({
+        "type": "account",
+        "account": acct.name,
+        "fetched": summary.fetched,
+        "bytes": summary.bytes,
+        "deleted": summary.deleted,
+        "flags_synced": summary.flags_synced,
+        "new": planned.then_some(summary.available),
+        "would_delete": cli.dry_run.then_some(summary.would_delete),
+        "would_flag": cli.dry_run.then_some(summary.would_flag),
+        "seconds": started.elapsed().as_secs_f64(),
+        "exit_code": code,
+    }));
+    (code, summary.available > 0)
+}
+
+/// `--daemon`: fetch every account every `interval` until SIGTERM/SIGINT,
+/// and with `--idle` an IMAP account also when its watchers report news.
+/// A failing account is retried after 2, 4, 8... intervals (at most an
+/// hour); the others keep their pace. Exits 0 when asked to stop.
+pub fn daemon(cli: &Cli, accounts: &[Account], ui: &Ui, interval: Duration) -> i32 {
+    let passwords = Passwords::new(true);
+    let (tx, rx) = mpsc::channel::<usize>();
+    std::thread::scope(|s| {
+        if cli.idle {
+            for (i, acct) in accounts.iter().enumerate() {
+                if acct.protocol != Protocol::Imap {
+                    continue;
+                }
+                let tx = Mutex::new(tx.clone());
+                let passwords = &passwords;
+                s.spawn(move || {
+                    let news = move || {
+                        let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(i);
+                    };
+                    run::idle::watch(acct, ui, &|| passwords.get(i, acct), &news);
+                });
+            }
+        }
+        drop(tx);
+        poll(cli, accounts, ui, interval, &passwords, &rx);
+    });
+    0
+}
+
+/// The daemon's loop: run what is due, then wait for the next due time or
+/// news from a watcher, whichever comes first.
+fn poll(
+    cli: &Cli,
+    accounts: &[Account],
+    ui: &Ui,
+    interval: Duration,
+    passwords: &Passwords,
+    news: &mpsc::Receiver<usize>,
+) {
+    let cap = interval.max(Duration::from_secs(3600));
+    let mut due = vec![Instant::now(); accounts.len()];
+    let mut failures = vec![0u32; accounts.len()];
+    while !signals::stop_requested() {
+        let now = Instant::now();
+        let ready: Vec<usize> = (0..accounts.len()).filter(|&i| due[i] <= now).collect();
+        if !ready.is_empty() {
+            let results = run_accounts(cli, accounts, &ready, ui, passwords);
+            for (&i, &(code, _)) in ready.iter().zip(&results) {
+                if code == 0 {
+                    failures[i] = 0;
+                    due[i] = now + interval;
+                } else {
+                    failures[i] = failures[i].saturating_add(1);
+                    let backoff = interval.saturating_mul(1 << failures[i].min(16)).min(cap);
+                    due[i] = Instant::now() + backoff;
+                }
+            }
+        }
+        // Wait until the next account is due or a watcher has news (an
+        // account that is backing off keeps its pause).
+        let until = due.iter().min().copied().unwrap_or(now + interval);
+        while !signals::stop_requested() && Instant::now() < until {
+            let wait = Duration::from_millis(100).min(until - Instant::now());
+            match news.recv_timeout(wait) {
+                Ok(i) => {
+                    if failures[i] == 0 {
+                        due[i] = Instant::now();
+                        // Let a burst of news (a few messages at once) settle
+                        // into one run.
+                        std::thread::sleep(Duration::from_millis(100));
+                        while let Ok(j) = news.try_recv() {
+                            if failures[j] == 0 {
+                                due[j] = Instant::now();
+                            }
+                        }
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // No watchers (none asked for, or all gone): plain polling.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+}
