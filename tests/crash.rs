@@ -6,6 +6,11 @@
 //! would: every message exactly once and byte-exact, the server in the state
 //! the mode promises, no temporary files of ours left behind.
 //!
+//! POP3 (scripted server): delete and keep, into Maildir and mbox, and a
+//! server without UIDL. IMAP (real Dovecot): keep, --delete and --move-to
+//! into Maildir, --delete into mbox, and a two-way flag sync cut short at
+//! every step (neither side's change may be lost).
+//!
 //! The hook exists only in debug builds (see src/crash.rs).
 
 mod common;
@@ -176,100 +181,149 @@ fn pop3_without_uidl_delete_into_maildir() {
     sweep_pop3(Dest::Maildir, false, false);
 }
 
-fn sweep_imap(delete: bool) {
-    use common::dovecot::{Dovecot, imap_body};
-    let Some(dc) = Dovecot::start() else { return };
-    let msgs: Vec<Vec<u8>> = (1..=20)
+/// What an IMAP run does with the server's copies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ImapMode {
+    Keep,
+    Delete,
+    MoveTo,
+}
+
+/// 20 messages of growing size (a few batches' worth of crash points).
+fn imap_messages() -> Vec<Vec<u8>> {
+    (1..=20)
         .map(|i| {
             let body: String = (0..i * 30)
-                .map(|j| format!("line {j} of message {i}\n"))
+                .map(|j| format!("line {j} of message {i}\nFrom here\n"))
                 .collect();
             format!("From: s{i}@example.org\nSubject: {i}\n\n{body}").into_bytes()
         })
-        .collect();
-    let lf = |b: &[u8]| {
-        let mut out = Vec::with_capacity(b.len());
-        let mut i = 0;
-        while i < b.len() {
-            if !(b[i] == b'\r' && b.get(i + 1) == Some(&b'\n')) {
-                out.push(b[i]);
-            }
-            i += 1;
-        }
-        out
-    };
-    let want = sorted(msgs.iter().map(|m| lf(&imap_body(m))).collect());
-    let refill = || {
-        let out = dc.doveadm(&["expunge", "-u", &dc.user, "mailbox", "INBOX", "all"]);
-        assert!(out.status.success());
-        let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-        dc.fill(&refs);
-        assert_eq!(dc.message_count(), msgs.len());
-    };
-    let args = |env: &Env| {
-        let mut a: Vec<String> = [
-            "--imap",
-            "127.0.0.1",
-            "--port",
-            &dc.imap_port.to_string(),
-            "--tls",
-            "none",
-            "--allow-plaintext-auth",
-            "-u",
-            &dc.user,
-            "--password-command",
-            &format!("cat {}", dc.password_file.display()),
-            "--maildir",
-            env.maildir().to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        if delete {
-            a.push("--delete".into());
-        }
-        a
-    };
-    refill();
+        .collect()
+}
+
+/// `fetch --imap` arguments for the sandbox's plaintext port.
+fn imap_args(dc: &common::dovecot::Dovecot, env: &Env, dest: Dest, mode: ImapMode) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--imap",
+        "127.0.0.1",
+        "--port",
+        &dc.imap_port.to_string(),
+        "--tls",
+        "none",
+        "--allow-plaintext-auth",
+        "-u",
+        &dc.user,
+        "--password-command",
+        &format!("cat {}", dc.password_file.display()),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    match dest {
+        Dest::Maildir => a.extend([
+            "--maildir".into(),
+            env.maildir().to_string_lossy().into_owned(),
+        ]),
+        Dest::Mbox => a.extend([
+            "--mbox".into(),
+            env.path().join("mbox").to_string_lossy().into_owned(),
+        ]),
+    }
+    match mode {
+        ImapMode::Keep => {}
+        ImapMode::Delete => a.push("--delete".into()),
+        ImapMode::MoveTo => a.extend(["--move-to".into(), "Archive".into()]),
+    }
+    a
+}
+
+/// Empty INBOX and Archive, then put `msgs` into INBOX.
+fn refill(dc: &common::dovecot::Dovecot, msgs: &[Vec<u8>]) {
+    for folder in ["INBOX", "Archive"] {
+        let out = dc.doveadm(&["expunge", "-u", &dc.user, "mailbox", folder, "all"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
+    dc.fill(&refs);
+    assert_eq!(dc.message_count(), msgs.len());
+}
+
+fn sweep_imap(mode: ImapMode, dest: Dest) {
+    use common::dovecot::{Dovecot, imap_body};
+    let Some(dc) = Dovecot::start() else { return };
+    assert!(
+        dc.doveadm(&["mailbox", "create", "-u", &dc.user, "Archive"])
+            .status
+            .success()
+    );
+    let msgs = imap_messages();
+    let what = format!("imap {mode:?} into {dest:?}");
+    // Count the points of a clean run; what it delivers is the reference
+    // (for a Maildir, checked against the messages themselves).
+    refill(&dc, &msgs);
     let env = Env::new();
     let log = env.path().join("points");
-    let out = run(&env, &args(&env), None, Some(&log));
+    let out = run(&env, &imap_args(&dc, &env, dest, mode), None, Some(&log));
     assert_eq!(out.code, 0, "{out:?}");
     let points = std::fs::read_to_string(&log).unwrap().lines().count();
+    let Some(want) = local(&env, dest) else {
+        return;
+    };
+    assert_eq!(want.len(), msgs.len());
+    if dest == Dest::Maildir {
+        let lf = |b: &[u8]| {
+            let mut out = Vec::with_capacity(b.len());
+            for (i, &c) in b.iter().enumerate() {
+                if !(c == b'\r' && b.get(i + 1) == Some(&b'\n')) {
+                    out.push(c);
+                }
+            }
+            out
+        };
+        assert!(want == sorted(msgs.iter().map(|m| lf(&imap_body(m))).collect()));
+    }
     let mut crashed = 0;
     for n in 1..=points {
-        refill();
+        refill(&dc, &msgs);
         let env = Env::new();
-        let a = args(&env);
+        let a = imap_args(&dc, &env, dest, mode);
         let first = run(&env, &a, Some(n), None);
         if first.code == 134 {
             crashed += 1;
         } else {
-            assert_eq!(first.code, 0, "point {n}: {first:?}");
+            assert_eq!(first.code, 0, "{what}: point {n}: {first:?}");
         }
         let second = run(&env, &a, None, None);
-        assert_eq!(
-            second.code, 0,
-            "imap delete={delete}: rerun after point {n}: {second:?}"
-        );
-        let got = maildir_messages(&env.maildir());
+        assert_eq!(second.code, 0, "{what}: rerun after point {n}: {second:?}");
+        let got = local(&env, dest).unwrap();
         assert!(
             got == want,
-            "imap delete={delete}: point {n}: {} local messages, want {} (each once)",
+            "{what}: point {n}: {} local messages, want {} (each once)",
             got.len(),
             want.len()
         );
+        let (inbox, archive) = match mode {
+            ImapMode::Keep => (msgs.len(), 0),
+            ImapMode::Delete => (0, 0),
+            ImapMode::MoveTo => (0, msgs.len()),
+        };
         assert_eq!(
-            dc.message_count(),
-            if delete { 0 } else { msgs.len() },
-            "point {n}"
+            (dc.message_count(), dc.count_in("Archive")),
+            (inbox, archive),
+            "{what}: point {n}: (INBOX, Archive) on the server"
         );
-        assert!(
-            tmp_files(&env.maildir()).is_empty(),
-            "point {n}: stray tmp files"
-        );
+        if dest == Dest::Maildir {
+            assert!(
+                tmp_files(&env.maildir()).is_empty(),
+                "{what}: point {n}: stray tmp files"
+            );
+        }
     }
-    eprintln!("imap delete={delete}: {points} crash points, {crashed} crashed runs, all recovered");
+    eprintln!("{what}: {points} crash points, {crashed} crashed runs, all recovered");
     assert!(
         crashed * 2 > points,
         "most points must really crash ({crashed} of {points})"
@@ -278,10 +332,149 @@ fn sweep_imap(delete: bool) {
 
 #[test]
 fn imap_keep_into_maildir() {
-    sweep_imap(false);
+    sweep_imap(ImapMode::Keep, Dest::Maildir);
 }
 
 #[test]
 fn imap_delete_into_maildir() {
-    sweep_imap(true);
+    sweep_imap(ImapMode::Delete, Dest::Maildir);
+}
+
+#[test]
+fn imap_move_to_into_maildir() {
+    sweep_imap(ImapMode::MoveTo, Dest::Maildir);
+}
+
+#[test]
+fn imap_delete_into_mbox() {
+    sweep_imap(ImapMode::Delete, Dest::Mbox);
+}
+
+/// A flag sync cut short at any point never loses either side's change:
+/// messages 1-5 read locally, 6-10 flagged on the server, 11 both; after
+/// the crash and a rerun, both sides hold the merge.
+#[test]
+fn imap_flag_sync() {
+    use common::dovecot::Dovecot;
+    use std::collections::BTreeMap;
+    let Some(dc) = Dovecot::start() else { return };
+    assert!(
+        dc.doveadm(&["mailbox", "create", "-u", &dc.user, "Archive"])
+            .status
+            .success()
+    );
+    let msgs = imap_messages();
+    let subject = |m: &[u8]| -> String {
+        String::from_utf8_lossy(m)
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
+            .unwrap()
+    };
+    // Sync once, then change flags on both sides.
+    let prepare = |env: &Env| -> Vec<String> {
+        refill(&dc, &msgs);
+        let a = imap_args(&dc, env, Dest::Maildir, ImapMode::Keep);
+        assert_eq!(run(env, &a, None, None).code, 0);
+        for f in common::maildir_files(&env.maildir()) {
+            let n: u32 = subject(&std::fs::read(&f).unwrap()).parse().unwrap();
+            if n <= 5 || n == 11 {
+                let name = f.file_name().unwrap().to_string_lossy().into_owned();
+                let base = name.split(":2,").next().unwrap().to_string();
+                std::fs::rename(&f, env.maildir().join("cur").join(format!("{base}:2,S"))).unwrap();
+            }
+        }
+        // UIDs change with every refill: find 6-11 by subject.
+        let out = dc.doveadm(&[
+            "-f",
+            "tab",
+            "fetch",
+            "-u",
+            &dc.user,
+            "uid hdr.subject",
+            "mailbox",
+            "INBOX",
+            "all",
+        ]);
+        for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
+            let (uid, subj) = line.split_once('\t').unwrap();
+            if matches!(subj.trim().parse::<u32>(), Ok(6..=11)) {
+                let out = dc.doveadm(&[
+                    "flags",
+                    "add",
+                    "-u",
+                    &dc.user,
+                    "\\Flagged",
+                    "mailbox",
+                    "INBOX",
+                    "uid",
+                    uid,
+                ]);
+                assert!(out.status.success());
+            }
+        }
+        a
+    };
+    let expect_server = |n: u32| match n {
+        1..=5 => "\\Seen",
+        6..=10 => "\\Flagged",
+        11 => "\\Flagged \\Seen",
+        _ => "",
+    };
+    let expect_local = |n: u32| match n {
+        1..=5 => "S",
+        6..=10 => "F",
+        11 => "FS",
+        _ => "",
+    };
+    let check = |env: &Env, what: &str| {
+        let server = dc.flags_by_subject("INBOX");
+        let want: BTreeMap<String, String> = (1..=20u32)
+            .map(|n| (n.to_string(), expect_server(n).to_string()))
+            .collect();
+        // Dovecot may add \Recent; compare the flags we sync.
+        let server: BTreeMap<String, String> = server
+            .into_iter()
+            .map(|(s, f)| {
+                let f: Vec<&str> = f
+                    .split(' ')
+                    .filter(|x| *x == "\\Seen" || *x == "\\Flagged")
+                    .collect();
+                (s, f.join(" "))
+            })
+            .collect();
+        assert_eq!(server, want, "{what}: server flags");
+        let files = common::maildir_files(&env.maildir());
+        assert_eq!(files.len(), 20, "{what}");
+        for f in files {
+            let n: u32 = subject(&std::fs::read(&f).unwrap()).parse().unwrap();
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            let letters = name.split_once(":2,").map(|(_, l)| l).unwrap_or("");
+            assert_eq!(letters, expect_local(n), "{what}: message {n} is {name}");
+        }
+    };
+    let env = Env::new();
+    let a = prepare(&env);
+    let log = env.path().join("points");
+    let out = run(&env, &a, None, Some(&log));
+    assert_eq!(out.code, 0, "{out:?}");
+    check(&env, "clean run");
+    let points = std::fs::read_to_string(&log).unwrap().lines().count();
+    let mut crashed = 0;
+    for n in 1..=points {
+        let env = Env::new();
+        let a = prepare(&env);
+        let first = run(&env, &a, Some(n), None);
+        if first.code == 134 {
+            crashed += 1;
+        } else {
+            assert_eq!(first.code, 0, "flag sync point {n}: {first:?}");
+        }
+        assert_eq!(run(&env, &a, None, None).code, 0, "rerun after point {n}");
+        check(&env, &format!("crash at flag sync point {n}"));
+    }
+    eprintln!("imap flag sync: {points} crash points, {crashed} crashed runs, all recovered");
+    assert!(
+        crashed * 2 > points,
+        "most points must really crash ({crashed} of {points})"
+    );
 }

@@ -421,13 +421,41 @@ impl Dovecot {
     /// Number of messages in INBOX as Dovecot sees it (`doveadm mailbox
     /// status messages`, which also syncs the Maildir).
     pub fn message_count(&self) -> usize {
+        self.count_in("INBOX")
+    }
+
+    /// Number of messages in `folder`.
+    pub fn count_in(&self, folder: &str) -> usize {
         let out = self.doveadm_ok(&[
-            "-f", "tab", "mailbox", "status", "-u", &self.user, "messages", "INBOX",
+            "-f", "tab", "mailbox", "status", "-u", &self.user, "messages", folder,
         ]);
         out.lines()
             .nth(1)
             .and_then(|l| l.trim().rsplit('\t').next()?.parse().ok())
             .unwrap_or_else(|| panic!("unexpected doveadm mailbox status output: {out:?}"))
+    }
+
+    /// Subject -> the server's flags (as doveadm prints them, e.g.
+    /// `\Flagged \Seen`) of every message in `folder`.
+    pub fn flags_by_subject(&self, folder: &str) -> std::collections::BTreeMap<String, String> {
+        let out = self.doveadm_ok(&[
+            "-f",
+            "tab",
+            "fetch",
+            "-u",
+            &self.user,
+            "flags hdr.subject",
+            "mailbox",
+            folder,
+            "all",
+        ]);
+        out.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let (flags, subject) = l.split_once('\t')?;
+                Some((subject.trim().to_string(), flags.trim().to_string()))
+            })
+            .collect()
     }
 
     /// The stored bytes of every message in INBOX, in UID order. The list of
