@@ -137,10 +137,13 @@ impl FetchReader {
             if let Some(rest) = line.strip_prefix(self.tag.as_bytes())
                 && rest.first() == Some(&b' ')
             {
-                let rest = String::from_utf8_lossy(&rest[1..]).into_owned();
-                let ok = rest.len() >= 2 && rest[..2].eq_ignore_ascii_case("OK");
+                let rest = &rest[1..];
+                // On the bytes: the text need not be UTF-8, and its second
+                // byte need not end a character.
+                let ok = rest.get(..2).is_some_and(|s| s.eq_ignore_ascii_case(b"OK"));
+                let text = String::from_utf8_lossy(rest).into_owned();
                 self.done = true;
-                return Ok(Some(Event::Done { ok, text: rest }));
+                return Ok(Some(Event::Done { ok, text }));
             }
             if !line.starts_with(b"* ") && !line.starts_with(b"+") {
                 return Err(protocol(format!(
@@ -394,6 +397,39 @@ F2 NO gone\r\n";
             Some(8)
         );
         assert_eq!(find_uid(b"* 1 FETCH (FLAGS (UID 3))"), None);
+    }
+
+    /// Found by the `imap_fetch` fuzz target: a tagged reply whose status
+    /// starts with a byte that is not ASCII panicked (a string slice at a
+    /// byte that is not a character boundary).
+    #[test]
+    fn fuzz_tagged_reply_with_non_ascii_status() {
+        for (input, text) in [
+            (&b"F1 \xf7\n"[..], "\u{fffd}"),
+            (b"F1 \xf7NO gone\r\n", "\u{fffd}NO gone"),
+            ("F1 \u{e9}t\u{e9}\r\n".as_bytes(), "\u{e9}t\u{e9}"),
+            (b"F1 O\xcc\r\n", "O\u{fffd}"),
+        ] {
+            let mut r = FetchReader::new("F1");
+            let (used, ev) = r.next(input).unwrap();
+            assert_eq!(used, input.len());
+            assert_eq!(
+                ev,
+                Some(Event::Done {
+                    ok: false,
+                    text: text.into()
+                })
+            );
+        }
+        let mut r = FetchReader::new("F1");
+        assert_eq!(
+            r.next(b"F1 ok\r\n").unwrap().1,
+            Some(Event::Done {
+                ok: true,
+                text: "ok".into()
+            })
+        );
+        crate::fuzzing::imap_fetch(b"F1 \xf7\n");
     }
 
     #[test]

@@ -255,7 +255,12 @@ impl BodyDecoder {
     /// Decode as much of `input` as belongs to this body, appending the
     /// message bytes to `out`. Returns how many input bytes were consumed;
     /// once [`done`](Self::done) is true the rest of `input` belongs to the
-    /// next reply and is left alone. `out` grows by at most `input.len()`.
+    /// next reply and is left alone; until then every byte is consumed.
+    ///
+    /// `out` grows by at most `input.len() + 1`, not `input.len()`: a CR
+    /// that ends one input is held back (it is dropped if an LF follows)
+    /// and comes out with the next call's bytes. Over a whole body the
+    /// output never exceeds the input.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> usize {
         let before = out.len();
         let mut i = 0;
@@ -617,6 +622,53 @@ mod tests {
         assert_eq!(out, b"hi\n");
         assert_eq!(d.out_bytes, 3);
         assert_eq!(d.unstuffed_bytes(), 4);
+    }
+
+    /// Found by the `pop3_reply` fuzz target (input `01 0d 00`, fed one
+    /// byte at a time): a bare CR held back at the end of one input comes out
+    /// with the next, so one call's output can be one byte longer than its
+    /// input. Any decoder that consumes all its input must do this (the CR
+    /// cannot be written before we know whether an LF follows); the
+    /// documented bound and the fuzz entry's assertion said `input.len()`.
+    #[test]
+    fn fuzz_held_back_cr_makes_one_call_one_byte_longer() {
+        for crlf_to_lf in [true, false] {
+            let mut d = BodyDecoder::new(crlf_to_lf);
+            let mut out = Vec::new();
+            assert_eq!(d.decode(b"\x01", &mut out), 1);
+            assert_eq!(d.decode(b"\r", &mut out), 1);
+            assert_eq!(out, b"\x01");
+            out.clear();
+            // The held-back CR was bare: it is data, and comes out now.
+            assert_eq!(d.decode(b"\0", &mut out), 1);
+            assert_eq!(out, b"\r\0");
+            assert_eq!(d.out_bytes, 3);
+        }
+        // Without conversion, a held-back CR before an LF is kept too.
+        let mut d = BodyDecoder::new(false);
+        let mut out = Vec::new();
+        d.decode(b"a\r", &mut out);
+        out.clear();
+        assert_eq!(d.decode(b"\n", &mut out), 1);
+        assert_eq!(out, b"\r\n");
+        // Never more than one byte over, and never over in total.
+        let wire = b"a\rb\r\r\rc\r\n\r.\r\rd\r\n.\r\n";
+        for crlf_to_lf in [true, false] {
+            for split in 1..wire.len() {
+                let mut d = BodyDecoder::new(crlf_to_lf);
+                let (mut total_in, mut total_out) = (0, 0);
+                for chunk in wire.chunks(split) {
+                    let mut out = Vec::new();
+                    let used = d.decode(chunk, &mut out);
+                    assert!(used <= chunk.len() && out.len() <= chunk.len() + 1);
+                    total_in += used;
+                    total_out += out.len();
+                    assert!(total_out <= total_in, "split {split}");
+                }
+                assert!(d.done(), "split {split}");
+            }
+        }
+        crate::fuzzing::pop3_reply(b"\x01\r\0");
     }
 
     #[test]
