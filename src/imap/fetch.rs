@@ -31,6 +31,8 @@ pub enum Event<'a> {
         seq: u32,
         uid: Option<u32>,
         len: u64,
+        /// `BODY[]<origin>`: where a partial body starts.
+        origin: Option<u64>,
     },
     /// Body bytes, in order.
     BodyData(&'a [u8]),
@@ -50,10 +52,14 @@ enum State {
     Literal { left: u64, body: bool },
 }
 
-/// Reads the replies to one tagged command.
+/// Reads the replies to tagged commands: one, or several pipelined (a
+/// server may send the untagged data of all of them before the first
+/// tagged reply, as Dovecot does, so the data cannot be told apart by tag).
 #[derive(Debug)]
 pub struct FetchReader {
-    tag: String,
+    tags: Vec<String>,
+    /// Which of `tags` the last Done event was for.
+    finished: Option<usize>,
     state: State,
     line: Vec<u8>,
     /// The current response's text so far, literals replaced by `{}`.
@@ -65,8 +71,15 @@ pub struct FetchReader {
 
 impl FetchReader {
     pub fn new(tag: &str) -> FetchReader {
+        FetchReader::with_tags(vec![tag.to_string()])
+    }
+
+    /// A reader that ends at the tagged reply to any of `tags`; after
+    /// each, [`resume`](Self::resume) reads on.
+    pub fn with_tags(tags: Vec<String>) -> FetchReader {
         FetchReader {
-            tag: tag.to_string(),
+            tags,
+            finished: None,
             state: State::Line,
             line: Vec::new(),
             text: Vec::new(),
@@ -77,6 +90,17 @@ impl FetchReader {
 
     pub fn done(&self) -> bool {
         self.done
+    }
+
+    /// The tag whose tagged reply was the last Done event.
+    pub fn finished(&self) -> Option<&str> {
+        self.finished.map(|i| self.tags[i].as_str())
+    }
+
+    /// Read on after a Done event (more tagged replies are awaited).
+    pub fn resume(&mut self) {
+        self.done = false;
+        self.finished = None;
     }
 
     /// Whether [`next`](Self::next) needs bytes to make progress (false
@@ -134,9 +158,13 @@ impl FetchReader {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !self.in_response {
             self.text.clear();
-            if let Some(rest) = line.strip_prefix(self.tag.as_bytes())
-                && rest.first() == Some(&b' ')
-            {
+            let tagged = self.tags.iter().position(|t| {
+                line.strip_prefix(t.as_bytes())
+                    .is_some_and(|rest| rest.first() == Some(&b' '))
+            });
+            if let Some(i) = tagged {
+                let rest = &line[self.tags[i].len()..];
+                self.finished = Some(i);
                 let rest = &rest[1..];
                 // On the bytes: the text need not be UTF-8, and its second
                 // byte need not end a character.
@@ -158,14 +186,20 @@ impl FetchReader {
                 return Err(protocol("the server sent an over-long FETCH reply"));
             }
             self.text.extend_from_slice(before);
-            let body = ends_with_body_section(&self.text);
+            let section = body_section(&self.text);
+            let body = section.is_some();
             self.text.extend_from_slice(b"{}");
             self.in_response = true;
             self.state = State::Literal { left: len, body };
-            if body {
+            if let Some(origin) = section {
                 let seq = fetch_seq(&self.text).unwrap_or(0);
                 let uid = find_uid(&self.text);
-                return Ok(Some(Event::BodyStart { seq, uid, len }));
+                return Ok(Some(Event::BodyStart {
+                    seq,
+                    uid,
+                    len,
+                    origin,
+                }));
             }
             return Ok(None);
         }
@@ -208,21 +242,32 @@ fn literal_suffix(line: &[u8]) -> Result<Option<(&[u8], u64)>> {
 
 /// Whether the response text so far ends with a body section item
 /// (`BODY[]`, `BODY[]<0>`, `RFC822`, optionally followed by a space).
+#[cfg(test)]
 fn ends_with_body_section(text: &[u8]) -> bool {
+    body_section(text).is_some()
+}
+
+/// If the response text so far ends with a body section item (`BODY[]`,
+/// `BODY[]<origin>`, `RFC822`, optionally followed by a space): Some, with
+/// the partial's origin if there is one.
+fn body_section(text: &[u8]) -> Option<Option<u64>> {
     let t = text.strip_suffix(b" ").unwrap_or(text);
-    let t = match t.strip_suffix(b">") {
+    let (t, origin) = match t.strip_suffix(b">") {
         Some(rest) => match rest.iter().rposition(|&b| b == b'<') {
-            Some(p) if rest[p + 1..].iter().all(u8::is_ascii_digit) => &rest[..p],
-            _ => return false,
+            Some(p) if rest[p + 1..].iter().all(u8::is_ascii_digit) => (
+                &rest[..p],
+                Some(std::str::from_utf8(&rest[p + 1..]).ok()?.parse().ok()?),
+            ),
+            _ => return None,
         },
-        None => t,
+        None => (t, None),
     };
-    let upper = |s: &[u8]| s.to_ascii_uppercase();
-    let u = upper(&t[t.len().saturating_sub(8)..]);
-    u.ends_with(b" BODY[]")
+    let u = t[t.len().saturating_sub(8)..].to_ascii_uppercase();
+    (u.ends_with(b" BODY[]")
         || u.ends_with(b"(BODY[]")
         || u.ends_with(b" RFC822")
-        || u.ends_with(b"(RFC822")
+        || u.ends_with(b"(RFC822"))
+    .then_some(origin)
 }
 
 /// `* 12 FETCH (` -> 12.
@@ -348,10 +393,10 @@ F1 OK done\r\n";
         assert_eq!(
             whole,
             vec![
-                "BodyStart { seq: 1, uid: Some(7), len: 5 }",
+                "BodyStart { seq: 1, uid: Some(7), len: 5, origin: None }",
                 "body \"hello\"",
                 "FetchEnd { seq: 1, uid: Some(7) }",
-                "BodyStart { seq: 2, uid: None, len: 6 }",
+                "BodyStart { seq: 2, uid: None, len: 6, origin: None }",
                 "body \"(){}\\r\\n\"",
                 "FetchEnd { seq: 2, uid: Some(9) }",
                 "Done { ok: true, text: \"OK done\" }",
@@ -371,15 +416,58 @@ F2 NO gone\r\n";
         assert_eq!(
             got,
             vec![
-                "BodyStart { seq: 4, uid: Some(3), len: 3 }",
+                "BodyStart { seq: 4, uid: Some(3), len: 3, origin: Some(1048576) }",
                 "body \"abc\"",
                 "FetchEnd { seq: 4, uid: Some(3) }",
-                "BodyStart { seq: 5, uid: Some(4), len: 0 }",
+                "BodyStart { seq: 5, uid: Some(4), len: 0, origin: None }",
                 "body \"\"",
                 "FetchEnd { seq: 5, uid: Some(4) }",
                 "Done { ok: false, text: \"NO gone\" }",
             ]
         );
+    }
+
+    /// Pipelined FETCHes as Dovecot answers them: the data of every command
+    /// first, then the tagged replies. A reader for all the tags sees each
+    /// body, with its origin, and each tagged reply in turn.
+    #[test]
+    fn pipelined_replies_with_the_tagged_lines_last() {
+        let input = b"* 9 FETCH (UID 9 BODY[]<0> {3}\r\nabc)\r\n\
+* 9 FETCH (UID 9 BODY[]<3> {2}\r\nde)\r\n\
+* 10 FETCH (UID 10 BODY[] {1}\r\nz)\r\n\
+F1 OK a\r\nF2 OK b\r\nF3 OK c\r\n";
+        let mut r = FetchReader::with_tags(vec!["F1".into(), "F2".into(), "F3".into()]);
+        let mut rest = &input[..];
+        let mut seen = Vec::new();
+        loop {
+            let (used, ev) = r.next(rest).unwrap();
+            rest = &rest[used..];
+            match ev {
+                Some(Event::BodyStart { uid, origin, .. }) => {
+                    seen.push(format!("{uid:?}@{origin:?}"))
+                }
+                Some(Event::Done { .. }) => {
+                    seen.push(r.finished().unwrap().to_string());
+                    if r.finished() == Some("F3") {
+                        break;
+                    }
+                    r.resume();
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                "Some(9)@Some(0)",
+                "Some(9)@Some(3)",
+                "Some(10)@None",
+                "F1",
+                "F2",
+                "F3"
+            ]
+        );
+        assert!(rest.is_empty());
     }
 
     #[test]

@@ -29,11 +29,11 @@ const PER_MESSAGE: u64 = 4096;
 /// Longest line we read ourselves before the library takes over.
 const MAX_LINE: usize = 64 * 1024;
 
-/// What the server can do, among what we use.
+/// What the server can do, among what we use. `condstore` is known after
+/// login; the others after [`Session::ensure_caps`].
 #[derive(Debug, Clone, Default)]
 pub struct Caps {
     pub condstore: bool,
-    pub enable: bool,
     pub uidplus: bool,
     pub move_: bool,
     pub idle: bool,
@@ -88,9 +88,12 @@ pub struct Session<'u> {
     /// The same connection, for streaming bodies between library commands.
     raw: SharedConn,
     next_tag: u32,
+    /// Tags of FETCH commands sent whose replies are not read yet.
+    pending: std::collections::VecDeque<String>,
     clock: Rc<Clock>,
     ui: &'u Ui,
     pub caps: Caps,
+    caps_known: bool,
 }
 
 /// Map a library error to ours: our own errors (timeouts, budgets) come
@@ -178,8 +181,10 @@ impl imap::Authenticator for PlainAuth<'_> {
 
 /// Connect and set up TLS as the account requires (implicit, or STARTTLS
 /// with the rules of GUIDE §6); nothing has been sent but CAPABILITY and
-/// STARTTLS when this returns.
-fn connect(acct: &Account, ui: &Ui) -> Result<Conn> {
+/// STARTTLS when this returns. Returns the capabilities valid now: the
+/// greeting's, when it lists them and no STARTTLS came after it (one round
+/// trip saved), else a CAPABILITY's.
+fn connect(acct: &Account, ui: &Ui) -> Result<(Conn, HashSet<String>)> {
     let tls = acct.tls_settings();
     let mut conn = Conn::connect(&acct.host, acct.port, acct.timeout)?;
     if acct.tls == TlsMode::Implicit {
@@ -239,13 +244,58 @@ fn connect(acct: &Account, ui: &Ui) -> Result<Conn> {
         }
         conn.start_tls(&acct.host, &tls)?;
     }
-    Ok(conn)
+    let caps = match greeting_caps(&greeting) {
+        Some(c) if acct.tls != TlsMode::Starttls => c,
+        _ => {
+            let (lines, status) = simple_command(&mut conn, "F2", "CAPABILITY", ui)?;
+            if !status.to_ascii_uppercase().starts_with("OK") {
+                return Err(protocol(format!("CAPABILITY failed: {}", escape(&status))));
+            }
+            caps_from(
+                lines
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("* CAPABILITY "))
+                    .flat_map(|l| l.split_ascii_whitespace().map(str::to_string)),
+            )
+        }
+    };
+    Ok((conn, caps))
+}
+
+/// The capabilities a greeting lists (`* OK [CAPABILITY ...] text`).
+fn greeting_caps(greeting: &str) -> Option<HashSet<String>> {
+    let start = greeting.find("[CAPABILITY ")? + "[CAPABILITY ".len();
+    let end = start + greeting[start..].find(']')?;
+    Some(caps_from(
+        greeting[start..end]
+            .split_ascii_whitespace()
+            .map(str::to_string),
+    ))
+}
+
+/// Standard base64 (RFC 4648), for SASL-IR.
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// `--show-cert`: the TLS session and certificate (if any) and the
 /// capabilities, then LOGOUT; no credential is sent.
 pub fn inspect(acct: &Account, ui: &Ui) -> Result<(Option<net::PeerInfo>, Vec<String>)> {
-    let mut conn = connect(acct, ui)?;
+    let (mut conn, _) = connect(acct, ui)?;
     let info = conn.peer_info(&acct.host, &acct.tls_settings());
     let (lines, _) = simple_command(&mut conn, "F8", "CAPABILITY", ui)?;
     let caps = lines
@@ -260,19 +310,13 @@ pub fn inspect(acct: &Account, ui: &Ui) -> Result<(Option<net::PeerInfo>, Vec<St
 impl<'u> Session<'u> {
     /// Connect, set up TLS as the account requires, and log in.
     pub fn open(acct: &Account, password: &Secret, ui: &'u Ui) -> Result<Session<'u>> {
-        let conn = connect(acct, ui)?;
+        let (conn, pre_caps) = connect(acct, ui)?;
         let encrypted = conn.is_tls();
         let clock = conn.clock();
         let raw = SharedConn::new(conn);
         let mut client = imap::Client::new(raw.clone());
         client.greeting_read = true;
-
-        clock.begin(SMALL_REPLY);
-        let caps = client
-            .capabilities()
-            .map_err(|e| lib_error("CAPABILITY", e))?;
-        let sasl_plain = caps.has_str("AUTH=PLAIN");
-        drop(caps);
+        let sasl_plain = pre_caps.contains("AUTH=PLAIN");
         if !encrypted && !acct.allow_plaintext_auth {
             return Err(unavailable(
                 "refusing to send the password over an unencrypted connection; use \
@@ -306,17 +350,23 @@ impl<'u> Session<'u> {
             },
         );
         let logged_in = if plain {
-            client.authenticate(
-                "PLAIN",
-                &PlainAuth {
-                    user,
-                    password: pass,
-                },
-            )
+            let auth = PlainAuth {
+                user,
+                password: pass,
+            };
+            // SASL-IR (RFC 4959): the credentials ride with the command,
+            // saving a round trip. Held in a Secret: wiped when dropped.
+            let method = Secret::new(if pre_caps.contains("SASL-IR") {
+                use imap::Authenticator;
+                format!("PLAIN {}", base64(&auth.process(b"")))
+            } else {
+                "PLAIN".into()
+            });
+            client.authenticate(method.expose(), &auth)
         } else {
             client.login(user, pass)
         };
-        let mut inner = match logged_in {
+        let inner = match logged_in {
             Ok(s) => s,
             Err((imap::Error::No(r), _)) => {
                 let text = r.information.clone();
@@ -324,38 +374,61 @@ impl<'u> Session<'u> {
             }
             Err((e, _)) => return Err(lib_error("login", e)),
         };
-        clock.begin(SMALL_REPLY);
-        let caps = inner
-            .capabilities()
-            .map_err(|e| lib_error("CAPABILITY", e))?;
-        let caps = Caps {
-            condstore: caps.has_str("CONDSTORE") || caps.has_str("QRESYNC"),
-            enable: caps.has_str("ENABLE"),
-            uidplus: caps.has_str("UIDPLUS"),
-            move_: caps.has_str("MOVE"),
-            idle: caps.has_str("IDLE"),
-        };
+        // The capabilities may change at login. What every run needs,
+        // CONDSTORE, is learnt from ENABLE's answer; the rest is asked for
+        // only by the commands that need it (ensure_caps): a round trip
+        // fewer for the usual run.
         let mut s = Session {
             inner,
             raw,
             next_tag: 1,
+            pending: std::collections::VecDeque::new(),
             clock,
             ui,
-            caps,
+            caps: Caps::default(),
+            caps_known: false,
         };
-        if s.caps.condstore && s.caps.enable {
-            s.begin("ENABLE CONDSTORE", SMALL_REPLY);
-            s.inner
-                .run_command_and_check_ok("ENABLE CONDSTORE")
-                .map_err(|e| lib_error("ENABLE CONDSTORE", e))?;
-        } else {
-            s.caps.condstore = false;
+        s.begin("ENABLE CONDSTORE", SMALL_REPLY);
+        match s.inner.run_command_and_read_response("ENABLE CONDSTORE") {
+            Ok(lines) => {
+                s.caps.condstore = String::from_utf8_lossy(&lines).lines().any(|l| {
+                    let l = l.to_ascii_uppercase();
+                    l.starts_with("* ENABLED")
+                        && l.split_ascii_whitespace().any(|w| w == "CONDSTORE")
+                });
+            }
+            // No ENABLE (or no CONDSTORE to enable): flags are listed in full.
+            Err(imap::Error::Bad(_) | imap::Error::No(_)) => {}
+            Err(e) => return Err(lib_error("ENABLE CONDSTORE", e)),
         }
         s.drain();
         Ok(s)
     }
 
+    /// Learn the capabilities after login (UIDPLUS, MOVE, IDLE), once.
+    pub fn ensure_caps(&mut self) -> Result<()> {
+        if self.caps_known {
+            return Ok(());
+        }
+        self.begin("CAPABILITY", SMALL_REPLY);
+        let caps = self
+            .inner
+            .capabilities()
+            .map_err(|e| lib_error("CAPABILITY", e))?;
+        self.caps.uidplus = caps.has_str("UIDPLUS");
+        self.caps.move_ = caps.has_str("MOVE");
+        self.caps.idle = caps.has_str("IDLE");
+        drop(caps);
+        self.caps_known = true;
+        self.drain();
+        Ok(())
+    }
+
     fn begin(&self, what: &str, budget: u64) {
+        debug_assert!(
+            self.pending.is_empty(),
+            "a command sent while FETCH replies are unread"
+        );
         self.ui.trace("C:", what);
         self.clock.begin(budget);
     }
@@ -441,7 +514,7 @@ impl<'u> Session<'u> {
     /// Size, flags and arrival date of `uids`.
     pub fn meta(&mut self, uids: &[u32]) -> Result<Vec<Meta>> {
         let mut out = Vec::with_capacity(uids.len());
-        for chunk in uids.chunks(500) {
+        for chunk in uids.chunks(2500) {
             let set = uid_set(chunk);
             self.begin(
                 &format!("UID FETCH {set} (UID RFC822.SIZE FLAGS INTERNALDATE)"),
@@ -475,6 +548,42 @@ impl<'u> Session<'u> {
         Ok(out)
     }
 
+    /// Size, flags and arrival date of the messages above UID `last`, at
+    /// most about `expected` of them (from UIDNEXT), in one command.
+    pub fn meta_after(&mut self, last: u32, expected: u32) -> Result<Vec<Meta>> {
+        let set = format!("{}:*", last.saturating_add(1));
+        self.begin(
+            &format!("UID FETCH {set} (UID RFC822.SIZE FLAGS INTERNALDATE)"),
+            (u64::from(expected) * 2 + 1) * PER_MESSAGE + SMALL_REPLY,
+        );
+        let fetches = self
+            .inner
+            .uid_fetch(&set, "(UID RFC822.SIZE FLAGS INTERNALDATE)")
+            .map_err(|e| lib_error("UID FETCH", e))?;
+        let mut out = Vec::new();
+        for f in fetches.iter() {
+            let Some(uid) = f.uid else {
+                return Err(protocol("a FETCH response without the UID we asked for"));
+            };
+            // "n:*" also matches the highest UID when it is below n.
+            if uid <= last {
+                continue;
+            }
+            out.push(Meta {
+                uid,
+                seq: f.message,
+                size: u64::from(f.size.unwrap_or(0)),
+                flags: f.flags().iter().map(flag_string).collect(),
+                received: f.internal_date().map(|d| d.timestamp()),
+            });
+        }
+        drop(fetches);
+        self.drain();
+        out.sort_by_key(|m| m.uid);
+        out.dedup_by_key(|m| m.uid);
+        Ok(out)
+    }
+
     /// Send `UID FETCH set query` and stream the replies through our own
     /// reader (see `imap::fetch`), handing each event to `on`. `budget`
     /// bounds the bytes the reply may take. Messages the server no longer
@@ -486,41 +595,106 @@ impl<'u> Session<'u> {
         budget: u64,
         on: &mut dyn FnMut(Event<'_>) -> Result<()>,
     ) -> Result<()> {
+        self.send_fetch(set, query)?;
+        self.read_fetch(budget, on)
+    }
+
+    /// Send `UID FETCH set query` without waiting for the reply (pipelining:
+    /// several may be on their way; [`Session::read_fetch`] reads the
+    /// replies in the order the commands went).
+    pub fn send_fetch(&mut self, set: &str, query: &str) -> Result<()> {
         let tag = format!("F{}", self.next_tag);
         self.next_tag += 1;
-        self.begin(&format!("{tag} UID FETCH {set} {query}"), budget);
+        self.ui
+            .trace("C:", &format!("{tag} UID FETCH {set} {query}"));
         let line = format!("{tag} UID FETCH {set} {query}\r\n");
         self.raw.with(|c| c.send(line.as_bytes()))?;
-        let mut reader = FetchReader::new(&tag);
+        self.pending.push_back(tag);
+        Ok(())
+    }
+
+    /// Whether FETCH replies are still to be read.
+    pub fn fetches_pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Read FETCH replies until the oldest FETCH sent has its tagged reply,
+    /// handing each body event to `on`: also those of later commands that
+    /// the server sends before it (Dovecot sends the data of pipelined
+    /// FETCHes first and their tagged replies after). When `on` fails, the
+    /// reading still goes on to that point (the events dropped), so the
+    /// connection stays usable, and `on`'s error is returned.
+    pub fn read_fetch(
+        &mut self,
+        budget: u64,
+        on: &mut dyn FnMut(Event<'_>) -> Result<()>,
+    ) -> Result<()> {
+        match self.read_reply(budget, on)? {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Session::read_fetch`], with the connection's errors apart (outer)
+    /// from a refusal or `on`'s error (inner).
+    fn read_reply(
+        &mut self,
+        budget: u64,
+        on: &mut dyn FnMut(Event<'_>) -> Result<()>,
+    ) -> Result<Option<Error>> {
+        let Some(oldest) = self.pending.front().cloned() else {
+            return Err(crate::error::internal("no FETCH reply to read"));
+        };
+        self.clock.begin(budget);
+        let mut reader = FetchReader::with_tags(self.pending.iter().cloned().collect());
         let mut failure = None;
-        while !reader.done() {
+        let mut refused = None;
+        loop {
+            if reader.done() {
+                let tag = reader.finished().unwrap_or_default().to_string();
+                self.pending.retain(|t| *t != tag);
+                if tag == oldest {
+                    break;
+                }
+                reader.resume();
+            }
             self.raw.with(|c| -> Result<()> {
                 if reader.needs_input() && c.buffered().is_empty() {
                     c.read_more()?;
                 }
                 let (used, ev) = reader.next(c.buffered())?;
-                let r = match ev {
+                match ev {
                     Some(Event::Done { ok: false, text })
                         if !text.to_ascii_uppercase().contains("[EXPUNGEISSUED]") =>
                     {
-                        failure = Some(protocol(format!(
+                        refused = Some(protocol(format!(
                             "UID FETCH: the server said {}",
                             escape(&text)
                         )));
-                        Ok(())
                     }
-                    Some(Event::Done { .. }) => Ok(()),
-                    Some(ev) => on(ev),
-                    None => Ok(()),
-                };
+                    Some(Event::Done { .. }) | None => {}
+                    Some(ev) => {
+                        if failure.is_none()
+                            && let Err(e) = on(ev)
+                        {
+                            failure = Some(e);
+                        }
+                    }
+                }
                 c.consume(used);
-                r
+                Ok(())
             })?;
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
+        Ok(failure.or(refused))
+    }
+
+    /// Read and drop the replies to every FETCH still on its way (after a
+    /// failure, so that the next command reads its own reply).
+    pub fn discard_fetches(&mut self) -> Result<()> {
+        while !self.pending.is_empty() {
+            self.read_reply(u64::MAX, &mut |_| Ok(()))?;
         }
+        Ok(())
     }
 
     /// The budget for fetching bodies of `count` messages whose sizes add
@@ -591,6 +765,7 @@ impl<'u> Session<'u> {
 
     /// Expunge exactly `uids` (UIDPLUS); never a plain EXPUNGE.
     pub fn uid_expunge(&mut self, uids: &[u32]) -> Result<()> {
+        self.ensure_caps()?;
         if !self.caps.uidplus {
             return Err(Error::new(
                 Kind::Unavailable,
@@ -616,6 +791,7 @@ impl<'u> Session<'u> {
     /// Move `uids` to `target`: UID MOVE where supported, else COPY +
     /// \Deleted + UID EXPUNGE.
     pub fn move_to(&mut self, uids: &[u32], target: &str) -> Result<()> {
+        self.ensure_caps()?;
         for chunk in uids.chunks(1000) {
             let set = uid_set(chunk);
             if self.caps.move_ {
@@ -741,10 +917,16 @@ impl<'u> Session<'u> {
         Ok(outcome)
     }
 
-    pub fn logout(mut self) {
+    /// LOGOUT, without waiting for the server's BYE: every change was
+    /// confirmed by its own tagged reply already, so nothing we need comes
+    /// back, and the round trip would only be the user's time.
+    pub fn logout(self) {
         crate::crash::point("before LOGOUT");
         self.begin("LOGOUT", SMALL_REPLY);
-        let _ = self.inner.logout();
+        self.raw.with(|c| {
+            let _ = c.send(b"Z LOGOUT\r\n");
+            c.shutdown();
+        });
     }
 }
 

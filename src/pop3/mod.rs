@@ -183,7 +183,28 @@ impl<'u> Session<'u> {
 
     /// STAT, UIDL (if the server has it) and LIST, checked against each other.
     pub fn listing(&mut self) -> Result<Vec<Listed>> {
-        let count = match self.simple(&Command::Stat)? {
+        // With PIPELINING the three commands go together: one round trip.
+        // STAT's count still bounds the listings read after it.
+        let pipelined = self.pipelining;
+        if pipelined {
+            self.flush()?;
+            if !self.pending.is_empty() {
+                return Err(internal("command sent while replies are outstanding"));
+            }
+            let mut out = Vec::new();
+            for cmd in [Command::Stat, Command::Uidl, Command::List] {
+                self.ui.trace("C:", &cmd.redacted());
+                cmd.encode(&mut out)?;
+            }
+            self.send_line(&out)?;
+            self.conn.begin_reply();
+        }
+        let stat = if pipelined {
+            self.read_status()?
+        } else {
+            self.simple(&Command::Stat)?
+        };
+        let count = match stat {
             Status::Ok(text) => proto::parse_number_size(&text)?.0 as usize,
             Status::Err(t) | Status::Continue(t) => {
                 return Err(protocol(format!("STAT failed: {}", escape(&t))));
@@ -195,10 +216,16 @@ impl<'u> Session<'u> {
             )));
         }
         let limit = count + 1;
-        let uidls = self.multiline(&Command::Uidl, limit)?;
-        let sizes = self
-            .multiline(&Command::List, limit)?
-            .ok_or_else(|| protocol("server refused LIST"))?;
+        let (uidls, sizes) = if pipelined {
+            let uidls = self.read_multiline(limit)?;
+            (uidls, self.read_multiline(limit)?)
+        } else {
+            (
+                self.multiline(&Command::Uidl, limit)?,
+                self.multiline(&Command::List, limit)?,
+            )
+        };
+        let sizes = sizes.ok_or_else(|| protocol("server refused LIST"))?;
         let mut msgs: Vec<Listed> = Vec::with_capacity(sizes.len());
         let mut seen = vec![false; count];
         for line in &sizes {
@@ -416,13 +443,26 @@ impl<'u> Session<'u> {
             Status::Ok(_) => {}
             Status::Err(_) | Status::Continue(_) => return Ok(None),
         }
+        self.read_lines(max_lines).map(Some)
+    }
+
+    /// Read a multi-line reply (status and lines) to a command already sent.
+    fn read_multiline(&mut self, max_lines: usize) -> Result<Option<Vec<String>>> {
+        match self.read_status()? {
+            Status::Ok(_) => self.read_lines(max_lines).map(Some),
+            Status::Err(_) | Status::Continue(_) => Ok(None),
+        }
+    }
+
+    /// The lines of a multi-line reply, up to its terminating dot.
+    fn read_lines(&mut self, max_lines: usize) -> Result<Vec<String>> {
         let mut dec = ListingDecoder::new(max_lines);
         loop {
             let buf = self.conn.fill()?;
             let used = dec.decode(buf)?;
             self.conn.consume(used);
             if dec.done() {
-                return Ok(Some(dec.lines));
+                return Ok(dec.lines);
             }
         }
     }

@@ -64,7 +64,8 @@ pub fn watch(
         first.logout();
         return;
     }
-    if !first.caps.idle {
+    let mut first = first;
+    if first.ensure_caps().is_err() || !first.caps.idle {
         ui.warn(
             &acct.name,
             "the server does not support IDLE; this account is polled instead",

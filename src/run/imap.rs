@@ -37,8 +37,54 @@ use crate::ui::Ui;
 const FETCH_BYTES: u64 = 4 << 20;
 /// A message larger than this is fetched in pieces of this size.
 const PIECE: u64 = 2 << 20;
+/// Up to this many new UIDs, their metadata is fetched by range, without
+/// a UID SEARCH first.
+const FEW_NEW: u32 = 5000;
 /// At most this many bodies in one command.
 const FETCH_MESSAGES: usize = 200;
+/// FETCH commands on their way at once, asking for at most this many bytes
+/// between them (the replies wait in the socket buffers; memory stays as
+/// bounded as with one command).
+const PIPELINE: usize = 8;
+const PIPELINE_BYTES: u64 = 16 << 20;
+
+/// The FETCH commands for `metas`: small messages in groups bounded by
+/// count and bytes; a message larger than a piece in pieces, as many as its
+/// announced size needs.
+fn plan_requests(metas: &[Meta]) -> std::collections::VecDeque<Req> {
+    let mut out = std::collections::VecDeque::new();
+    let mut i = 0;
+    while i < metas.len() {
+        let m = &metas[i];
+        if m.size > PIECE {
+            let mut offset = 0;
+            while offset < m.size {
+                let last = offset + PIECE >= m.size;
+                out.push_back(Req::Piece {
+                    uid: m.uid,
+                    offset,
+                    last,
+                });
+                offset += PIECE;
+            }
+            i += 1;
+            continue;
+        }
+        let mut uids = Vec::new();
+        let mut bytes = 0;
+        while i < metas.len()
+            && metas[i].size <= PIECE
+            && uids.len() < FETCH_MESSAGES
+            && (uids.is_empty() || bytes + metas[i].size <= FETCH_BYTES)
+        {
+            bytes += metas[i].size;
+            uids.push(metas[i].uid);
+            i += 1;
+        }
+        out.push_back(Req::Group { uids, bytes });
+    }
+    out
+}
 
 /// The ledger key of a message: UIDVALIDITY, UID and folder (last, as it
 /// may hold any character).
@@ -228,18 +274,29 @@ fn sync_folder(
         (None, Vec::new())
     };
 
-    // New mail.
-    let candidates = match &acct.imap.search {
-        _ if resyncing => session.new_uids(0, acct.imap.search.as_deref())?,
-        Some(criteria) => session.new_uids(0, Some(criteria))?,
-        None if sel.uid_next.is_some_and(|n| n <= last.saturating_add(1)) => Vec::new(),
-        None => session.new_uids(last, None)?,
+    // New mail: nothing when UIDNEXT says so; after a few new messages,
+    // their metadata in one round trip (UID FETCH last+1:*); otherwise (a
+    // first sync, --search, --resync) a UID SEARCH, then the metadata in
+    // chunks.
+    let have = |u: u32| !acct.all && ledger.contains(&key(uv, u, folder));
+    let few_new = sel
+        .uid_next
+        .and_then(|n| n.checked_sub(last))
+        .filter(|&n| n <= FEW_NEW);
+    let mut metas = match (&acct.imap.search, few_new) {
+        _ if resyncing => {
+            let c = session.new_uids(0, acct.imap.search.as_deref())?;
+            session.meta(&c.into_iter().filter(|&u| !have(u)).collect::<Vec<_>>())?
+        }
+        (None, _) if sel.uid_next.is_some_and(|n| n <= last.saturating_add(1)) => Vec::new(),
+        (None, Some(n)) => session.meta_after(last, n)?,
+        (criteria, _) => {
+            let after = if criteria.is_some() { 0 } else { last };
+            let c = session.new_uids(after, criteria.as_deref())?;
+            session.meta(&c.into_iter().filter(|&u| !have(u)).collect::<Vec<_>>())?
+        }
     };
-    let todo: Vec<u32> = candidates
-        .into_iter()
-        .filter(|&u| acct.all || !ledger.contains(&key(uv, u, folder)))
-        .collect();
-    let mut metas = session.meta(&todo)?;
+    metas.retain(|m| !have(m.uid));
     let shown = names::decode_mutf7(folder).unwrap_or_else(|_| folder.to_string());
     // Too large for --max-size: reported and left on the server; the
     // folder's last UID stays below it, so it is reported again.
@@ -594,7 +651,87 @@ struct Fetcher<'a> {
     progress: &'a mut Progress,
 }
 
+/// One FETCH command of a folder's download.
+enum Req {
+    /// Whole bodies of these small messages (their sizes add up to `bytes`).
+    Group { uids: Vec<u32>, bytes: u64 },
+    /// `PIECE` bytes of a large message from `offset`; `last` for the last
+    /// piece its announced size needs.
+    Piece { uid: u32, offset: u64, last: bool },
+}
+
+impl Req {
+    fn bytes(&self) -> u64 {
+        match self {
+            Req::Group { bytes, .. } => *bytes,
+            Req::Piece { .. } => PIECE,
+        }
+    }
+
+    fn budget(&self) -> u64 {
+        match self {
+            Req::Group { uids, bytes } => Session::body_budget(*bytes, uids.len()),
+            Req::Piece { .. } => Session::body_budget(PIECE, 1),
+        }
+    }
+}
+
+/// A body has arrived whole: deliver it (or, with --resync, match it to a
+/// file already here).
+fn finish_body(
+    mut c: Receiving,
+    dest: &mut dyn Deliver,
+    resync: &mut Option<HashMap<[u8; 32], (String, u64)>>,
+    arrived: &mut Arrived,
+) -> Result<()> {
+    use sha2::Digest;
+    if c.pieced.is_some_and(|(got, _)| got == 0) {
+        // Gone (expunged meanwhile): nothing to deliver.
+        dest.abort();
+        return Ok(());
+    }
+    let mut out = Vec::new();
+    c.conv.finish(&mut out);
+    dest.write(&out)?;
+    if let Some(mut h) = c.hasher.take() {
+        h.update(&out);
+        let digest: [u8; 32] = h.finalize().into();
+        if let Some((name, size)) = resync.as_mut().and_then(|k| k.remove(&digest)) {
+            dest.abort();
+            arrived.found.push((c.uid, name, size));
+            return Ok(());
+        }
+    }
+    arrived.staged.push((c.uid, dest.end()?));
+    Ok(())
+}
+
+/// The message whose body is arriving.
+struct Receiving {
+    uid: u32,
+    conv: CrlfToLf,
+    hasher: Option<sha2::Sha256>,
+    /// A large message arriving in pieces: bytes so far, and those of the
+    /// piece now arriving.
+    pieced: Option<(u64, u64)>,
+}
+
+/// What the bodies of one read brought: (uid, stored bytes) delivered to
+/// the destination, and (uid, name, size) found here already (--resync).
+#[derive(Default)]
+struct Arrived {
+    staged: Vec<(u32, u64)>,
+    found: Vec<(u32, String, u64)>,
+}
+
 impl Fetcher<'_> {
+    /// Download `metas` into the destination, committing every
+    /// BATCH_MESSAGES or BATCH_BYTES. The FETCH commands are pipelined: up
+    /// to PIPELINE of them, asking for at most PIPELINE_BYTES, are on their
+    /// way at any time, so a round trip is paid once, not per command.
+    /// Bodies are taken as they come, by UID (and, for a large message's
+    /// pieces, by origin, which must come in order), whichever command they
+    /// answer.
     fn fetch_all(
         &mut self,
         session: &mut Session,
@@ -603,180 +740,286 @@ impl Fetcher<'_> {
         summary: &mut Summary,
     ) -> Result<()> {
         let by_uid: HashMap<u32, &Meta> = metas.iter().map(|m| (m.uid, m)).collect();
-        let mut i = 0;
-        while i < metas.len() && !crate::signals::stop_requested() {
-            let m = &metas[i];
-            if m.size > PIECE {
-                self.fetch_in_pieces(session, m)?;
-                i += 1;
-            } else {
-                let mut group = Vec::new();
-                let mut bytes = 0;
-                while i < metas.len()
-                    && metas[i].size <= PIECE
-                    && group.len() < FETCH_MESSAGES
-                    && (group.is_empty() || bytes + metas[i].size <= FETCH_BYTES)
-                {
-                    bytes += metas[i].size;
-                    group.push(metas[i].uid);
-                    i += 1;
-                }
-                let by_seq: HashMap<u32, u32> = metas.iter().map(|m| (m.seq, m.uid)).collect();
-                let dest = &mut *self.dest;
-                let resync = &mut self.resync;
-                let mut staged: Vec<(u32, u64)> = Vec::new();
-                let mut found: Vec<(u32, String, u64)> = Vec::new();
-                // The message being received: (uid, converter, hasher).
-                let mut cur: Option<(u32, CrlfToLf, Option<sha2::Sha256>)> = None;
-                let mut out = Vec::with_capacity(64 * 1024);
-                let set = crate::imap::session::uid_set(&group);
-                let budget = Session::body_budget(bytes, group.len());
-                session
-                    .stream(&set, "(UID BODY.PEEK[])", budget, &mut |ev| {
-                        use sha2::Digest;
-                        match ev {
-                            Event::BodyStart { seq, uid, .. } => {
-                                let uid =
-                                    uid.or_else(|| by_seq.get(&seq).copied()).ok_or_else(|| {
-                                        crate::error::protocol(
-                                            "the server sent a body without its UID before it",
-                                        )
-                                    })?;
-                                let meta = by_uid.get(&uid).ok_or_else(|| {
-                                    crate::error::protocol(format!(
-                                        "the server sent UID {uid}, which was not asked for"
-                                    ))
-                                })?;
-                                dest.begin(&info(meta))?;
-                                cur = Some((
-                                    uid,
-                                    CrlfToLf::default(),
-                                    resync.is_some().then(sha2::Sha256::new),
-                                ));
+        let by_seq: HashMap<u32, u32> = metas.iter().map(|m| (m.seq, m.uid)).collect();
+        let mut todo = plan_requests(metas);
+        let mut sent: std::collections::VecDeque<Req> = std::collections::VecDeque::new();
+        let mut sent_bytes = 0u64;
+        let mut cur: Option<Receiving> = None;
+        let mut seen: HashSet<u32> = HashSet::new();
+        // Large messages complete, with their lengths.
+        let mut ended: HashMap<u32, u64> = HashMap::new();
+        // After the last planned piece of a large message nothing more is
+        // sent until that message is complete: if it is longer than
+        // announced, its next piece must come before any other body.
+        let mut barrier: Option<u32> = None;
+        // The message and offset of an extra piece asked for (see below).
+        let mut extra_at: Option<(u32, u64)> = None;
+        let r = (|| -> Result<()> {
+            loop {
+                while let Some(next) = todo.front() {
+                    let full = sent.len() >= PIPELINE
+                        || (!sent.is_empty() && sent_bytes + next.bytes() > PIPELINE_BYTES);
+                    // A stop request ends the download between messages,
+                    // never in the middle of a large one's pieces.
+                    let mid_message = matches!(next, Req::Piece { offset, .. } if *offset > 0);
+                    if full
+                        || barrier.is_some()
+                        || (crate::signals::stop_requested() && !mid_message)
+                    {
+                        break;
+                    }
+                    let req = todo.pop_front().expect("front exists");
+                    match &req {
+                        Req::Group { uids, .. } => session.send_fetch(
+                            &crate::imap::session::uid_set(uids),
+                            "(UID BODY.PEEK[])",
+                        )?,
+                        Req::Piece { uid, offset, last } => {
+                            session.send_fetch(
+                                &uid.to_string(),
+                                &format!("(UID BODY.PEEK[]<{offset}.{PIECE}>)"),
+                            )?;
+                            if *last {
+                                barrier = Some(*uid);
                             }
-                            Event::BodyData(data) => {
-                                if let Some((_, conv, hasher)) = cur.as_mut() {
-                                    out.clear();
-                                    conv.convert(data, &mut out);
-                                    if let Some(h) = hasher.as_mut() {
-                                        h.update(&out);
-                                    }
-                                    dest.write(&out)?;
-                                }
-                            }
-                            Event::BodyEnd => {
-                                if let Some((uid, mut conv, hasher)) = cur.take() {
-                                    out.clear();
-                                    conv.finish(&mut out);
-                                    dest.write(&out)?;
-                                    if let Some(mut h) = hasher {
-                                        h.update(&out);
-                                        let digest: [u8; 32] = h.finalize().into();
-                                        if let Some((name, size)) =
-                                            resync.as_mut().and_then(|k| k.remove(&digest))
-                                        {
-                                            dest.abort();
-                                            found.push((uid, name, size));
-                                            return Ok(());
-                                        }
-                                    }
-                                    staged.push((uid, dest.end()?));
-                                }
-                            }
-                            Event::FetchEnd { .. } | Event::Done { .. } => {}
                         }
-                        Ok(())
-                    })
-                    .inspect_err(|_| self.dest.abort())?;
-                for (uid, n) in staged {
+                    }
+                    sent_bytes += req.bytes();
+                    sent.push_back(req);
+                }
+                if sent.is_empty() {
+                    return Ok(());
+                }
+                // Everything on its way may arrive in this read.
+                let budget = sent.iter().map(Req::budget).sum();
+                let before = session.fetches_pending();
+                let mut arrived = Arrived::default();
+                let r = self.read_bodies(
+                    session,
+                    &by_uid,
+                    &by_seq,
+                    &mut cur,
+                    &mut seen,
+                    &mut ended,
+                    &mut arrived,
+                    budget,
+                );
+                for (uid, n) in arrived.staged {
                     self.stage(by_uid[&uid], n);
                 }
-                for (uid, name, size) in found {
+                for (uid, name, size) in arrived.found {
                     self.rematch(by_uid[&uid], name, size);
                 }
+                r?;
+                // The commands answered in this read.
+                for _ in 0..before - session.fetches_pending() {
+                    if let Some(req) = sent.pop_front() {
+                        sent_bytes -= req.bytes();
+                    }
+                }
+                // The large message behind the barrier, once all its pieces
+                // are answered: complete, or longer than announced (one more
+                // piece, alone on the wire), or cut short (the server sent
+                // nothing more: it is dropped and fetched again next run).
+                if let Some(uid) = barrier {
+                    match cur.take() {
+                        None if seen.contains(&uid) || sent.is_empty() => barrier = None,
+                        Some(c) if c.uid == uid && sent.is_empty() => {
+                            let (got, _) = c.pieced.expect("a pieced message");
+                            let size = by_uid[&uid].size;
+                            let limit = size.saturating_mul(2).saturating_add(PIECE);
+                            if extra_at == Some((uid, got)) {
+                                // The extra piece brought nothing.
+                                barrier = None;
+                                extra_at = None;
+                                if got >= size {
+                                    let mut arrived = Arrived::default();
+                                    finish_body(c, self.dest, &mut self.resync, &mut arrived)?;
+                                    for (uid, n) in arrived.staged {
+                                        self.stage(by_uid[&uid], n);
+                                    }
+                                    for (uid, name, size) in arrived.found {
+                                        self.rematch(by_uid[&uid], name, size);
+                                    }
+                                } else {
+                                    self.dest.abort();
+                                    self.ui.warn(
+                                        &self.acct.name,
+                                        &format!(
+                                            "UID {uid}: the server sent {got} of {size} bytes; \
+                                             it is fetched again next time"
+                                        ),
+                                    );
+                                    self.failed_uids.push(uid);
+                                }
+                            } else if got > limit {
+                                return Err(crate::error::protocol(format!(
+                                    "message {uid}: the server sent more than {limit} bytes, \
+                                     though it announced {size}"
+                                )));
+                            } else {
+                                todo.push_front(Req::Piece {
+                                    uid,
+                                    offset: got,
+                                    last: true,
+                                });
+                                extra_at = Some((uid, got));
+                                barrier = None;
+                                cur = Some(c);
+                            }
+                        }
+                        other => cur = other,
+                    }
+                }
+                // Commit between messages only (nothing half-received).
+                if cur.is_none()
+                    && (self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES)
+                {
+                    self.commit(ledger, summary)?;
+                }
             }
-            if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
-                self.commit(ledger, summary)?;
-            }
+        })();
+        if let Err(e) = r {
+            self.dest.abort();
+            // Read what is still on its way, so the connection can serve the
+            // next folder; if it cannot, that is the error to report.
+            session.discard_fetches()?;
+            return Err(e);
+        }
+        if let Some(c) = cur {
+            // The last piece was requested and came full, but the server
+            // then sent nothing more (cannot happen: the barrier asks on).
+            self.dest.abort();
+            return Err(crate::error::internal(format!(
+                "message {} was left half received",
+                c.uid
+            )));
         }
         self.commit(ledger, summary)
     }
 
-    /// A message larger than a piece: BODY.PEEK[]<offset.length> pieces,
-    /// one command each, streamed into one destination message.
-    fn fetch_in_pieces(&mut self, session: &mut Session, m: &Meta) -> Result<()> {
+    /// One read of FETCH replies (up to the oldest command's tagged reply),
+    /// streaming each body into the destination.
+    #[allow(clippy::too_many_arguments)]
+    fn read_bodies(
+        &mut self,
+        session: &mut Session,
+        by_uid: &HashMap<u32, &Meta>,
+        by_seq: &HashMap<u32, u32>,
+        cur: &mut Option<Receiving>,
+        seen: &mut HashSet<u32>,
+        ended: &mut HashMap<u32, u64>,
+        arrived: &mut Arrived,
+        budget: u64,
+    ) -> Result<()> {
         use sha2::Digest;
-        self.dest.begin(&info(m))?;
-        let mut hasher = self.resync.is_some().then(sha2::Sha256::new);
-        let mut conv = CrlfToLf::default();
-        let mut offset = 0u64;
+        let dest = &mut *self.dest;
+        let resync = &mut self.resync;
         let mut out = Vec::with_capacity(64 * 1024);
-        // A server whose message grows without end is stopped: the message
-        // may not exceed twice its announced size plus a piece.
-        let limit = m.size.saturating_mul(2).saturating_add(PIECE);
-        loop {
-            let dest = &mut *self.dest;
-            let mut got = 0u64;
-            let query = format!("(UID BODY.PEEK[]<{offset}.{PIECE}>)");
-            let r = session.stream(
-                &m.uid.to_string(),
-                &query,
-                Session::body_budget(PIECE, 1),
-                &mut |ev| {
-                    if let Event::BodyData(data) = ev {
-                        got += data.len() as u64;
-                        if got > PIECE {
+        session.read_fetch(budget, &mut |ev| {
+            match ev {
+                Event::BodyStart {
+                    seq,
+                    uid,
+                    origin,
+                    len,
+                } => {
+                    let uid = uid.or_else(|| by_seq.get(&seq).copied()).ok_or_else(|| {
+                        crate::error::protocol("the server sent a body without its UID before it")
+                    })?;
+                    let meta = by_uid.get(&uid).ok_or_else(|| {
+                        crate::error::protocol(format!(
+                            "the server sent UID {uid}, which was not asked for"
+                        ))
+                    })?;
+                    let origin = origin.unwrap_or(0);
+                    match cur.as_mut() {
+                        // The next piece of the message arriving.
+                        Some(c) if c.uid == uid => match c.pieced.as_mut() {
+                            Some((got, piece)) if *got == origin && *piece == PIECE => *piece = 0,
+                            _ => {
+                                return Err(crate::error::protocol(format!(
+                                    "message {uid}: a piece at {origin} came out of order"
+                                )));
+                            }
+                        },
+                        Some(c) => {
                             return Err(crate::error::protocol(format!(
-                                "message {}: asked for {PIECE} bytes, the server sent more",
-                                m.uid
+                                "the server sent UID {uid} while UID {} was not complete",
+                                c.uid
                             )));
                         }
+                        // A planned piece after a large message ended
+                        // early (it was shorter than announced): empty.
+                        None if ended.get(&uid).is_some_and(|&end| origin >= end) => {
+                            if len > 0 {
+                                return Err(crate::error::protocol(format!(
+                                    "message {uid}: data at {origin}, after its end at {}",
+                                    ended[&uid]
+                                )));
+                            }
+                        }
+                        None => {
+                            if origin != 0 {
+                                return Err(crate::error::protocol(format!(
+                                    "message {uid}: a piece at {origin} came out of order"
+                                )));
+                            }
+                            if !seen.insert(uid) {
+                                return Err(crate::error::protocol(format!(
+                                    "the server sent UID {uid} twice"
+                                )));
+                            }
+                            dest.begin(&info(meta))?;
+                            *cur = Some(Receiving {
+                                uid,
+                                conv: CrlfToLf::default(),
+                                hasher: resync.is_some().then(sha2::Sha256::new),
+                                pieced: (meta.size > PIECE).then_some((0, 0)),
+                            });
+                        }
+                    }
+                }
+                Event::BodyData(data) => {
+                    if let Some(c) = cur.as_mut() {
+                        if let Some((got, piece)) = c.pieced.as_mut() {
+                            *got += data.len() as u64;
+                            *piece += data.len() as u64;
+                            if *piece > PIECE {
+                                return Err(crate::error::protocol(format!(
+                                    "message {}: asked for {PIECE} bytes, the server sent more",
+                                    c.uid
+                                )));
+                            }
+                        }
                         out.clear();
-                        conv.convert(data, &mut out);
-                        if let Some(h) = hasher.as_mut() {
+                        c.conv.convert(data, &mut out);
+                        if let Some(h) = c.hasher.as_mut() {
                             h.update(&out);
                         }
                         dest.write(&out)?;
                     }
-                    Ok(())
-                },
-            );
-            if let Err(e) = r {
-                self.dest.abort();
-                return Err(e);
+                }
+                Event::BodyEnd => {
+                    // A full piece: more of this message follows.
+                    if cur
+                        .as_ref()
+                        .and_then(|c| c.pieced)
+                        .is_some_and(|(_, piece)| piece == PIECE)
+                    {
+                        return Ok(());
+                    }
+                    if let Some(c) = cur.take() {
+                        if let Some((got, _)) = c.pieced {
+                            ended.insert(c.uid, got);
+                        }
+                        finish_body(c, dest, resync, arrived)?;
+                    }
+                }
+                Event::FetchEnd { .. } | Event::Done { .. } => {}
             }
-            offset += got;
-            if got < PIECE {
-                break;
-            }
-            if offset > limit {
-                self.dest.abort();
-                return Err(crate::error::protocol(format!(
-                    "message {}: the server sent more than {limit} bytes, though it announced {}",
-                    m.uid, m.size
-                )));
-            }
-        }
-        if offset == 0 {
-            // Gone (expunged meanwhile): nothing to deliver.
-            self.dest.abort();
-            return Ok(());
-        }
-        out.clear();
-        conv.finish(&mut out);
-        if let Some(mut h) = hasher {
-            h.update(&out);
-            let digest: [u8; 32] = h.finalize().into();
-            if let Some((name, size)) = self.resync.as_mut().and_then(|k| k.remove(&digest)) {
-                self.dest.abort();
-                self.rematch(m, name, size);
-                return Ok(());
-            }
-        }
-        self.dest.write(&out)?;
-        let n = self.dest.end()?;
-        self.stage(m, n);
-        Ok(())
+            Ok(())
+        })
     }
 
     fn rematch(&mut self, m: &Meta, name: String, size: u64) {

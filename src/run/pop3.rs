@@ -22,7 +22,7 @@ use crate::term::escape;
 use crate::ui::Ui;
 
 /// RETRs kept in flight when the server pipelines.
-const PIPELINE_WINDOW: usize = 64;
+const PIPELINE_WINDOW: usize = 1024;
 
 /// Fetch one POP3 account; the ledger is locked and recovered.
 pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Result<Summary> {
