@@ -79,7 +79,7 @@ An unknown key, a value of the wrong type or an unknown account name is an error
     (
         "IMAP",
         "\
-fetch \\-\\-imap HOST fetches the new mail of the chosen folders (INBOX by default; \\-\\-folder, repeatable, or \\-\\-all\\-folders) and leaves it on the server. Only UIDs above the last one fetched are looked at, so a run with nothing new costs a handful of commands whatever the size of the mailbox. Bodies are fetched with BODY.PEEK[] (reading does not mark mail as seen), many per command, and a very large message in pieces, so memory stays bounded.
+fetch \\-\\-imap HOST fetches the new mail of the chosen folders (INBOX by default; \\-\\-folder, repeatable, or \\-\\-all\\-folders) and leaves it on the server. Only UIDs above the last one fetched are looked at, so a run with nothing new costs a handful of commands whatever the size of the mailbox. Bodies are fetched with BODY.PEEK[] (reading does not mark mail as seen), many per command and several commands at once, each streamed to disk as it arrives, so memory stays bounded whatever the message size.
 
 With a Maildir, INBOX is the Maildir itself and other folders are Maildir++ subfolders (Lists/rust becomes .Lists.rust; names are decoded from modified UTF\\-7 and escaped so that no server name can leave the Maildir). Flags are kept in step both ways: \\\\Seen, \\\\Answered, \\\\Flagged, \\\\Deleted and \\\\Draft are the letters S, R, F, T and D of the file names; a change on either side since the last run is carried to the other, and when both sides changed a flag, setting it wins. Keywords stay on the server and in the state file, never in file names. New mail that is already flagged goes to cur/. With an mbox, messages get Status: and X\\-Status: headers from their flags.
 

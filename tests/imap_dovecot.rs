@@ -36,8 +36,8 @@ fn hazards() -> Vec<Vec<u8>> {
     let mut files = common::fixture_files();
     files.extend(common::dovecot::corpus_files());
     let mut v: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    // Larger than a fetch piece (2 MiB): fetched in BODY.PEEK[]<o.n> pieces.
-    v.push(common::large_message(3 << 20, "\n"));
+    // Larger than a FETCH command's byte bound (4 MiB): a command of its own.
+    v.push(common::large_message(5 << 20, "\n"));
     v
 }
 

@@ -90,6 +90,9 @@ pub struct Session<'u> {
     next_tag: u32,
     /// Tags of FETCH commands sent whose replies are not read yet.
     pending: std::collections::VecDeque<String>,
+    /// A FETCH reply could not be read to its end (a timeout, a flood):
+    /// the connection is out of step and serves no more commands.
+    broken: bool,
     clock: Rc<Clock>,
     ui: &'u Ui,
     pub caps: Caps,
@@ -383,6 +386,7 @@ impl<'u> Session<'u> {
             raw,
             next_tag: 1,
             pending: std::collections::VecDeque::new(),
+            broken: false,
             clock,
             ui,
             caps: Caps::default(),
@@ -645,6 +649,11 @@ impl<'u> Session<'u> {
         let Some(oldest) = self.pending.front().cloned() else {
             return Err(crate::error::internal("no FETCH reply to read"));
         };
+        if self.broken {
+            return Err(protocol(
+                "the connection is out of step after an earlier error",
+            ));
+        }
         self.clock.begin(budget);
         let mut reader = FetchReader::with_tags(self.pending.iter().cloned().collect());
         let mut failure = None;
@@ -658,7 +667,7 @@ impl<'u> Session<'u> {
                 }
                 reader.resume();
             }
-            self.raw.with(|c| -> Result<()> {
+            let step = self.raw.with(|c| -> Result<()> {
                 if reader.needs_input() && c.buffered().is_empty() {
                     c.read_more()?;
                 }
@@ -683,7 +692,13 @@ impl<'u> Session<'u> {
                 }
                 c.consume(used);
                 Ok(())
-            })?;
+            });
+            if let Err(e) = step {
+                // Said first: why the body was refused (a flood that
+                // followed is the consequence).
+                self.broken = true;
+                return Err(failure.unwrap_or(e));
+            }
         }
         Ok(failure.or(refused))
     }
@@ -697,10 +712,13 @@ impl<'u> Session<'u> {
         Ok(())
     }
 
-    /// The budget for fetching bodies of `count` messages whose sizes add
-    /// up to `bytes`.
+    /// The budget for fetching bodies of `count` messages whose announced
+    /// sizes add up to `bytes`: twice that, as an announced size may be an
+    /// estimate (Exchange's RFC822.SIZE is), and room for the framing.
     pub fn body_budget(bytes: u64, count: usize) -> u64 {
-        bytes + bytes / 8 + count as u64 * PER_MESSAGE + SMALL_REPLY
+        bytes
+            .saturating_mul(2)
+            .saturating_add(count as u64 * PER_MESSAGE + SMALL_REPLY)
     }
 
     /// Flags of `uids` (with CONDSTORE: only those changed since `modseq`).

@@ -6,8 +6,8 @@
 //!    UIDNEXT says there is nothing new), minus those already in the ledger;
 //!    their sizes, flags and dates (UID FETCH, in chunks).
 //! 3. Bodies with BODY.PEEK[] (reading does not mark mail seen), many per
-//!    command in batches bounded by bytes; a message larger than a piece is
-//!    fetched alone in BODY.PEEK[]<offset.length> pieces. Memory stays
+//!    command in batches bounded by bytes, several commands pipelined; each
+//!    body streams into the destination as it arrives, so memory stays
 //!    bounded whatever the message size.
 //! 4. The destination commits each batch (durable and recorded); then the
 //!    ledger learns the flags and the folder's last UID; only then, with
@@ -32,11 +32,9 @@ use crate::state::{self, FolderState, Ledger};
 use crate::term::escape;
 use crate::ui::Ui;
 
-/// Bodies fetched in one command add up to at most this (the library holds
-/// a whole response in memory).
+/// Bodies fetched in one command add up to at most this (a larger
+/// message goes alone).
 const FETCH_BYTES: u64 = 4 << 20;
-/// A message larger than this is fetched in pieces of this size.
-const PIECE: u64 = 2 << 20;
 /// Up to this many new UIDs, their metadata is fetched by range, without
 /// a UID SEARCH first.
 const FEW_NEW: u32 = 5000;
@@ -48,32 +46,18 @@ const FETCH_MESSAGES: usize = 200;
 const PIPELINE: usize = 8;
 const PIPELINE_BYTES: u64 = 16 << 20;
 
-/// The FETCH commands for `metas`: small messages in groups bounded by
-/// count and bytes; a message larger than a piece in pieces, as many as its
-/// announced size needs.
+/// The FETCH commands for `metas`, in groups bounded by count and bytes; a
+/// message larger than `FETCH_BYTES` goes alone. Whole bodies always: the
+/// reader streams them at bounded memory, and a server may answer
+/// pipelined commands in any order (Dovecot runs them in parallel), which
+/// whole bodies, each one response named by its UID, make harmless.
 fn plan_requests(metas: &[Meta]) -> std::collections::VecDeque<Req> {
     let mut out = std::collections::VecDeque::new();
     let mut i = 0;
     while i < metas.len() {
-        let m = &metas[i];
-        if m.size > PIECE {
-            let mut offset = 0;
-            while offset < m.size {
-                let last = offset + PIECE >= m.size;
-                out.push_back(Req::Piece {
-                    uid: m.uid,
-                    offset,
-                    last,
-                });
-                offset += PIECE;
-            }
-            i += 1;
-            continue;
-        }
         let mut uids = Vec::new();
         let mut bytes = 0;
         while i < metas.len()
-            && metas[i].size <= PIECE
             && uids.len() < FETCH_MESSAGES
             && (uids.is_empty() || bytes + metas[i].size <= FETCH_BYTES)
         {
@@ -81,7 +65,7 @@ fn plan_requests(metas: &[Meta]) -> std::collections::VecDeque<Req> {
             uids.push(metas[i].uid);
             i += 1;
         }
-        out.push_back(Req::Group { uids, bytes });
+        out.push_back(Req { uids, bytes });
     }
     out
 }
@@ -123,14 +107,7 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
             &mut progress,
         ) {
             Ok(()) => {}
-            // A folder's own problem (UIDVALIDITY, a refused command, a
-            // failed delivery): report it and go on with the others.
-            Err(mut e)
-                if matches!(
-                    e.kind,
-                    Kind::Data | Kind::LocalIo | Kind::CantCreate | Kind::Usage
-                ) =>
-            {
+            Err(mut e) if folder_only(&e) => {
                 e.msg = format!("folder {}: {}", escape(name), e.msg);
                 failures.push(e);
             }
@@ -163,6 +140,15 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
             Err(Error::new(kind, format!("{n} folders failed (see above)")))
         }
     }
+}
+
+/// A folder's own problem (UIDVALIDITY, a refused command, a failed
+/// delivery): reported, and the other folders go on.
+fn folder_only(e: &Error) -> bool {
+    matches!(
+        e.kind,
+        Kind::Data | Kind::LocalIo | Kind::CantCreate | Kind::Usage
+    )
 }
 
 /// The folders to fetch, with their hierarchy delimiters.
@@ -651,28 +637,16 @@ struct Fetcher<'a> {
     progress: &'a mut Progress,
 }
 
-/// One FETCH command of a folder's download.
-enum Req {
-    /// Whole bodies of these small messages (their sizes add up to `bytes`).
-    Group { uids: Vec<u32>, bytes: u64 },
-    /// `PIECE` bytes of a large message from `offset`; `last` for the last
-    /// piece its announced size needs.
-    Piece { uid: u32, offset: u64, last: bool },
+/// One FETCH command of a folder's download: whole bodies of these
+/// messages (their announced sizes add up to `bytes`).
+struct Req {
+    uids: Vec<u32>,
+    bytes: u64,
 }
 
 impl Req {
-    fn bytes(&self) -> u64 {
-        match self {
-            Req::Group { bytes, .. } => *bytes,
-            Req::Piece { .. } => PIECE,
-        }
-    }
-
     fn budget(&self) -> u64 {
-        match self {
-            Req::Group { uids, bytes } => Session::body_budget(*bytes, uids.len()),
-            Req::Piece { .. } => Session::body_budget(PIECE, 1),
-        }
+        Session::body_budget(self.bytes, self.uids.len())
     }
 }
 
@@ -685,11 +659,6 @@ fn finish_body(
     arrived: &mut Arrived,
 ) -> Result<()> {
     use sha2::Digest;
-    if c.pieced.is_some_and(|(got, _)| got == 0) {
-        // Gone (expunged meanwhile): nothing to deliver.
-        dest.abort();
-        return Ok(());
-    }
     let mut out = Vec::new();
     c.conv.finish(&mut out);
     dest.write(&out)?;
@@ -711,9 +680,6 @@ struct Receiving {
     uid: u32,
     conv: CrlfToLf,
     hasher: Option<sha2::Sha256>,
-    /// A large message arriving in pieces: bytes so far, and those of the
-    /// piece now arriving.
-    pieced: Option<(u64, u64)>,
 }
 
 /// What the bodies of one read brought: (uid, stored bytes) delivered to
@@ -729,9 +695,8 @@ impl Fetcher<'_> {
     /// BATCH_MESSAGES or BATCH_BYTES. The FETCH commands are pipelined: up
     /// to PIPELINE of them, asking for at most PIPELINE_BYTES, are on their
     /// way at any time, so a round trip is paid once, not per command.
-    /// Bodies are taken as they come, by UID (and, for a large message's
-    /// pieces, by origin, which must come in order), whichever command they
-    /// answer.
+    /// Bodies are taken as they come, by UID, whichever command they answer
+    /// and in whatever order.
     fn fetch_all(
         &mut self,
         session: &mut Session,
@@ -746,45 +711,21 @@ impl Fetcher<'_> {
         let mut sent_bytes = 0u64;
         let mut cur: Option<Receiving> = None;
         let mut seen: HashSet<u32> = HashSet::new();
-        // Large messages complete, with their lengths.
-        let mut ended: HashMap<u32, u64> = HashMap::new();
-        // After the last planned piece of a large message nothing more is
-        // sent until that message is complete: if it is longer than
-        // announced, its next piece must come before any other body.
-        let mut barrier: Option<u32> = None;
-        // The message and offset of an extra piece asked for (see below).
-        let mut extra_at: Option<(u32, u64)> = None;
         let r = (|| -> Result<()> {
             loop {
                 while let Some(next) = todo.front() {
                     let full = sent.len() >= PIPELINE
-                        || (!sent.is_empty() && sent_bytes + next.bytes() > PIPELINE_BYTES);
-                    // A stop request ends the download between messages,
-                    // never in the middle of a large one's pieces.
-                    let mid_message = matches!(next, Req::Piece { offset, .. } if *offset > 0);
-                    if full
-                        || barrier.is_some()
-                        || (crate::signals::stop_requested() && !mid_message)
-                    {
+                        || (!sent.is_empty() && sent_bytes + next.bytes > PIPELINE_BYTES);
+                    // A stop request ends the download between commands.
+                    if full || crate::signals::stop_requested() {
                         break;
                     }
                     let req = todo.pop_front().expect("front exists");
-                    match &req {
-                        Req::Group { uids, .. } => session.send_fetch(
-                            &crate::imap::session::uid_set(uids),
-                            "(UID BODY.PEEK[])",
-                        )?,
-                        Req::Piece { uid, offset, last } => {
-                            session.send_fetch(
-                                &uid.to_string(),
-                                &format!("(UID BODY.PEEK[]<{offset}.{PIECE}>)"),
-                            )?;
-                            if *last {
-                                barrier = Some(*uid);
-                            }
-                        }
-                    }
-                    sent_bytes += req.bytes();
+                    session.send_fetch(
+                        &crate::imap::session::uid_set(&req.uids),
+                        "(UID BODY.PEEK[])",
+                    )?;
+                    sent_bytes += req.bytes;
                     sent.push_back(req);
                 }
                 if sent.is_empty() {
@@ -800,7 +741,6 @@ impl Fetcher<'_> {
                     &by_seq,
                     &mut cur,
                     &mut seen,
-                    &mut ended,
                     &mut arrived,
                     budget,
                 );
@@ -814,61 +754,7 @@ impl Fetcher<'_> {
                 // The commands answered in this read.
                 for _ in 0..before - session.fetches_pending() {
                     if let Some(req) = sent.pop_front() {
-                        sent_bytes -= req.bytes();
-                    }
-                }
-                // The large message behind the barrier, once all its pieces
-                // are answered: complete, or longer than announced (one more
-                // piece, alone on the wire), or cut short (the server sent
-                // nothing more: it is dropped and fetched again next run).
-                if let Some(uid) = barrier {
-                    match cur.take() {
-                        None if seen.contains(&uid) || sent.is_empty() => barrier = None,
-                        Some(c) if c.uid == uid && sent.is_empty() => {
-                            let (got, _) = c.pieced.expect("a pieced message");
-                            let size = by_uid[&uid].size;
-                            let limit = size.saturating_mul(2).saturating_add(PIECE);
-                            if extra_at == Some((uid, got)) {
-                                // The extra piece brought nothing.
-                                barrier = None;
-                                extra_at = None;
-                                if got >= size {
-                                    let mut arrived = Arrived::default();
-                                    finish_body(c, self.dest, &mut self.resync, &mut arrived)?;
-                                    for (uid, n) in arrived.staged {
-                                        self.stage(by_uid[&uid], n);
-                                    }
-                                    for (uid, name, size) in arrived.found {
-                                        self.rematch(by_uid[&uid], name, size);
-                                    }
-                                } else {
-                                    self.dest.abort();
-                                    self.ui.warn(
-                                        &self.acct.name,
-                                        &format!(
-                                            "UID {uid}: the server sent {got} of {size} bytes; \
-                                             it is fetched again next time"
-                                        ),
-                                    );
-                                    self.failed_uids.push(uid);
-                                }
-                            } else if got > limit {
-                                return Err(crate::error::protocol(format!(
-                                    "message {uid}: the server sent more than {limit} bytes, \
-                                     though it announced {size}"
-                                )));
-                            } else {
-                                todo.push_front(Req::Piece {
-                                    uid,
-                                    offset: got,
-                                    last: true,
-                                });
-                                extra_at = Some((uid, got));
-                                barrier = None;
-                                cur = Some(c);
-                            }
-                        }
-                        other => cur = other,
+                        sent_bytes -= req.bytes;
                     }
                 }
                 // Commit between messages only (nothing half-received).
@@ -882,13 +768,16 @@ impl Fetcher<'_> {
         if let Err(e) = r {
             self.dest.abort();
             // Read what is still on its way, so the connection can serve the
-            // next folder; if it cannot, that is the error to report.
-            session.discard_fetches()?;
+            // next folder. If it cannot, the account stops: with this error
+            // if it stops the account anyway, else with the connection's.
+            if let Err(d) = session.discard_fetches() {
+                return Err(if folder_only(&e) { d } else { e });
+            }
             return Err(e);
         }
         if let Some(c) = cur {
-            // The last piece was requested and came full, but the server
-            // then sent nothing more (cannot happen: the barrier asks on).
+            // Every reply was read to its tagged end, so a body cannot
+            // still be arriving.
             self.dest.abort();
             return Err(crate::error::internal(format!(
                 "message {} was left half received",
@@ -908,7 +797,6 @@ impl Fetcher<'_> {
         by_seq: &HashMap<u32, u32>,
         cur: &mut Option<Receiving>,
         seen: &mut HashSet<u32>,
-        ended: &mut HashMap<u32, u64>,
         arrived: &mut Arrived,
         budget: u64,
     ) -> Result<()> {
@@ -932,66 +820,42 @@ impl Fetcher<'_> {
                             "the server sent UID {uid}, which was not asked for"
                         ))
                     })?;
-                    let origin = origin.unwrap_or(0);
-                    match cur.as_mut() {
-                        // The next piece of the message arriving.
-                        Some(c) if c.uid == uid => match c.pieced.as_mut() {
-                            Some((got, piece)) if *got == origin && *piece == PIECE => *piece = 0,
-                            _ => {
-                                return Err(crate::error::protocol(format!(
-                                    "message {uid}: a piece at {origin} came out of order"
-                                )));
-                            }
-                        },
-                        Some(c) => {
-                            return Err(crate::error::protocol(format!(
-                                "the server sent UID {uid} while UID {} was not complete",
-                                c.uid
-                            )));
-                        }
-                        // A planned piece after a large message ended
-                        // early (it was shorter than announced): empty.
-                        None if ended.get(&uid).is_some_and(|&end| origin >= end) => {
-                            if len > 0 {
-                                return Err(crate::error::protocol(format!(
-                                    "message {uid}: data at {origin}, after its end at {}",
-                                    ended[&uid]
-                                )));
-                            }
-                        }
-                        None => {
-                            if origin != 0 {
-                                return Err(crate::error::protocol(format!(
-                                    "message {uid}: a piece at {origin} came out of order"
-                                )));
-                            }
-                            if !seen.insert(uid) {
-                                return Err(crate::error::protocol(format!(
-                                    "the server sent UID {uid} twice"
-                                )));
-                            }
-                            dest.begin(&info(meta))?;
-                            *cur = Some(Receiving {
-                                uid,
-                                conv: CrlfToLf::default(),
-                                hasher: resync.is_some().then(sha2::Sha256::new),
-                                pieced: (meta.size > PIECE).then_some((0, 0)),
-                            });
-                        }
+                    if let Some(c) = cur.as_ref() {
+                        // Cannot happen: a body is one literal.
+                        return Err(crate::error::internal(format!(
+                            "UID {uid} began while UID {} was not complete",
+                            c.uid
+                        )));
                     }
+                    if origin.is_some_and(|o| o != 0) {
+                        return Err(crate::error::protocol(format!(
+                            "the server sent UID {uid} from byte {}, not whole",
+                            origin.unwrap_or(0)
+                        )));
+                    }
+                    // RFC822.SIZE may be an estimate (Exchange's is), so a
+                    // body may be longer than announced, but not without end.
+                    let limit = Session::body_budget(meta.size, 1);
+                    if len > limit {
+                        return Err(crate::error::protocol(format!(
+                            "UID {uid}: the server announced {} bytes and sends {len}",
+                            meta.size
+                        )));
+                    }
+                    if !seen.insert(uid) {
+                        return Err(crate::error::protocol(format!(
+                            "the server sent UID {uid} twice"
+                        )));
+                    }
+                    dest.begin(&info(meta))?;
+                    *cur = Some(Receiving {
+                        uid,
+                        conv: CrlfToLf::default(),
+                        hasher: resync.is_some().then(sha2::Sha256::new),
+                    });
                 }
                 Event::BodyData(data) => {
                     if let Some(c) = cur.as_mut() {
-                        if let Some((got, piece)) = c.pieced.as_mut() {
-                            *got += data.len() as u64;
-                            *piece += data.len() as u64;
-                            if *piece > PIECE {
-                                return Err(crate::error::protocol(format!(
-                                    "message {}: asked for {PIECE} bytes, the server sent more",
-                                    c.uid
-                                )));
-                            }
-                        }
                         out.clear();
                         c.conv.convert(data, &mut out);
                         if let Some(h) = c.hasher.as_mut() {
@@ -1001,18 +865,7 @@ impl Fetcher<'_> {
                     }
                 }
                 Event::BodyEnd => {
-                    // A full piece: more of this message follows.
-                    if cur
-                        .as_ref()
-                        .and_then(|c| c.pieced)
-                        .is_some_and(|(_, piece)| piece == PIECE)
-                    {
-                        return Ok(());
-                    }
                     if let Some(c) = cur.take() {
-                        if let Some((got, _)) = c.pieced {
-                            ended.insert(c.uid, got);
-                        }
                         finish_body(c, dest, resync, arrived)?;
                     }
                 }
