@@ -1,7 +1,7 @@
 //! The physical limit for `bench/run`: a raw pipelined byte pump. Not part
 //! of fetch; built with `cargo build --release --example pump`.
 //!
-//!     pump pop3|imap HOST PORT USER PASSWORD_FILE [--tls CAFILE]
+//!     pump pop3|imap HOST PORT USER PASSWORD_FILE [--tls CAFILE] [--write DIR]
 //!
 //! Logs in, asks for every message in INBOX at once and reads the bytes as
 //! fast as the socket gives them, storing nothing and parsing only enough to
@@ -11,6 +11,10 @@
 //!   keeps the terminator out of message bodies);
 //! - IMAP: one `UID FETCH 1:* BODY.PEEK[]`, literals skipped by their
 //!   announced size, done at the tagged reply.
+//!
+//! With `--write DIR`, each message's bytes as they came (still CRLF, still
+//! dot-stuffed for POP3) go to a file of its own in `DIR/new/`, never
+//! fsync'd: the cost of a writer that does no durability at all.
 //!
 //! Prints `MESSAGES BYTES`. What a client takes beyond this is its own work.
 
@@ -100,7 +104,30 @@ impl Conn {
     }
 }
 
-fn pop3(c: &mut Conn, user: &str, password: &str) -> u32 {
+/// Where `--write` puts messages: one file each, opened, written, closed.
+struct Sink {
+    dir: std::path::PathBuf,
+    n: u32,
+    file: Option<std::fs::File>,
+}
+
+impl Sink {
+    fn begin(&mut self) {
+        self.n += 1;
+        let path = self.dir.join(format!("new/{}.pump", self.n));
+        self.file = Some(std::fs::File::create(&path).unwrap_or_else(|e| die(&e.to_string())));
+    }
+    fn write(&mut self, b: &[u8]) {
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(b).unwrap_or_else(|e| die(&e.to_string()));
+        }
+    }
+    fn end(&mut self) {
+        self.file = None;
+    }
+}
+
+fn pop3(c: &mut Conn, user: &str, password: &str, mut sink: Option<&mut Sink>) -> u32 {
     c.line();
     let mut count = 0;
     for cmd in [
@@ -128,6 +155,30 @@ fn pop3(c: &mut Conn, user: &str, password: &str) -> u32 {
             c.send(cmds.as_bytes());
             sent = upto;
         }
+        if let Some(sink) = sink.as_deref_mut() {
+            // One message: its status line, then its data up to the
+            // terminator.
+            let status = c.line();
+            if !status.starts_with(b"+OK") {
+                die("RETR refused");
+            }
+            sink.begin();
+            loop {
+                let hay = &c.buf[c.start..c.end];
+                if let Some(p) = finder.find(hay) {
+                    sink.write(&hay[..p + 2]);
+                    c.start += p + 5;
+                    break;
+                }
+                let keep_from = hay.len().saturating_sub(4);
+                sink.write(&hay[..keep_from]);
+                c.start += keep_from;
+                c.fill();
+            }
+            sink.end();
+            seen += 1;
+            continue;
+        }
         // Count terminators in what is buffered; keep the last 4 bytes (a
         // terminator may straddle two reads).
         let hay = &c.buf[c.start..c.end];
@@ -146,7 +197,7 @@ fn pop3(c: &mut Conn, user: &str, password: &str) -> u32 {
     count
 }
 
-fn imap(c: &mut Conn, user: &str, password: &str) -> u32 {
+fn imap(c: &mut Conn, user: &str, password: &str, mut sink: Option<&mut Sink>) -> u32 {
     c.line();
     c.send(format!("a LOGIN \"{user}\" \"{password}\"\r\nb SELECT INBOX\r\n").as_bytes());
     let mut count = 0;
@@ -179,13 +230,23 @@ fn imap(c: &mut Conn, user: &str, password: &str) -> u32 {
             let mut left: usize = String::from_utf8_lossy(&l[open + 1..l.len() - 1])
                 .parse()
                 .unwrap_or_else(|_| die("bad literal"));
+            let body = l.windows(6).any(|w| w == b"BODY[]");
+            if body && let Some(s) = sink.as_deref_mut() {
+                s.begin();
+            }
             while left > 0 {
                 if c.start == c.end {
                     c.fill();
                 }
                 let take = left.min(c.end - c.start);
+                if body && let Some(s) = sink.as_deref_mut() {
+                    s.write(&c.buf[c.start..c.start + take]);
+                }
                 c.start += take;
                 left -= take;
+            }
+            if let Some(s) = sink.as_deref_mut() {
+                s.end();
             }
         }
     }
@@ -200,8 +261,18 @@ fn main() {
         args.drain(i..i + 2);
         f
     });
+    let mut sink = args.iter().position(|a| a == "--write").map(|i| {
+        let dir = std::path::PathBuf::from(&args[i + 1]);
+        args.drain(i..i + 2);
+        std::fs::create_dir_all(dir.join("new")).unwrap_or_else(|e| die(&e.to_string()));
+        Sink {
+            dir,
+            n: 0,
+            file: None,
+        }
+    });
     if args.len() != 5 {
-        die("usage: pump pop3|imap HOST PORT USER PASSWORD_FILE [--tls CAFILE]");
+        die("usage: pump pop3|imap HOST PORT USER PASSWORD_FILE [--tls CAFILE] [--write DIR]");
     }
     let (proto, host, port, user) = (&args[0], &args[1], &args[2], &args[3]);
     let password = std::fs::read_to_string(&args[4]).unwrap_or_else(|e| die(&e.to_string()));
@@ -228,8 +299,8 @@ fn main() {
         total: 0,
     };
     let count = match proto.as_str() {
-        "pop3" => pop3(&mut c, user, password.trim()),
-        "imap" => imap(&mut c, user, password.trim()),
+        "pop3" => pop3(&mut c, user, password.trim(), sink.as_mut()),
+        "imap" => imap(&mut c, user, password.trim(), sink.as_mut()),
         _ => die("pop3 or imap"),
     };
     println!("{count} {}", c.total);
