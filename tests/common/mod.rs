@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod imapserver;
 pub mod pop3server;
 pub mod tls;
 
