@@ -99,6 +99,26 @@ pub struct Session<'u> {
     caps_known: bool,
 }
 
+/// A mailbox name as imap-proto hands it over: from a quoted string it is
+/// still escaped (`\\` and `\"`), and SELECT would escape it once more and
+/// name another mailbox. Servers send such names quoted (Dovecot does); a
+/// name sent as a literal holding one of these pairs would be changed (no
+/// server we know sends one).
+fn unescape_quoted(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some(n @ ('\\' | '"'))) => {
+                out.push(n);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// Map a library error to ours: our own errors (timeouts, budgets) come
 /// back out of the I/O error; NO/BAD keep the server's words.
 fn lib_error(what: &str, e: imap::Error) -> Error {
@@ -453,7 +473,7 @@ impl<'u> Session<'u> {
         let out = names
             .iter()
             .map(|n| Folder {
-                name: n.name().to_string(),
+                name: unescape_quoted(n.name()),
                 delimiter: n.delimiter().and_then(|d| d.chars().next()),
                 selectable: !n.attributes().iter().any(|a| match a {
                     imap_proto::NameAttribute::NoSelect => true,
@@ -1020,6 +1040,15 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_names_are_unescaped() {
+        assert_eq!(unescape_quoted(r"a\\b"), r"a\b");
+        assert_eq!(unescape_quoted(r#"say \"hi\""#), r#"say "hi""#);
+        assert_eq!(unescape_quoted(r"\\\\"), r"\\");
+        assert_eq!(unescape_quoted(r"plain/name.x"), "plain/name.x");
+        assert_eq!(unescape_quoted(r"lone\x\"), r"lone\x\");
+    }
 
     #[test]
     fn uid_sets() {

@@ -104,6 +104,26 @@ pub fn honest_body(seq: usize, m: &Msg) -> Vec<u8> {
     out
 }
 
+/// The name a mailbox argument (atom, quoted string or literal) stands for.
+fn wire_name(arg: &str) -> String {
+    if let Some(q) = arg.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
+        let mut out = String::new();
+        let mut chars = q.chars();
+        while let Some(c) = chars.next() {
+            out.push(if c == '\\' {
+                chars.next().unwrap_or(c)
+            } else {
+                c
+            });
+        }
+        out
+    } else if arg.starts_with('{') {
+        arg.split_once("\r\n").map_or("", |x| x.1).to_string()
+    } else {
+        arg.to_string()
+    }
+}
+
 /// Serve `script` on a free port (up to 20 connections, one thread each);
 /// returns the port.
 pub fn serve(script: Script) -> u16 {
@@ -175,6 +195,14 @@ fn session(mut s: TcpStream, sc: &Script) -> std::io::Result<()> {
                 out.extend(format!("* LIST () \"/\" {name}\r\n").as_bytes());
             }
         } else if upper.starts_with("SELECT") || upper.starts_with("EXAMINE") {
+            // Only a folder LIST gave, by its real name.
+            let arg = cmd.split_once(' ').map_or("", |x| x.1);
+            let known = wire_name(arg).eq_ignore_ascii_case("INBOX")
+                || sc.list.iter().any(|n| wire_name(n) == wire_name(arg));
+            if !known {
+                s.write_all(format!("{tag} NO [NONEXISTENT] no {arg}\r\n").as_bytes())?;
+                continue;
+            }
             out.extend(format!("* {} EXISTS\r\n", msgs.len()).as_bytes());
             if let Some(v) = sc.uid_validity {
                 out.extend(format!("* OK [UIDVALIDITY {v}] v\r\n").as_bytes());
