@@ -917,6 +917,82 @@ fn the_password_appears_in_no_output_and_no_state_file() {
     }
 }
 
+const AS_NOBODY: [&str; 4] = [
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+];
+
+/// Whether another process of the same user (nobody) can read the
+/// process's /proc/PID/environ: ptrace rules, refused for a process that
+/// is not dumpable.
+fn nobody_can_read_environ_of(pid: u32) -> bool {
+    std::process::Command::new(AS_NOBODY[0])
+        .args(&AS_NOBODY[1..])
+        .args(["head", "-c", "1", &format!("/proc/{pid}/environ")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn the_process_is_not_dumpable_while_it_holds_a_password() {
+    // Seen from outside only when fetch runs as another user than root
+    // (root may read any process).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {
+        println!("SKIP: needs root and setpriv, to run fetch as nobody");
+        return;
+    }
+    // The measurement tells the two apart: a plain process of nobody's is
+    // readable by nobody.
+    let mut sleeper = std::process::Command::new(AS_NOBODY[0])
+        .args(&AS_NOBODY[1..])
+        .args(["sleep", "5"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let control = nobody_can_read_environ_of(sleeper.id());
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert!(control, "the control process was not readable");
+
+    let env = Env::new();
+    for d in common::walk_dirs(env.path()) {
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    }
+    let cfg = ServerConfig {
+        faults: Faults {
+            stall_before_greeting: Some(Duration::from_secs(3)),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = Pop3Server::start(cfg, three());
+    let mut c = env.cmd_wrapped(&AS_NOBODY);
+    c.args(args(&env, &server))
+        .stdout(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    // Connected: the password was read before, and is held now.
+    let start = std::time::Instant::now();
+    while server.connections() == 0 && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server.connections() > 0, "fetch never connected");
+    let readable = nobody_can_read_environ_of(child.id());
+    let exited = child.try_wait().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(exited, None, "fetch ended early");
+    assert!(
+        !readable,
+        "another process of the same user could read fetch's memory"
+    );
+}
+
 #[test]
 fn host_names_are_verified_by_dns_name_too() {
     use common::tls::{TestCa, Validity};

@@ -44,7 +44,20 @@ impl Env {
     }
     /// A `fetch` command with a clean environment and no stdin.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_fetch"));
+        self.cmd_wrapped(&[])
+    }
+
+    /// [`Env::cmd`] run through `wrapper` (a program and its arguments,
+    /// e.g. setpriv), which is to exec fetch.
+    pub fn cmd_wrapped(&self, wrapper: &[&str]) -> Command {
+        let mut c = match wrapper.split_first() {
+            None => Command::new(env!("CARGO_BIN_EXE_fetch")),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_fetch"));
+                c
+            }
+        };
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home())
@@ -161,6 +174,23 @@ impl Env {
         c.args(args);
         run_bounded(c, std::time::Duration::from_secs(60))
     }
+}
+
+/// `root` and every directory under it.
+pub fn walk_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(rd) = std::fs::read_dir(&out[i]) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(e.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 /// The message files in a Maildir's `new/` and `cur/`.
