@@ -12,7 +12,8 @@ Exit status:
   1   --check only: no new mail
   64  usage error
   65  bad data: damaged ledger, server data that cannot be stored
-  69  service refused: certificate rejected, STARTTLS missing, plaintext login refused
+  69  service refused: certificate rejected, STARTTLS missing, plaintext login
+      refused, an IMAP folder the server will not open (the others go on)
   70  internal error
   73  cannot create the destination
   74  local I/O error: delivery failed, disk full

@@ -154,7 +154,7 @@ NETRC: the netrc file to read instead of ~/.netrc.",
   damaged ledger, or server data that cannot be stored
 
 69
-  service refused: certificate rejected, STARTTLS missing, plaintext login refused
+  service refused: certificate rejected, STARTTLS missing, plaintext login refused, an IMAP folder the server will not open
 
 70
   internal error

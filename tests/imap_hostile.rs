@@ -226,6 +226,30 @@ fn hostile_folder_names_stay_inside_the_maildir() {
 }
 
 #[test]
+fn a_folder_the_server_refuses_to_open_does_not_stop_the_others() {
+    let env = Env::new();
+    let port = serve(Script {
+        list: vec!["\"Archive\"".into(), "\"refused\"".into(), "\"Zoo\"".into()],
+        ..Script::new(three())
+    });
+    let out = fetch(&env, port, &["--all-folders"]);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("folder refused: SELECT refused: the server said NO"),
+        "{}",
+        out.stderr
+    );
+    let md = env.maildir();
+    for dir in [".", ".Archive", ".Zoo"] {
+        assert_eq!(maildir_messages(&md.join(dir)), want(&three()), "{dir}");
+    }
+    // Next time the same, and nothing twice.
+    assert_eq!(fetch(&env, port, &["--all-folders"]).code, 69);
+    assert_eq!(maildir_messages(&md.join(".Zoo")), want(&three()));
+}
+
+#[test]
 fn a_megabyte_line_is_refused_in_bounded_memory() {
     let mut greeting = b"* OK ".to_vec();
     greeting.extend(vec![b'a'; 1 << 20]);

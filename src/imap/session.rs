@@ -499,7 +499,16 @@ impl<'u> Session<'u> {
         } else {
             self.inner.select(folder)
         }
-        .map_err(|e| lib_error(&format!("{verb} {}", escape(folder)), e))?;
+        .map_err(|e| {
+            let refused = matches!(e, imap::Error::No(_));
+            let mut err = lib_error(&format!("{verb} {}", escape(folder)), e);
+            if refused {
+                // This folder's problem (gone, no right to read it): the
+                // connection is fine and the other folders go on.
+                err.kind = Kind::Unavailable;
+            }
+            err
+        })?;
         self.drain();
         let uid_validity = match mb.uid_validity {
             Some(0) | None => {

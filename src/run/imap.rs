@@ -142,12 +142,12 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
     }
 }
 
-/// A folder's own problem (UIDVALIDITY, a refused command, a failed
-/// delivery): reported, and the other folders go on.
+/// A folder's own problem (UIDVALIDITY, a SELECT or a command the server
+/// refused, a failed delivery): reported, and the other folders go on.
 fn folder_only(e: &Error) -> bool {
     matches!(
         e.kind,
-        Kind::Data | Kind::LocalIo | Kind::CantCreate | Kind::Usage
+        Kind::Data | Kind::LocalIo | Kind::CantCreate | Kind::Usage | Kind::Unavailable
     )
 }
 

@@ -198,7 +198,8 @@ fn session(mut s: TcpStream, sc: &Script) -> std::io::Result<()> {
             // Only a folder LIST gave, by its real name.
             let arg = cmd.split_once(' ').map_or("", |x| x.1);
             let known = wire_name(arg).eq_ignore_ascii_case("INBOX")
-                || sc.list.iter().any(|n| wire_name(n) == wire_name(arg));
+                || sc.list.iter().any(|n| wire_name(n) == wire_name(arg))
+                    && !wire_name(arg).contains("refused");
             if !known {
                 s.write_all(format!("{tag} NO [NONEXISTENT] no {arg}\r\n").as_bytes())?;
                 continue;
