@@ -13,8 +13,10 @@
 //!   announced size, done at the tagged reply.
 //!
 //! With `--write DIR`, each message's bytes as they came (still CRLF, still
-//! dot-stuffed for POP3) go to a file of its own in `DIR/new/`, never
-//! fsync'd: the cost of a writer that does no durability at all.
+//! dot-stuffed for POP3) go to a file of its own, delivered the way a
+//! Maildir writer must (created in `DIR/tmp/`, renamed into `DIR/new/`
+//! once complete) but never fsync'd: the cost of a writer that does no
+//! durability at all.
 //!
 //! Prints `MESSAGES BYTES`. What a client takes beyond this is its own work.
 
@@ -104,7 +106,8 @@ impl Conn {
     }
 }
 
-/// Where `--write` puts messages: one file each, opened, written, closed.
+/// Where `--write` puts messages: one file each, created in tmp/, written,
+/// closed, renamed into new/.
 struct Sink {
     dir: std::path::PathBuf,
     n: u32,
@@ -112,9 +115,12 @@ struct Sink {
 }
 
 impl Sink {
+    fn name(&self) -> String {
+        format!("{}.pump{}", self.n, std::process::id())
+    }
     fn begin(&mut self) {
         self.n += 1;
-        let path = self.dir.join(format!("new/{}.pump", self.n));
+        let path = self.dir.join("tmp").join(self.name());
         self.file = Some(std::fs::File::create(&path).unwrap_or_else(|e| die(&e.to_string())));
     }
     fn write(&mut self, b: &[u8]) {
@@ -123,7 +129,14 @@ impl Sink {
         }
     }
     fn end(&mut self) {
-        self.file = None;
+        if self.file.take().is_some() {
+            let name = self.name();
+            std::fs::rename(
+                self.dir.join("tmp").join(&name),
+                self.dir.join("new").join(&name),
+            )
+            .unwrap_or_else(|e| die(&e.to_string()));
+        }
     }
 }
 
@@ -264,7 +277,9 @@ fn main() {
     let mut sink = args.iter().position(|a| a == "--write").map(|i| {
         let dir = std::path::PathBuf::from(&args[i + 1]);
         args.drain(i..i + 2);
-        std::fs::create_dir_all(dir.join("new")).unwrap_or_else(|e| die(&e.to_string()));
+        for sub in ["tmp", "new"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap_or_else(|e| die(&e.to_string()));
+        }
         Sink {
             dir,
             n: 0,
