@@ -51,7 +51,14 @@ pub struct Staging {
     base: String,
     path: PathBuf,
     size: u64,
+    /// Bytes not written yet: a message arrives in pieces of whatever the
+    /// socket gave (a few KB); one write(2) per WRITE_BUF instead of one
+    /// per piece.
+    buf: Vec<u8>,
 }
+
+/// What [`Staging`] gathers before writing.
+const WRITE_BUF: usize = 64 * 1024;
 
 /// A complete message in `tmp/`, not yet durable or published.
 pub struct Staged {
@@ -72,11 +79,35 @@ impl Staged {
 
 impl Staging {
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
+        if self.buf.len() + data.len() > WRITE_BUF {
+            self.flush()?;
+        }
+        if data.len() >= WRITE_BUF {
+            self.put(data)?;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        self.size += data.len() as u64;
+        Ok(())
+    }
+
+    /// Write what is gathered.
+    fn flush(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            let buf = std::mem::take(&mut self.buf);
+            let r = self.put(&buf);
+            self.buf = buf;
+            self.buf.clear();
+            r?;
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, data: &[u8]) -> Result<()> {
         self.file
             .write_all(data)
             .ctx(Kind::LocalIo, || format!("writing {}", self.path.display()))?;
         crate::crash::point("message bytes written to tmp/");
-        self.size += data.len() as u64;
         Ok(())
     }
 
@@ -166,6 +197,7 @@ impl Maildir {
                         base,
                         path,
                         size: 0,
+                        buf: Vec::with_capacity(WRITE_BUF),
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -178,15 +210,17 @@ impl Maildir {
         )))
     }
 
-    /// The message is complete; keep it in `tmp/` until the batch is synced.
-    pub fn finish(&mut self, s: Staging) -> Staged {
-        Staged {
+    /// The message is complete (its last bytes are written now); keep it in
+    /// `tmp/` until the batch is synced.
+    pub fn finish(&mut self, mut s: Staging) -> Result<Staged> {
+        s.flush()?;
+        Ok(Staged {
             file: s.file,
             base: s.base,
             tmp_path: s.path,
             size: s.size,
             letters: String::new(),
-        }
+        })
     }
 
     /// Remove an incomplete message from `tmp/`.
@@ -319,7 +353,14 @@ impl Deliver for Maildir {
             .current
             .take()
             .ok_or_else(|| internal("Maildir end without begin"))?;
-        let mut staged = self.finish(s);
+        let path = s.path.clone();
+        let mut staged = match self.finish(s) {
+            Ok(staged) => staged,
+            Err(e) => {
+                self.discard(&path);
+                return Err(e);
+            }
+        };
         staged.letters = std::mem::take(&mut self.current_letters);
         let size = staged.size;
         self.pending.push(staged);
@@ -518,7 +559,7 @@ mod tests {
         for body in [&b"one\n"[..], b"two\n\n"] {
             let mut s = md.create().unwrap();
             s.write(body).unwrap();
-            batch.push(md.finish(s));
+            batch.push(md.finish(s).unwrap());
         }
         md.sync(&batch).unwrap();
         let names: Vec<(String, u64)> = md
@@ -549,6 +590,36 @@ mod tests {
     }
 
     #[test]
+    fn pieces_of_every_size_are_gathered_and_arrive_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("Maildir");
+        let mut md = Maildir::open(&root, "t").unwrap();
+        // Small pieces, one that fills the buffer past its end, one larger
+        // than the buffer on its own, and small ones again.
+        let mut want = Vec::new();
+        let mut s = md.create().unwrap();
+        let mut piece = |s: &mut Staging, len: usize, byte: u8| {
+            let p = vec![byte; len];
+            s.write(&p).unwrap();
+            want.extend_from_slice(&p);
+        };
+        for i in 0..100 {
+            piece(&mut s, 700, b'a' + (i % 26) as u8);
+        }
+        piece(&mut s, WRITE_BUF - 10, b'X');
+        piece(&mut s, 3 * WRITE_BUF + 7, b'Y');
+        piece(&mut s, 1, b'Z');
+        piece(&mut s, 0, b'0');
+        piece(&mut s, 5, b'z');
+        let path = s.path().to_path_buf();
+        // Not all of it is on disk yet; all of it is once finished.
+        assert!(fs::metadata(&path).unwrap().len() < want.len() as u64);
+        let staged = md.finish(s).unwrap();
+        assert_eq!(staged.size, want.len() as u64);
+        assert_eq!(fs::read(&path).unwrap(), want);
+    }
+
+    #[test]
     fn large_batches_take_the_syncfs_path() {
         let dir = tempfile::tempdir().unwrap();
         let mut md = Maildir::open(dir.path(), "0badcafe").unwrap();
@@ -556,7 +627,7 @@ mod tests {
         for i in 0..SYNCFS_MIN_BATCH + 4 {
             let mut s = md.create().unwrap();
             s.write(format!("message {i}\n").as_bytes()).unwrap();
-            batch.push(md.finish(s));
+            batch.push(md.finish(s).unwrap());
         }
         md.sync(&batch).unwrap();
         let names = md.publish(batch).unwrap();

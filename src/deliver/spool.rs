@@ -44,10 +44,17 @@ struct Current {
     flags: Option<String>,
 }
 
+/// What [`Spool`] gathers before writing.
+const WRITE_BUF: usize = 64 * 1024;
+
 pub struct Spool {
     file: File,
     path: PathBuf,
+    /// Bytes in the spool, counting `pending`.
     len: u64,
+    /// The current message's last bytes, not written yet (one pwrite per
+    /// WRITE_BUF instead of one per piece the socket gave).
+    pending: Vec<u8>,
     mboxrd: bool,
     items: Vec<Item>,
     cur: Option<Current>,
@@ -94,6 +101,7 @@ impl Spool {
             file,
             path: dir.to_path_buf(),
             len: 0,
+            pending: Vec::with_capacity(WRITE_BUF),
             mboxrd,
             items: Vec::new(),
             cur: None,
@@ -177,15 +185,29 @@ impl Spool {
         if bytes.is_empty() {
             return Ok(());
         }
-        self.file
-            .write_all_at(bytes, self.len)
-            .ctx(Kind::LocalIo, || {
-                format!("writing the spool in {}", self.path.display())
-            })?;
+        self.pending.extend_from_slice(bytes);
         self.len += bytes.len() as u64;
         if let Some(cur) = self.cur.as_mut() {
             cur.crc.update(bytes);
         }
+        if self.pending.len() >= WRITE_BUF {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write the pending bytes.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let at = self.len - self.pending.len() as u64;
+        self.file
+            .write_all_at(&self.pending, at)
+            .ctx(Kind::LocalIo, || {
+                format!("writing the spool in {}", self.path.display())
+            })?;
+        self.pending.clear();
         Ok(())
     }
 
@@ -200,6 +222,7 @@ impl Spool {
             tail.push(b'\n'); // the blank line that ends an mbox message
             self.put(&tail)?;
         }
+        self.flush()?;
         let cur = self
             .cur
             .take()
@@ -217,6 +240,7 @@ impl Spool {
 
     /// Drop the message in progress.
     pub fn abort(&mut self) {
+        self.pending.clear();
         if let Some(cur) = self.cur.take() {
             self.len = cur.start;
             let _ = self.file.set_len(cur.start);
@@ -250,6 +274,7 @@ impl Spool {
     /// Forget all items (after a commit).
     pub fn clear(&mut self) {
         self.abort();
+        self.pending.clear();
         self.items.clear();
         self.len = 0;
         let _ = self.file.set_len(0);
