@@ -101,6 +101,19 @@ impl Ui {
                 destination.map(|d| format!(" -> {d}")).unwrap_or_default()
             ),
         );
+        self.message_event(account, folder, uid, size, destination, action);
+    }
+
+    /// The `message` JSON event (see JSON OUTPUT in the man page).
+    fn message_event(
+        &self,
+        account: &str,
+        folder: Option<&str>,
+        uid: Option<&str>,
+        size: u64,
+        destination: Option<&str>,
+        action: &str,
+    ) {
         self.event(serde_json::json!({
             "type": "message",
             "account": account,
@@ -131,15 +144,7 @@ impl Ui {
         what: &str,
     ) {
         if self.json {
-            self.event(serde_json::json!({
-                "type": "message",
-                "account": account,
-                "folder": folder,
-                "uid": uid,
-                "size": size,
-                "destination": null,
-                "action": action,
-            }));
+            self.message_event(account, folder, uid, size, None, action);
             return;
         }
         if !what.is_empty() {

@@ -398,18 +398,7 @@ fn imap_flag_sync() {
         for line in String::from_utf8_lossy(&out.stdout).lines().skip(1) {
             let (uid, subj) = line.split_once('\t').unwrap();
             if matches!(subj.trim().parse::<u32>(), Ok(6..=11)) {
-                let out = dc.doveadm(&[
-                    "flags",
-                    "add",
-                    "-u",
-                    &dc.user,
-                    "\\Flagged",
-                    "mailbox",
-                    "INBOX",
-                    "uid",
-                    uid,
-                ]);
-                assert!(out.status.success());
+                dc.flags("add", "\\Flagged", "INBOX", uid);
             }
         }
         a

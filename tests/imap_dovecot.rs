@@ -188,28 +188,8 @@ fn flags_sync_both_ways() {
     );
 
     // Server -> local.
-    assert!(
-        dc.doveadm(&[
-            "flags", "add", "-u", &dc.user, "\\Seen", "mailbox", "INBOX", "uid", "1"
-        ])
-        .status
-        .success()
-    );
-    assert!(
-        dc.doveadm(&[
-            "flags",
-            "add",
-            "-u",
-            &dc.user,
-            "\\Flagged \\Answered",
-            "mailbox",
-            "INBOX",
-            "uid",
-            "2"
-        ])
-        .status
-        .success()
-    );
+    dc.flags("add", "\\Seen", "INBOX", "1");
+    dc.flags("add", "\\Flagged \\Answered", "INBOX", "2");
     let out = fetch(&env, &dc, &["-v"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("2 flags synced"), "{}", out.stderr);
@@ -255,13 +235,7 @@ fn flags_sync_both_ways() {
     );
 
     // Removed on the server -> removed locally.
-    assert!(
-        dc.doveadm(&[
-            "flags", "remove", "-u", &dc.user, "\\Seen", "mailbox", "INBOX", "uid", "1"
-        ])
-        .status
-        .success()
-    );
+    dc.flags("remove", "\\Seen", "INBOX", "1");
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     let names: Vec<String> = maildir_files(&env.maildir())
         .iter()
@@ -370,13 +344,7 @@ fn search_starttls_and_mbox_with_status_headers() {
         .collect();
     let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
     dc.fill(&refs);
-    assert!(
-        dc.doveadm(&[
-            "flags", "add", "-u", &dc.user, "\\Seen", "mailbox", "INBOX", "uid", "1:2"
-        ])
-        .status
-        .success()
-    );
+    dc.flags("add", "\\Seen", "INBOX", "1:2");
     let env = Env::new();
     let port = dc.imap_port.to_string();
     let pw = format!("cat {}", dc.password_file.display());
@@ -616,21 +584,7 @@ fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
         one.file_name().unwrap().to_string_lossy()
     ));
     std::fs::rename(&one, &read).unwrap();
-    assert!(
-        dc.doveadm(&[
-            "flags",
-            "add",
-            "-u",
-            &dc.user,
-            "\\Flagged",
-            "mailbox",
-            "INBOX",
-            "uid",
-            "2"
-        ])
-        .status
-        .success()
-    );
+    dc.flags("add", "\\Flagged", "INBOX", "2");
     let before = sorted(
         maildir_files(&env.maildir())
             .iter()

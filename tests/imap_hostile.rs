@@ -11,17 +11,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::imapserver::{Msg, Script, fetch, honest_body, lf, serve, small};
+use common::imapserver::{Msg, Script, fetch, honest_body, serve, small, stored};
 use common::{Env, maildir_messages};
 
 fn three() -> Vec<Msg> {
     vec![small(1), small(2), small(3)]
-}
-
-fn want(msgs: &[Msg]) -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = msgs.iter().map(|m| lf(&m.body)).collect();
-    v.sort();
-    v
 }
 
 /// A refused run: exit 76 (protocol), the error says `what`, the Maildir
@@ -35,7 +29,7 @@ fn refused_then_honest(script: Script, what: &str) {
     assert_eq!(out.code, 76, "{what}: {out:?}");
     assert!(out.stderr.contains(what), "{what}: {}", out.stderr);
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    let all = want(&three());
+    let all = stored(&three());
     let got = maildir_messages(&env.maildir());
     let mut dedup = got.clone();
     dedup.dedup();
@@ -97,11 +91,7 @@ fn a_body_twice_a_uid_not_asked_for_or_none_at_all_are_refused() {
     refused_then_honest(
         Script {
             body_reply: Some(|seq, m| {
-                let m2 = Msg {
-                    uid: m.uid + 100,
-                    announced: m.announced,
-                    body: m.body.clone(),
-                };
+                let m2 = Msg::new(m.uid + 100, m.body.clone());
                 (honest_body(seq, &m2), false)
             }),
             ..Script::new(three())
@@ -214,11 +204,11 @@ fn hostile_folder_names_stay_inside_the_maildir() {
             assert!(!name.contains('/') && !name.contains('\0'), "{name}");
         }
     }
-    assert_eq!(maildir_messages(&md), want(&three()), "{out:?}");
+    assert_eq!(maildir_messages(&md), stored(&three()), "{out:?}");
     for dir in [".a%5Cb", ".say \"hi\""] {
         assert_eq!(
             maildir_messages(&md.join(dir)),
-            want(&three()),
+            stored(&three()),
             "{dir} in {:?}",
             walk(&md)
         );
@@ -242,11 +232,11 @@ fn a_folder_the_server_refuses_to_open_does_not_stop_the_others() {
     );
     let md = env.maildir();
     for dir in [".", ".Archive", ".Zoo"] {
-        assert_eq!(maildir_messages(&md.join(dir)), want(&three()), "{dir}");
+        assert_eq!(maildir_messages(&md.join(dir)), stored(&three()), "{dir}");
     }
     // Next time the same, and nothing twice.
     assert_eq!(fetch(&env, port, &["--all-folders"]).code, 69);
-    assert_eq!(maildir_messages(&md.join(".Zoo")), want(&three()));
+    assert_eq!(maildir_messages(&md.join(".Zoo")), stored(&three()));
 }
 
 #[test]

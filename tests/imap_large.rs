@@ -8,19 +8,19 @@
 
 mod common;
 
-use common::imapserver::{Msg, Script, big, fetch, lf, serve, small};
+use common::imapserver::{Msg, Script, big, fetch, serve, small, stored};
 use common::{Env, maildir_messages};
 
 const MIB: usize = 1 << 20;
 
-/// Every message sorted, as the Maildir should hold them.
-fn want(msgs: &[Msg]) -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = msgs.iter().map(|m| lf(&m.body)).collect();
-    v.sort();
-    v
-}
-
-fn assert_holds(env: &Env, want: &[Vec<u8>]) {
+/// Fetch everything `script` serves: exit 0, every message whole and
+/// once, no tmp file; a second run then adds nothing.
+fn arrives_exactly_once(script: Script) {
+    let want = stored(&script.msgs);
+    let port = serve(script);
+    let env = Env::new();
+    let out = fetch(&env, port, &[]);
+    assert_eq!(out.code, 0, "{out:?}");
     let got = maildir_messages(&env.maildir());
     assert!(
         got == want,
@@ -29,83 +29,38 @@ fn assert_holds(env: &Env, want: &[Vec<u8>]) {
         want.iter().map(Vec::len).collect::<Vec<_>>()
     );
     assert!(common::tmp_files(&env.maildir()).is_empty());
+    assert_eq!(fetch(&env, port, &[]).code, 0);
+    assert_eq!(maildir_messages(&env.maildir()), want);
 }
 
 #[test]
 fn large_messages_and_wrong_announced_sizes_arrive_exactly() {
-    let large = big(5 * MIB, 1);
-    let longer = big(5 * MIB / 2, 2); // announced as 1.5 MiB
-    let shorter = big(3 * MIB, 3); // announced as 6 MiB
-    let msgs = vec![
+    arrives_exactly_once(Script::new(vec![
         small(1),
-        Msg {
-            uid: 2,
-            announced: large.len(),
-            body: large,
-        },
+        Msg::new(2, big(5 * MIB, 1)),
         small(3),
-        Msg {
-            uid: 4,
-            announced: 3 * MIB / 2,
-            body: longer,
-        },
-        Msg {
-            uid: 5,
-            announced: 6 * MIB,
-            body: shorter,
-        },
+        Msg::announced_as(4, big(5 * MIB / 2, 2), 3 * MIB / 2),
+        Msg::announced_as(5, big(3 * MIB, 3), 6 * MIB),
         small(6),
-    ];
-    let want = want(&msgs);
-    let port = serve(Script::new(msgs));
-    let env = Env::new();
-    let out = fetch(&env, port, &[]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_holds(&env, &want);
-    // Nothing more next time.
-    assert_eq!(fetch(&env, port, &[]).code, 0);
-    assert_eq!(maildir_messages(&env.maildir()).len(), 6);
+    ]));
 }
 
 #[test]
 fn replies_to_pipelined_fetches_out_of_order_arrive_exactly() {
     // The large message has a FETCH of its own, so three commands are on
     // their way at once; the server answers the second before the first.
-    let large = big(5 * MIB, 4);
-    let msgs = vec![
-        small(1),
-        Msg {
-            uid: 2,
-            announced: large.len(),
-            body: large,
-        },
-        small(3),
-    ];
-    let want = want(&msgs);
-    let port = serve(Script {
+    arrives_exactly_once(Script {
         swap_first_two: true,
-        ..Script::new(msgs)
+        ..Script::new(vec![small(1), Msg::new(2, big(5 * MIB, 4)), small(3)])
     });
-    let env = Env::new();
-    let out = fetch(&env, port, &[]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert_holds(&env, &want);
-    assert_eq!(fetch(&env, port, &[]).code, 0);
-    assert_eq!(maildir_messages(&env.maildir()).len(), 3);
 }
 
 #[test]
 fn a_body_far_longer_than_announced_is_refused_and_nothing_is_half_written() {
-    let body = big(4 * MIB, 9);
-    let msgs = vec![
+    let port = serve(Script::new(vec![
         small(1),
-        Msg {
-            uid: 2,
-            announced: MIB,
-            body,
-        },
-    ];
-    let port = serve(Script::new(msgs));
+        Msg::announced_as(2, big(4 * MIB, 9), MIB),
+    ]));
     let env = Env::new();
     let out = fetch(&env, port, &[]);
     assert_eq!(out.code, 76, "{out:?}");

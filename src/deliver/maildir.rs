@@ -43,6 +43,8 @@ pub struct Maildir {
     current_letters: String,
     /// Complete messages waiting for [`Deliver::commit`].
     pending: Vec<Staged>,
+    /// The write buffer of the last finished message, for the next one.
+    spare: Vec<u8>,
 }
 
 /// A message being written into `tmp/`.
@@ -177,6 +179,7 @@ impl Maildir {
             current: None,
             current_letters: String::new(),
             pending: Vec::new(),
+            spare: Vec::new(),
         })
     }
 
@@ -197,7 +200,7 @@ impl Maildir {
                         base,
                         path,
                         size: 0,
-                        buf: Vec::with_capacity(WRITE_BUF),
+                        buf: std::mem::take(&mut self.spare),
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -214,6 +217,7 @@ impl Maildir {
     /// `tmp/` until the batch is synced.
     pub fn finish(&mut self, mut s: Staging) -> Result<Staged> {
         s.flush()?;
+        self.spare = std::mem::take(&mut s.buf);
         Ok(Staged {
             file: s.file,
             base: s.base,

@@ -548,33 +548,14 @@ impl<'u> Session<'u> {
     pub fn meta(&mut self, uids: &[u32]) -> Result<Vec<Meta>> {
         let mut out = Vec::with_capacity(uids.len());
         for chunk in uids.chunks(2500) {
-            let set = uid_set(chunk);
-            self.begin(
-                &format!("UID FETCH {set} (UID RFC822.SIZE FLAGS INTERNALDATE)"),
-                chunk.len() as u64 * PER_MESSAGE + SMALL_REPLY,
-            );
-            let fetches = self
-                .inner
-                .uid_fetch(&set, "(UID RFC822.SIZE FLAGS INTERNALDATE)")
-                .map_err(|e| lib_error("UID FETCH", e))?;
             let wanted: HashSet<u32> = chunk.iter().copied().collect();
-            for f in fetches.iter() {
-                let Some(uid) = f.uid else {
-                    return Err(protocol("a FETCH response without the UID we asked for"));
-                };
-                if !wanted.contains(&uid) {
-                    continue; // unsolicited or duplicate
-                }
-                out.push(Meta {
-                    uid,
-                    seq: f.message,
-                    size: u64::from(f.size.unwrap_or(0)),
-                    flags: f.flags().iter().map(flag_string).collect(),
-                    received: f.internal_date().map(|d| d.timestamp()),
-                });
-            }
-            drop(fetches);
-            self.drain();
+            // Others are unsolicited or duplicates.
+            self.fetch_meta(
+                &uid_set(chunk),
+                chunk.len() as u64,
+                |uid| wanted.contains(&uid),
+                &mut out,
+            )?;
         }
         out.sort_by_key(|m| m.uid);
         out.dedup_by_key(|m| m.uid);
@@ -584,37 +565,54 @@ impl<'u> Session<'u> {
     /// Size, flags and arrival date of the messages above UID `last`, at
     /// most about `expected` of them (from UIDNEXT), in one command.
     pub fn meta_after(&mut self, last: u32, expected: u32) -> Result<Vec<Meta>> {
-        let set = format!("{}:*", last.saturating_add(1));
+        let mut out = Vec::new();
+        // "n:*" also matches the highest UID when it is below n.
+        self.fetch_meta(
+            &format!("{}:*", last.saturating_add(1)),
+            u64::from(expected) * 2 + 1,
+            |uid| uid > last,
+            &mut out,
+        )?;
+        out.sort_by_key(|m| m.uid);
+        out.dedup_by_key(|m| m.uid);
+        Ok(out)
+    }
+
+    /// One `UID FETCH set (UID RFC822.SIZE FLAGS INTERNALDATE)` for about
+    /// `count` messages; those whose UID `keep` accepts go to `out`.
+    fn fetch_meta(
+        &mut self,
+        set: &str,
+        count: u64,
+        keep: impl Fn(u32) -> bool,
+        out: &mut Vec<Meta>,
+    ) -> Result<()> {
+        const QUERY: &str = "(UID RFC822.SIZE FLAGS INTERNALDATE)";
         self.begin(
-            &format!("UID FETCH {set} (UID RFC822.SIZE FLAGS INTERNALDATE)"),
-            (u64::from(expected) * 2 + 1) * PER_MESSAGE + SMALL_REPLY,
+            &format!("UID FETCH {set} {QUERY}"),
+            count * PER_MESSAGE + SMALL_REPLY,
         );
         let fetches = self
             .inner
-            .uid_fetch(&set, "(UID RFC822.SIZE FLAGS INTERNALDATE)")
+            .uid_fetch(set, QUERY)
             .map_err(|e| lib_error("UID FETCH", e))?;
-        let mut out = Vec::new();
         for f in fetches.iter() {
             let Some(uid) = f.uid else {
                 return Err(protocol("a FETCH response without the UID we asked for"));
             };
-            // "n:*" also matches the highest UID when it is below n.
-            if uid <= last {
-                continue;
+            if keep(uid) {
+                out.push(Meta {
+                    uid,
+                    seq: f.message,
+                    size: u64::from(f.size.unwrap_or(0)),
+                    flags: f.flags().iter().map(flag_string).collect(),
+                    received: f.internal_date().map(|d| d.timestamp()),
+                });
             }
-            out.push(Meta {
-                uid,
-                seq: f.message,
-                size: u64::from(f.size.unwrap_or(0)),
-                flags: f.flags().iter().map(flag_string).collect(),
-                received: f.internal_date().map(|d| d.timestamp()),
-            });
         }
         drop(fetches);
         self.drain();
-        out.sort_by_key(|m| m.uid);
-        out.dedup_by_key(|m| m.uid);
-        Ok(out)
+        Ok(())
     }
 
     /// Send `UID FETCH set query` and stream the replies through our own

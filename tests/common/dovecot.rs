@@ -407,6 +407,15 @@ impl Dovecot {
         run_limited(cmd, Duration::from_secs(60)).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// `doveadm flags OP FLAGS mailbox FOLDER uid UIDS` for the test user
+    /// (OP: add, remove or replace; FLAGS space-separated); panics on
+    /// failure.
+    pub fn flags(&self, op: &str, flags: &str, folder: &str, uids: &str) {
+        self.doveadm_ok(&[
+            "flags", op, "-u", &self.user, flags, "mailbox", folder, "uid", uids,
+        ]);
+    }
+
     fn doveadm_ok(&self, args: &[&str]) -> String {
         let out = self.doveadm(args);
         assert!(

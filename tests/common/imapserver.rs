@@ -19,14 +19,37 @@ pub struct Msg {
     pub body: Vec<u8>,
 }
 
+impl Msg {
+    /// Message `uid` with `body`, its RFC822.SIZE announced as `announced`.
+    pub fn announced_as(uid: u32, body: Vec<u8>, announced: usize) -> Msg {
+        Msg {
+            uid,
+            announced,
+            body,
+        }
+    }
+
+    /// Message `uid` with `body`, announced truly.
+    pub fn new(uid: u32, body: Vec<u8>) -> Msg {
+        let announced = body.len();
+        Msg::announced_as(uid, body, announced)
+    }
+}
+
+/// What a Maildir should hold of `msgs`: their bodies with LF line ends,
+/// sorted (a multiset, like `maildir_messages`).
+pub fn stored(msgs: &[Msg]) -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = msgs.iter().map(|m| lf(&m.body)).collect();
+    v.sort();
+    v
+}
+
 /// A small message with UID `uid`.
 pub fn small(uid: u32) -> Msg {
-    let body = format!("Subject: small {uid}\r\n\r\nhello\r\n").into_bytes();
-    Msg {
+    Msg::new(
         uid,
-        announced: body.len(),
-        body,
-    }
+        format!("Subject: small {uid}\r\n\r\nhello\r\n").into_bytes(),
+    )
 }
 
 /// A message in CRLF lines (what a server sends), exactly `len` long.
