@@ -276,7 +276,11 @@ impl Run<'_, '_> {
             if stopping && i == next {
                 break;
             }
-            while !stopping
+            // Top the window up once half of it has been read, so that the
+            // RETRs go out in a few large writes, not one write each.
+            let refill = next == i || self.session.retrs_in_flight() <= window / 2;
+            while refill
+                && !stopping
                 && next < jobs.len()
                 && (next == i || self.session.retrs_in_flight() < window)
             {
