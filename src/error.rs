@@ -75,7 +75,7 @@ impl Kind {
 }
 
 /// An error with its kind and a one-line, human-readable message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Error {
     pub kind: Kind,
     pub msg: String,

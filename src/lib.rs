@@ -13,7 +13,8 @@
 //!   per-account ledger (lock, journal, snapshot, recovery).
 //! - `secret`, `netrc`: passwords; `ui`, `term`, `progress`: messages to
 //!   humans; `error`: kinds and exit codes; `signals`: the SIGTERM/SIGINT
-//!   stop flag; `crash`: test-only crash points.
+//!   stop flag; `crash`: test-only crash points; `hash`: randomly keyed
+//!   fast hash maps for keys a server chooses.
 
 pub mod cli;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod crash;
 pub mod deliver;
 pub mod error;
 pub mod generate;
+pub mod hash;
 pub mod imap;
 pub mod net;
 pub mod netrc;

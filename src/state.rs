@@ -24,7 +24,6 @@
 //! (G+1). A crash in between leaves a journal of generation G beside a
 //! snapshot of G+1, which is recognised as already folded in and discarded.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -35,6 +34,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Context, Error, Kind, Result, data, local_io, temporary};
+use crate::hash::{self, Map};
 
 const JOURNAL_MAGIC: &[u8; 8] = b"FETCHJNL";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"FETCHSNP";
@@ -352,23 +352,27 @@ fn parse_header(
 }
 
 /// Outcome of reading framed records from a byte slice.
-struct Parsed {
-    records: Vec<Record>,
+struct Scanned {
     /// Offset just past the last good record.
     good_len: usize,
     /// A torn tail was found after `good_len`.
     torn: bool,
 }
 
-fn parse_records(bytes: &[u8], start: usize) -> std::result::Result<Parsed, String> {
-    let mut records = Vec::new();
+/// Read the framed records from `start`, handing each to `each` in order
+/// as it is decoded (no list of records is built: a 100,000-entry ledger
+/// loads straight into its maps). An error from `each` stops the scan.
+fn parse_records(
+    bytes: &[u8],
+    start: usize,
+    mut each: impl FnMut(Record) -> std::result::Result<(), String>,
+) -> std::result::Result<Scanned, String> {
     let mut off = start;
     while off < bytes.len() {
         let rest = &bytes[off..];
         if rest.len() < FRAME_LEN {
             // A frame header cut short can only be a torn append.
-            return Ok(Parsed {
-                records,
+            return Ok(Scanned {
                 good_len: off,
                 torn: true,
             });
@@ -380,8 +384,7 @@ fn parse_records(bytes: &[u8], start: usize) -> std::result::Result<Parsed, Stri
             Some(format!("bad record length {len}"))
         } else if FRAME_LEN + len > rest.len() {
             // Runs past the end of the file: a torn append.
-            return Ok(Parsed {
-                records,
+            return Ok(Scanned {
                 good_len: off,
                 torn: true,
             });
@@ -390,7 +393,7 @@ fn parse_records(bytes: &[u8], start: usize) -> std::result::Result<Parsed, Stri
         } else {
             match Record::decode(&rest[FRAME_LEN..FRAME_LEN + len]) {
                 Ok(r) => {
-                    records.push(r);
+                    each(r)?;
                     off += FRAME_LEN + len;
                     None
                 }
@@ -400,8 +403,7 @@ fn parse_records(bytes: &[u8], start: usize) -> std::result::Result<Parsed, Stri
         if let Some(problem) = problem {
             let is_last = len > 0 && len <= MAX_RECORD && FRAME_LEN + len == rest.len();
             if tail_is_zeros() || is_last {
-                return Ok(Parsed {
-                    records,
+                return Ok(Scanned {
                     good_len: off,
                     torn: true,
                 });
@@ -409,8 +411,7 @@ fn parse_records(bytes: &[u8], start: usize) -> std::result::Result<Parsed, Stri
             return Err(format!("{problem} at byte {off}"));
         }
     }
-    Ok(Parsed {
-        records,
+    Ok(Scanned {
         good_len: off,
         torn: false,
     })
@@ -421,11 +422,11 @@ fn parse_records(bytes: &[u8], start: usize) -> std::result::Result<Parsed, Stri
 #[doc(hidden)]
 pub fn fuzz_parse(data: &[u8]) {
     let _ = parse_header(data, JOURNAL_MAGIC, "journal");
-    if let Ok(p) = parse_records(data, 0) {
+    if let Ok(p) = parse_records(data, 0, |_| Ok(())) {
         assert!(p.good_len <= data.len());
     }
     if data.len() > HEADER_LEN {
-        let _ = parse_records(data, HEADER_LEN);
+        let _ = parse_records(data, HEADER_LEN, |_| Ok(()));
     }
     // The checksum keeps nearly every mutated record away from the record
     // decoder, so feed it the bytes directly too. Whatever it accepts must
@@ -446,9 +447,9 @@ pub struct Ledger {
     journal_len: u64,
     snapshot_len: u64,
     generation: u64,
-    entries: HashMap<String, Entry>,
+    entries: Map<String, Entry>,
     intents: Vec<Intent>,
-    folders: HashMap<String, FolderState>,
+    folders: Map<String, FolderState>,
     buf: Vec<u8>,
     dirty: bool,
 }
@@ -540,6 +541,12 @@ impl Ledger {
     /// Lock and load the ledger of `account` under `root`, creating it when
     /// this is the account's first run.
     pub fn open(root: &Path, account: &str) -> Result<Ledger> {
+        Ledger::lock(root, account)?.load()
+    }
+
+    /// Take the account's lock (at once, or fail: another run holds it),
+    /// without reading the ledger yet.
+    pub fn lock(root: &Path, account: &str) -> Result<Locked> {
         let dir = root.join(account_dir_name(account));
         fs::DirBuilder::new()
             .recursive(true)
@@ -566,10 +573,33 @@ impl Ledger {
                 return Err(local_io(format!("locking {}: {e}", lock_path.display())));
             }
         }
+        Ok(Locked {
+            dir,
+            account: account.to_string(),
+            lock,
+        })
+    }
+}
 
-        let mut entries = HashMap::new();
-        let mut intents = Vec::new();
-        let mut folders = HashMap::new();
+/// A ledger whose lock is held but whose files are not read yet.
+#[derive(Debug)]
+pub struct Locked {
+    dir: PathBuf,
+    account: String,
+    lock: File,
+}
+
+impl Locked {
+    /// The account's state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Read the snapshot and journal (cutting a torn journal tail).
+    pub fn load(self) -> Result<Ledger> {
+        let Locked { dir, account, lock } = self;
+        let account = account.as_str();
+        let mut state = State::default();
         let snap_path = dir.join("ledger");
         let (generation, snapshot_len) = match read_state_file(&snap_path)? {
             None => (0, 0),
@@ -579,22 +609,27 @@ impl Ledger {
                     Ok(None) => return Err(corrupt(&snap_path, "the file is empty or cut short")),
                     Err(e) => return Err(corrupt(&snap_path, &e)),
                 };
-                let parsed =
-                    parse_records(&bytes, HEADER_LEN).map_err(|e| corrupt(&snap_path, &e))?;
-                let Some((Record::End { count }, body)) = parsed.records.split_last() else {
+                // A POP3 entry takes about 80 bytes: size the map once.
+                state.entries.reserve(bytes.len() / 96);
+                let (mut seen, mut end) = (0u64, None);
+                let scanned = parse_records(&bytes, HEADER_LEN, |r| {
+                    if end.is_some() {
+                        return Err("it does not end with an end record".into());
+                    }
+                    if let Record::End { count } = r {
+                        end = Some(count);
+                        return Ok(());
+                    }
+                    seen += 1;
+                    state.apply(account, r)
+                })
+                .map_err(|e| corrupt(&snap_path, &e))?;
+                let Some(count) = end else {
                     return Err(corrupt(&snap_path, "it does not end with an end record"));
                 };
-                if parsed.torn || *count != body.len() as u64 {
+                if scanned.torn || count != seen {
                     return Err(corrupt(&snap_path, "it is incomplete"));
                 }
-                apply(
-                    &snap_path,
-                    account,
-                    body,
-                    &mut entries,
-                    &mut intents,
-                    &mut folders,
-                )?;
                 (generation, bytes.len() as u64)
             }
         };
@@ -616,24 +651,12 @@ impl Ledger {
                     ));
                 }
                 Ok(Some(_)) => {
-                    let parsed =
-                        parse_records(&bytes, HEADER_LEN).map_err(|e| corrupt(&jpath, &e))?;
-                    if parsed
-                        .records
-                        .iter()
-                        .any(|r| matches!(r, Record::End { .. }))
-                    {
-                        return Err(corrupt(&jpath, "it holds a snapshot record"));
-                    }
-                    apply(
-                        &jpath,
-                        account,
-                        &parsed.records,
-                        &mut entries,
-                        &mut intents,
-                        &mut folders,
-                    )?;
-                    journal_ok_len = Some((parsed.good_len as u64, parsed.torn));
+                    let scanned = parse_records(&bytes, HEADER_LEN, |r| match r {
+                        Record::End { .. } => Err("it holds a snapshot record".into()),
+                        r => state.apply(account, r),
+                    })
+                    .map_err(|e| corrupt(&jpath, &e))?;
+                    journal_ok_len = Some((scanned.good_len as u64, scanned.torn));
                 }
             }
         }
@@ -664,14 +687,16 @@ impl Ledger {
             journal_len,
             snapshot_len,
             generation,
-            entries,
-            intents,
-            folders,
+            entries: state.entries,
+            intents: state.intents,
+            folders: state.folders,
             buf: Vec::new(),
             dirty: false,
         })
     }
+}
 
+impl Ledger {
     /// The account's state directory (also home to spool files).
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -820,11 +845,16 @@ impl Ledger {
     /// Compact if the journal has grown large: a new snapshot replaces the
     /// journal. Entries for which `keep` is false are dropped.
     pub fn maybe_compact(&mut self, keep: impl Fn(&str) -> bool) -> Result<bool> {
-        if self.journal_len < COMPACT_MIN_JOURNAL.max(self.snapshot_len) {
+        if !self.compaction_due() {
             return Ok(false);
         }
         self.compact(keep)?;
         Ok(true)
+    }
+
+    /// Whether the journal has grown enough to be folded into a snapshot.
+    pub fn compaction_due(&self) -> bool {
+        self.journal_len >= COMPACT_MIN_JOURNAL.max(self.snapshot_len)
     }
 
     /// Write a snapshot of the current state and start an empty journal.
@@ -872,45 +902,54 @@ impl Ledger {
     }
 }
 
-fn apply(
-    path: &Path,
-    account: &str,
-    records: &[Record],
-    entries: &mut HashMap<String, Entry>,
-    intents: &mut Vec<Intent>,
-    folders: &mut HashMap<String, FolderState>,
-) -> Result<()> {
-    for r in records {
+/// What the ledger files say, built up record by record as they are read.
+struct State {
+    entries: Map<String, Entry>,
+    intents: Vec<Intent>,
+    folders: Map<String, FolderState>,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            entries: hash::map(0),
+            intents: Vec::new(),
+            folders: hash::map(0),
+        }
+    }
+}
+
+impl State {
+    fn apply(&mut self, account: &str, r: Record) -> std::result::Result<(), String> {
         match r {
             Record::Meta { account: a } => {
                 if a != account {
-                    return Err(corrupt(
-                        path,
-                        &format!("it belongs to account {a:?}, not {account:?}"),
-                    ));
+                    return Err(format!("it belongs to account {a:?}, not {account:?}"));
                 }
             }
-            Record::Intent(i) => intents.push(i.clone()),
+            Record::Intent(i) => self.intents.push(i),
             Record::Delivered { key, entry } => {
-                intents.retain(|i| &i.key != key);
-                entries.insert(key.clone(), entry.clone());
+                if !self.intents.is_empty() {
+                    self.intents.retain(|i| i.key != key);
+                }
+                self.entries.insert(key, entry);
             }
             Record::Removed { key } => {
-                entries.remove(key);
+                self.entries.remove(&key);
             }
-            Record::Aborted { key } => intents.retain(|i| &i.key != key),
+            Record::Aborted { key } => self.intents.retain(|i| i.key != key),
             Record::Flags { key, flags } => {
-                if let Some(e) = entries.get_mut(key) {
-                    e.flags = flags.clone();
+                if let Some(e) = self.entries.get_mut(&key) {
+                    e.flags = flags;
                 }
             }
             Record::Folder { name, state } => {
-                folders.insert(name.clone(), state.clone());
+                self.folders.insert(name, state);
             }
             Record::End { .. } => {}
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Write `name` in `dir` atomically and durably: write a temporary file,
@@ -1024,9 +1063,15 @@ mod tests {
         for r in &recs {
             r.encode(&mut buf);
         }
-        let parsed = parse_records(&buf, 0).unwrap();
-        assert!(!parsed.torn);
-        assert_eq!(parsed.records, recs);
+        let mut read = Vec::new();
+        let scanned = parse_records(&buf, 0, |r| {
+            read.push(r);
+            Ok(())
+        })
+        .unwrap();
+        assert!(!scanned.torn);
+        assert_eq!(scanned.good_len, buf.len());
+        assert_eq!(read, recs);
     }
 
     #[test]

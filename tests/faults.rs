@@ -336,6 +336,22 @@ fn a_damaged_ledger_is_refused_never_read_as_empty() {
             .any(|c| c.starts_with("RETR")),
         "a damaged ledger must not lead to fetching again"
     );
+    // The ledger is read while the session connects; its damage is still
+    // what is reported when the server cannot be reached at all.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut args = scripted_args(closed);
+    args.extend([
+        "--keep".into(),
+        "--maildir".into(),
+        env.maildir().to_string_lossy().into_owned(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = env.run(&refs);
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(out.stderr.contains("move the directory"), "{}", out.stderr);
 }
 
 #[test]

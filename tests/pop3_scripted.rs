@@ -676,6 +676,7 @@ fn duplicate_unique_ids_are_refused() {
     let out = run(&env, &server, &[]);
     assert_eq!(out.code, 76, "{out:?}");
     assert!(out.stderr.contains("same unique id"), "{}", out.stderr);
+    assert!(out.stderr.contains("messages 1 and 3"), "{}", out.stderr);
     assert_eq!(server.remaining().len(), 3);
     assert!(maildir_files(&env.maildir()).is_empty());
 }

@@ -17,7 +17,7 @@ use crate::net::Conn;
 use crate::secret::Secret;
 use crate::term::escape;
 use crate::ui::Ui;
-use proto::{BodyDecoder, Capabilities, Command, ListingDecoder, MAX_LINE, Status};
+use proto::{BodyDecoder, Capabilities, Command, Lines, ListingDecoder, MAX_LINE, Status};
 
 /// Most messages we accept in one maildrop listing.
 pub const MAX_MESSAGES: usize = 5_000_000;
@@ -228,7 +228,7 @@ impl<'u> Session<'u> {
         let sizes = sizes.ok_or_else(|| protocol("server refused LIST"))?;
         let mut msgs: Vec<Listed> = Vec::with_capacity(sizes.len());
         let mut seen = vec![false; count];
-        for line in &sizes {
+        for line in sizes.iter() {
             let (n, size) = proto::parse_number_size(line)?;
             let idx = (n as usize)
                 .checked_sub(1)
@@ -248,32 +248,45 @@ impl<'u> Session<'u> {
             });
         }
         if let Some(uidls) = uidls {
-            let mut by_no: std::collections::HashMap<u32, String> =
-                std::collections::HashMap::with_capacity(uidls.len());
-            let mut by_uid: std::collections::HashMap<&str, u32> =
-                std::collections::HashMap::with_capacity(uidls.len());
-            let parsed: Vec<(u32, String)> = uidls
-                .iter()
-                .map(|l| proto::parse_uidl_line(l))
-                .collect::<Result<_>>()?;
-            for (n, uid) in &parsed {
-                if let Some(other) = by_uid.insert(uid.as_str(), *n) {
+            // By message number (bounded by STAT's count), and the set of
+            // ids, which must not repeat.
+            let mut by_no: Vec<Option<(u32, &str)>> = vec![None; count];
+            let mut ids = crate::hash::set::<&str>(uidls.len());
+            for line in uidls.iter() {
+                let (n, uid) = proto::parse_uidl_line(line)?;
+                let slot = (n as usize)
+                    .checked_sub(1)
+                    .and_then(|i| by_no.get_mut(i))
+                    .ok_or_else(|| {
+                        protocol(format!("UIDL names message {n}, which LIST does not"))
+                    })?;
+                if slot.is_some() {
+                    return Err(protocol(format!("UIDL names message {n} twice")));
+                }
+                if !ids.insert(uid) {
+                    let other = by_no
+                        .iter()
+                        .flatten()
+                        .find(|(_, u)| *u == uid)
+                        .map_or(0, |(m, _)| *m);
                     return Err(protocol(format!(
                         "server gave messages {other} and {n} the same unique id {:?}; \
                          refusing to continue, as tracking by it could lose mail",
                         escape(uid)
                     )));
                 }
-                if by_no.insert(*n, uid.clone()).is_some() {
-                    return Err(protocol(format!("UIDL names message {n} twice")));
-                }
+                *by_no.get_mut(n as usize - 1).expect("checked above") = Some((n, uid));
             }
             for m in &mut msgs {
-                m.uidl = Some(by_no.remove(&m.msgno).ok_or_else(|| {
-                    protocol(format!("UIDL has no unique id for message {}", m.msgno))
-                })?);
+                let Some((_, uid)) = by_no[m.msgno as usize - 1] else {
+                    return Err(protocol(format!(
+                        "UIDL has no unique id for message {}",
+                        m.msgno
+                    )));
+                };
+                m.uidl = Some(uid.to_string());
             }
-            if let Some(n) = by_no.keys().next() {
+            if let Some((n, _)) = by_no.iter().flatten().find(|(n, _)| !seen[*n as usize - 1]) {
                 return Err(protocol(format!(
                     "UIDL names message {n}, which LIST does not"
                 )));
@@ -438,7 +451,7 @@ impl<'u> Session<'u> {
 
     /// Send a command with a multi-line reply and collect its lines;
     /// `Ok(None)` when the server answered -ERR.
-    fn multiline(&mut self, cmd: &Command<'_>, max_lines: usize) -> Result<Option<Vec<String>>> {
+    fn multiline(&mut self, cmd: &Command<'_>, max_lines: usize) -> Result<Option<Lines>> {
         match self.simple(cmd)? {
             Status::Ok(_) => {}
             Status::Err(_) | Status::Continue(_) => return Ok(None),
@@ -447,7 +460,7 @@ impl<'u> Session<'u> {
     }
 
     /// Read a multi-line reply (status and lines) to a command already sent.
-    fn read_multiline(&mut self, max_lines: usize) -> Result<Option<Vec<String>>> {
+    fn read_multiline(&mut self, max_lines: usize) -> Result<Option<Lines>> {
         match self.read_status()? {
             Status::Ok(_) => self.read_lines(max_lines).map(Some),
             Status::Err(_) | Status::Continue(_) => Ok(None),
@@ -455,7 +468,7 @@ impl<'u> Session<'u> {
     }
 
     /// The lines of a multi-line reply, up to its terminating dot.
-    fn read_lines(&mut self, max_lines: usize) -> Result<Vec<String>> {
+    fn read_lines(&mut self, max_lines: usize) -> Result<Lines> {
         let mut dec = ListingDecoder::new(max_lines);
         loop {
             let buf = self.conn.fill()?;
@@ -470,10 +483,10 @@ impl<'u> Session<'u> {
     fn capa(&mut self) -> Result<Capabilities> {
         match self.multiline(&Command::Capa, 1000)? {
             Some(lines) => {
-                for l in &lines {
+                for l in lines.iter() {
                     self.ui.trace("S:", l);
                 }
-                Ok(Capabilities::parse(&lines))
+                Ok(Capabilities::parse(lines.iter()))
             }
             None => Ok(Capabilities::default()),
         }

@@ -6,6 +6,8 @@
 //! so it is tested with scripted input. Nothing here sizes an allocation from
 //! server data: lines have a cap, bodies stream through a fixed-size buffer.
 
+use memchr::memchr;
+
 use crate::error::{Result, protocol};
 
 /// The longest status or listing line we accept. RFC 2449 caps responses at
@@ -196,10 +198,6 @@ pub fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>> {
     }
 }
 
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
-}
-
 /// Streaming decoder for the body of a multi-line reply: removes the
 /// dot-stuffing, recognises the terminating `.` line, and (optionally) turns
 /// CRLF line endings into LF. A bare CR (not followed by LF) is data and is
@@ -277,7 +275,7 @@ impl BodyDecoder {
                 }
                 State::Mid => {
                     let rest = &input[i..];
-                    match rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+                    match memchr::memchr2(b'\n', b'\r', rest) {
                         None => {
                             out.extend_from_slice(rest);
                             i = input.len();
@@ -344,6 +342,38 @@ impl BodyDecoder {
     }
 }
 
+/// The lines of a listing, kept in one string (a 100,000-line UIDL
+/// listing is then two allocations, not 100,000).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Lines {
+    text: String,
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.text[a..b])
+    }
+
+    /// Add a line, replacing bytes that are not UTF-8.
+    fn push(&mut self, line: &[u8]) {
+        match std::str::from_utf8(line) {
+            Ok(text) => self.text.push_str(text),
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(line)),
+        }
+        self.ends.push(self.text.len());
+    }
+}
+
 /// Collects the lines of a multi-line listing (CAPA, UIDL, LIST) with a
 /// per-line cap and a cap on the number of lines.
 #[derive(Debug)]
@@ -351,7 +381,7 @@ pub struct ListingDecoder {
     body: BodyDecoder,
     partial: Vec<u8>,
     scratch: Vec<u8>,
-    pub lines: Vec<String>,
+    pub lines: Lines,
     max_lines: usize,
 }
 
@@ -361,7 +391,7 @@ impl ListingDecoder {
             body: BodyDecoder::new(true),
             partial: Vec::new(),
             scratch: Vec::new(),
-            lines: Vec::new(),
+            lines: Lines::default(),
             max_lines,
         }
     }
@@ -401,9 +431,8 @@ impl ListingDecoder {
                 self.max_lines
             )));
         }
-        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.lines.push(&self.partial);
         self.partial.clear();
-        self.lines.push(line);
         Ok(())
     }
 }
@@ -423,13 +452,13 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    pub fn parse(lines: &[String]) -> Capabilities {
+    pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Capabilities {
         let mut c = Capabilities {
             known: true,
-            raw: lines.to_vec(),
             ..Default::default()
         };
         for line in lines {
+            c.raw.push(line.to_string());
             let mut words = line.split_ascii_whitespace();
             let Some(name) = words.next() else { continue };
             match name.to_ascii_uppercase().as_str() {
@@ -449,12 +478,12 @@ impl Capabilities {
 /// never a file name; we accept what RFC 1939 allows (1-70 printable ASCII
 /// characters) and, leniently, longer ids and ids with spaces up to the line
 /// cap, because refusing them would leave the user unable to fetch at all.
-pub fn parse_uidl_line(line: &str) -> Result<(u32, String)> {
+pub fn parse_uidl_line(line: &str) -> Result<(u32, &str)> {
     let line = line.trim_end_matches(['\r', '\n']);
-    let (n, uid) = line
-        .trim_start()
-        .split_once(' ')
+    let trimmed = line.trim_start();
+    let space = memchr(b' ', trimmed.as_bytes())
         .ok_or_else(|| protocol(format!("malformed UIDL line {:?}", short(line))))?;
+    let (n, uid) = (&trimmed[..space], &trimmed[space + 1..]);
     let n = parse_msgno(n)?;
     let uid = uid.trim();
     if uid.is_empty() {
@@ -465,7 +494,7 @@ pub fn parse_uidl_line(line: &str) -> Result<(u32, String)> {
             "unique id of message {n} contains control characters"
         )));
     }
-    Ok((n, uid.to_string()))
+    Ok((n, uid))
 }
 
 /// One line of a LIST listing, or the text of a `+OK` reply to STAT:
@@ -681,7 +710,8 @@ mod tests {
         }
         assert!(l.done());
         assert_eq!(used, wire.len());
-        assert_eq!(l.lines, vec!["1 abc", "2 d/e"]);
+        assert_eq!(l.lines.iter().collect::<Vec<_>>(), vec!["1 abc", "2 d/e"]);
+        assert_eq!(l.lines.len(), 2);
     }
 
     #[test]
@@ -713,17 +743,17 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let c = Capabilities::parse(&lines);
+        let c = Capabilities::parse(lines.iter().map(String::as_str));
         assert!(c.stls && c.user && c.uidl && c.pipelining && c.sasl_plain && c.known);
-        let c = Capabilities::parse(&["SASL LOGIN".to_string()]);
+        let c = Capabilities::parse(["SASL LOGIN"]);
         assert!(!c.sasl_plain && !c.stls);
     }
 
     #[test]
     fn uidl_lines() {
-        assert_eq!(parse_uidl_line("1 abc").unwrap(), (1, "abc".into()));
-        assert_eq!(parse_uidl_line("2 ../x/y").unwrap(), (2, "../x/y".into()));
-        assert_eq!(parse_uidl_line("3 a b").unwrap(), (3, "a b".into()));
+        assert_eq!(parse_uidl_line("1 abc").unwrap(), (1, "abc"));
+        assert_eq!(parse_uidl_line("2 ../x/y").unwrap(), (2, "../x/y"));
+        assert_eq!(parse_uidl_line("3 a b").unwrap(), (3, "a b"));
         let long = format!("4 {}", "z".repeat(100));
         assert_eq!(parse_uidl_line(&long).unwrap().1.len(), 100);
         assert!(parse_uidl_line("0 abc").is_err());

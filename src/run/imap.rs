@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::{BATCH_BYTES, BATCH_MESSAGES, Summary};
+use super::{BATCH_BYTES, BATCH_MESSAGES, LedgerSoon, Summary};
 use crate::config::{Account, Destination};
 use crate::deliver::{self, CrlfToLf, Deliver, MessageInfo, Outcome, maildir};
 use crate::error::{Error, Kind, Result, data};
@@ -84,11 +84,18 @@ pub fn parse_key(k: &str) -> Option<(u32, u32, &str)> {
     Some((uv.parse().ok()?, uid.parse().ok()?, folder))
 }
 
-/// Fetch one IMAP account; the ledger is locked and recovered.
-pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Result<Summary> {
+/// Fetch one IMAP account; the ledger is locked, and loaded and recovered
+/// while the session connects and lists.
+pub fn run(
+    acct: &Account,
+    ui: &Ui,
+    ledger: &mut LedgerSoon<'_>,
+    password: Secret,
+) -> Result<Summary> {
     let mut session = Session::open(acct, &password, ui)?;
     drop(password);
     let folders = choose_folders(acct, &mut session)?;
+    let ledger = ledger.get()?;
     let mut summary = Summary::default();
     let mut progress = Progress::new(ui, &acct.name);
     let mut failures: Vec<Error> = Vec::new();

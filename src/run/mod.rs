@@ -12,7 +12,7 @@ pub mod imap;
 pub mod pop3;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::config::{Account, Protocol};
@@ -92,7 +92,35 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
     let password = password()?;
     let root = state::default_root()
         .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
-    let mut ledger = Ledger::open(&root, &acct.ledger_id())?;
+    // The lock first: a second run for the account stops here, before any
+    // network. Reading (and recovering) the ledger then overlaps with
+    // connecting, logging in and the server's listing, which on a large
+    // mailbox take longer than the ledger does.
+    let locked = Ledger::lock(&root, &acct.ledger_id())?;
+    let mut summary = std::thread::scope(|scope| {
+        let mut ledger = LedgerSoon {
+            dir: locked.dir().to_path_buf(),
+            state: Loading::Running(scope.spawn(|| prepare(locked, acct, ui))),
+        };
+        let result = match acct.protocol {
+            Protocol::Pop3 => pop3::run(acct, ui, &mut ledger, password),
+            Protocol::Imap => imap::run(acct, ui, &mut ledger, password),
+        };
+        // A damaged ledger is the thing to report, whatever became of the
+        // session meanwhile.
+        match (result, ledger.get()) {
+            (Err(e), Ok(_)) => Err(e),
+            (Err(_), Err(e)) => Err(e),
+            (Ok(summary), _) => Ok(summary),
+        }
+    })?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// Load the ledger and settle what an interrupted run left half-done.
+fn prepare(locked: state::Locked, acct: &Account, ui: &Ui) -> Result<Ledger> {
+    let mut ledger = locked.load()?;
     // --check and --dry-run change nothing, not even a half-done
     // delivery's record.
     if !acct.read_only() {
@@ -107,12 +135,51 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
             ),
         );
     }
-    let mut summary = match acct.protocol {
-        Protocol::Pop3 => pop3::run(acct, ui, &mut ledger, password)?,
-        Protocol::Imap => imap::run(acct, ui, &mut ledger, password)?,
-    };
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok(ledger)
+}
+
+/// An account's ledger that is being loaded on another thread; the
+/// protocol's run asks for it once the server has listed its messages.
+pub struct LedgerSoon<'s> {
+    dir: PathBuf,
+    state: Loading<'s>,
+}
+
+enum Loading<'s> {
+    Running(std::thread::ScopedJoinHandle<'s, Result<Ledger>>),
+    Ready(Ledger),
+    Failed(crate::error::Error),
+    Empty,
+}
+
+impl LedgerSoon<'_> {
+    /// The account's state directory (known before the ledger is read).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The loaded, recovered ledger: waits for the load, and gives its
+    /// error (every time it is asked) if it failed.
+    pub fn get(&mut self) -> Result<&mut Ledger> {
+        if let Loading::Running(_) = self.state {
+            let Loading::Running(handle) = std::mem::replace(&mut self.state, Loading::Empty)
+            else {
+                unreachable!("matched above")
+            };
+            self.state = match handle.join() {
+                Ok(Ok(ledger)) => Loading::Ready(ledger),
+                Ok(Err(e)) => Loading::Failed(e),
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+        }
+        match &mut self.state {
+            Loading::Ready(ledger) => Ok(ledger),
+            Loading::Failed(e) => Err(e.clone()),
+            Loading::Running(_) | Loading::Empty => {
+                Err(crate::error::internal("the ledger load went missing"))
+            }
+        }
+    }
 }
 
 /// `--show-cert`: connect as the account would, print the TLS session, the

@@ -10,10 +10,11 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use super::{BATCH_BYTES, BATCH_MESSAGES, Summary};
+use super::{BATCH_BYTES, BATCH_MESSAGES, LedgerSoon, Summary};
 use crate::config::Account;
 use crate::deliver::{self, Deliver, MessageInfo, Outcome};
 use crate::error::{Error, Result, protocol, temporary};
+use crate::hash;
 use crate::pop3::{Listed, Retrieved, Session};
 use crate::progress::Progress;
 use crate::secret::Secret;
@@ -24,21 +25,28 @@ use crate::ui::Ui;
 /// RETRs kept in flight when the server pipelines.
 const PIPELINE_WINDOW: usize = 1024;
 
-/// Fetch one POP3 account; the ledger is locked and recovered.
-pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Result<Summary> {
-    let id = acct.ledger_id();
-    let mut dest: Box<dyn Deliver> = if acct.read_only() {
-        Box::new(deliver::Nowhere)
-    } else {
-        let mut d = deliver::open(acct, ledger.dir(), &state::account_tag(&id))?;
-        d.clean_up()?;
-        d
-    };
-
+/// Fetch one POP3 account; the ledger is locked, and loaded and recovered
+/// while the session connects and lists.
+pub fn run(
+    acct: &Account,
+    ui: &Ui,
+    ledger: &mut LedgerSoon<'_>,
+    password: Secret,
+) -> Result<Summary> {
     let mut session = Session::connect(acct, ui)?;
     session.login(acct, &password)?;
     drop(password);
     let listing = session.listing()?;
+
+    let ledger = ledger.get()?;
+    let mut dest: Box<dyn Deliver> = if acct.read_only() {
+        Box::new(deliver::Nowhere)
+    } else {
+        let id = acct.ledger_id();
+        let mut d = deliver::open(acct, ledger.dir(), &state::account_tag(&id))?;
+        d.clean_up()?;
+        d
+    };
 
     let mut run = Run {
         acct,
@@ -62,14 +70,14 @@ pub fn run(acct: &Account, ui: &Ui, ledger: &mut Ledger, password: Secret) -> Re
         ledger,
         ..
     } = run;
-    let on_server = outcome?;
+    outcome?;
     if acct.read_only() {
         // Nothing was sent but listings: say goodbye and change nothing.
         let mut session = session;
         session.quit()?;
         return Ok(summary);
     }
-    finish(acct, ledger, session, dele_keys, &on_server, &mut summary)?;
+    finish(acct, ledger, session, dele_keys, &listing, &mut summary)?;
     if let Some(first) = failures.into_iter().next() {
         return Err(first);
     }
@@ -103,8 +111,8 @@ struct Run<'a, 'u> {
 }
 
 impl Run<'_, '_> {
-    /// Plan and fetch. Returns the ledger keys present on the server.
-    fn fetch(&mut self, listing: &[Listed]) -> Result<HashSet<String>> {
+    /// Plan and fetch.
+    fn fetch(&mut self, listing: &[Listed]) -> Result<()> {
         let uidl_mode = listing.iter().all(|m| m.uidl.is_some());
         let deletes = self.acct.deletes();
         if !deletes && !uidl_mode {
@@ -115,11 +123,13 @@ impl Run<'_, '_> {
         }
         let mut jobs = Vec::new();
         let mut delete_only = Vec::new();
-        let mut on_server = HashSet::with_capacity(listing.len());
+        // One buffer for the ledger keys looked up: no allocation per message
+        // on a large server with nothing new.
+        let mut key = String::new();
         for m in listing {
             match &m.uidl {
                 Some(uidl) => {
-                    let key = format!("u:{uidl}");
+                    uidl_key(&mut key, uidl);
                     if self.ledger.contains(&key) && !self.acct.all {
                         if deletes {
                             delete_only.push((m.msgno, key.clone()));
@@ -131,7 +141,6 @@ impl Run<'_, '_> {
                             key: Some(key.clone()),
                         });
                     }
-                    on_server.insert(key);
                 }
                 None => jobs.push(Job {
                     msgno: m.msgno,
@@ -168,9 +177,9 @@ impl Run<'_, '_> {
             let cutoff = deliver::unix_now().saturating_sub(days.saturating_mul(86_400));
             for m in listing {
                 if let Some(uidl) = &m.uidl {
-                    let key = format!("u:{uidl}");
+                    uidl_key(&mut key, uidl);
                     if self.ledger.get(&key).is_some_and(|e| e.time <= cutoff) {
-                        delete_only.push((m.msgno, key));
+                        delete_only.push((m.msgno, key.clone()));
                     }
                 }
             }
@@ -181,7 +190,7 @@ impl Run<'_, '_> {
             if self.acct.dry_run {
                 self.report_plan(listing, &jobs, &delete_only);
             }
-            return Ok(on_server);
+            return Ok(());
         }
         self.progress
             .add(jobs.len() as u64, jobs.iter().map(|j| j.size).sum());
@@ -208,7 +217,7 @@ impl Run<'_, '_> {
             kept?;
             return Err(e);
         }
-        Ok(on_server)
+        Ok(())
     }
 
     /// `--dry-run`: what [`Run::fetch`] would do with this plan.
@@ -414,7 +423,7 @@ fn finish(
     ledger: &mut Ledger,
     mut session: Session<'_>,
     dele_keys: HashMap<u32, String>,
-    on_server: &HashSet<String>,
+    listing: &[Listed],
     summary: &mut Summary,
 ) -> Result<()> {
     let confirmed = session.quit()?;
@@ -432,6 +441,7 @@ fn finish(
         }
     }
     if acct.deletes() {
+        let on_server = server_ids(listing);
         let refused: HashSet<u32> = session.dele_refused.iter().map(|(n, _)| *n).collect();
         // Entries for messages no longer on the server (deleted by us in a
         // run whose end was not recorded, or by someone else) are done with.
@@ -446,7 +456,7 @@ fn finish(
                 if k.starts_with("h:") {
                     !refused_keys.contains(k)
                 } else {
-                    !on_server.contains(*k)
+                    !is_on_server(&on_server, k)
                 }
             })
             .cloned()
@@ -458,8 +468,11 @@ fn finish(
     }
     if acct.deletes() {
         ledger.maybe_compact(|_| true)?;
-    } else {
-        ledger.maybe_compact(|k| on_server.contains(k))?;
+    } else if ledger.compaction_due() {
+        // Keep mode: what left the server is forgotten when the ledger is
+        // rewritten anyway (the set is built only then).
+        let on_server = server_ids(listing);
+        ledger.compact(|k| is_on_server(&on_server, k))?;
     }
     if let Some((n, text)) = session.dele_refused.first() {
         return Err(protocol(format!(
@@ -470,4 +483,24 @@ fn finish(
         )));
     }
     Ok(())
+}
+
+/// The ledger key of a message with unique id `uidl`, written into `key`.
+fn uidl_key(key: &mut String, uidl: &str) {
+    key.clear();
+    key.push_str("u:");
+    key.push_str(uidl);
+}
+
+/// The unique ids the server listed.
+fn server_ids(listing: &[Listed]) -> hash::Set<&str> {
+    let mut ids = hash::set(listing.len());
+    ids.extend(listing.iter().filter_map(|m| m.uidl.as_deref()));
+    ids
+}
+
+/// Whether the ledger key `key` names a message the server listed.
+fn is_on_server(on_server: &hash::Set<&str>, key: &str) -> bool {
+    key.strip_prefix("u:")
+        .is_some_and(|uidl| on_server.contains(uidl))
 }
