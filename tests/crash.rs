@@ -63,6 +63,9 @@ fn args(env: &Env, port: u16, dest: Dest, keep: bool) -> Vec<String> {
 fn run(env: &Env, a: &[String], crash_at: Option<usize>, log: Option<&Path>) -> common::Out {
     let mut c = env.cmd();
     c.args(a);
+    // Batches of 6: the 20 messages take four, so a crash also lands while
+    // one batch syncs on its own thread and the next one downloads.
+    c.env("FETCH_BATCH_MESSAGES", "6");
     if let Some(n) = crash_at {
         c.env("FETCH_CRASH_AT", n.to_string());
     }

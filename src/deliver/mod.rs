@@ -95,11 +95,26 @@ pub trait Deliver {
     fn abort(&mut self);
     /// Messages staged and not yet committed.
     fn staged(&self) -> usize;
-    /// Deliver every staged message and record it in `ledger` under the
-    /// matching key (`keys.len() == self.staged()`), durably. Returns one
+    /// Deliver every staged message (or the batch [`Deliver::start_commit`]
+    /// started) and record it in `ledger` under the matching key
+    /// (`keys.len() == self.commit_len()`), durably. Returns one
     /// outcome per message, in order. An `Err` means nothing more can be
     /// said: messages not reported delivered must be treated as not.
     fn commit(&mut self, ledger: &mut Ledger, keys: &[String]) -> Result<Vec<Outcome>>;
+    /// Begin making the staged messages durable without waiting (Maildir:
+    /// their files are synced on another thread), so that the next batch
+    /// can stage meanwhile; the next [`Deliver::commit`] completes this
+    /// batch, not the messages staged since. At most one batch is started
+    /// at a time. Returns false (and starts nothing) when the destination
+    /// commits only in place.
+    fn start_commit(&mut self) -> Result<bool> {
+        Ok(false)
+    }
+    /// How many messages the next [`Deliver::commit`] covers: the started
+    /// batch, or else the staged messages.
+    fn commit_len(&self) -> usize {
+        self.staged()
+    }
     /// Remove this account's leftovers from a crashed run (called under the
     /// account's lock, after recovery).
     fn clean_up(&mut self) -> Result<()> {

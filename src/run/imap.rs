@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::{BATCH_BYTES, BATCH_MESSAGES, LedgerSoon, Summary};
+use super::{BATCH_BYTES, LedgerSoon, Summary, batch_messages};
 use crate::config::{Account, Destination};
 use crate::deliver::{self, CrlfToLf, Deliver, MessageInfo, Outcome, maildir};
 use crate::error::{Error, Kind, Result, data};
@@ -699,7 +699,7 @@ struct Arrived {
 
 impl Fetcher<'_> {
     /// Download `metas` into the destination, committing every
-    /// BATCH_MESSAGES or BATCH_BYTES. The FETCH commands are pipelined: up
+    /// [`batch_messages`] or BATCH_BYTES. The FETCH commands are pipelined: up
     /// to PIPELINE of them, asking for at most PIPELINE_BYTES, are on their
     /// way at any time, so a round trip is paid once, not per command.
     /// Bodies are taken as they come, by UID, whichever command they answer
@@ -766,7 +766,7 @@ impl Fetcher<'_> {
                 }
                 // Commit between messages only (nothing half-received).
                 if cur.is_none()
-                    && (self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES)
+                    && (self.batch.len() >= batch_messages() || self.batch_bytes >= BATCH_BYTES)
                 {
                     self.commit(ledger, summary)?;
                 }

@@ -27,6 +27,21 @@ pub const BATCH_MESSAGES: usize = 256;
 /// ... or this many bytes, whichever comes first.
 pub const BATCH_BYTES: u64 = 32 << 20;
 
+/// [`BATCH_MESSAGES`], which debug builds (what `cargo test` runs) let a
+/// test lower with FETCH_BATCH_MESSAGES=N, so that a crash test with a few
+/// messages still goes through several batches.
+pub fn batch_messages() -> usize {
+    #[cfg(debug_assertions)]
+    if let Some(n) = std::env::var("FETCH_BATCH_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+    {
+        return n;
+    }
+    BATCH_MESSAGES
+}
+
 /// What one account's run did.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use super::{BATCH_BYTES, BATCH_MESSAGES, LedgerSoon, Summary};
+use super::{BATCH_BYTES, LedgerSoon, Summary, batch_messages};
 use crate::config::Account;
 use crate::deliver::{self, Deliver, MessageInfo, Outcome};
 use crate::error::{Error, Result, protocol, temporary};
@@ -55,6 +55,7 @@ pub fn run(
         dest: dest.as_mut(),
         session,
         batch: Vec::new(),
+        in_flight: Vec::new(),
         batch_bytes: 0,
         dele_keys: HashMap::new(),
         failures: Vec::new(),
@@ -101,6 +102,9 @@ struct Run<'a, 'u> {
     session: Session<'u>,
     /// Staged messages not yet committed: (msgno, ledger key).
     batch: Vec<(u32, String)>,
+    /// The batch whose commit the destination started while `batch`
+    /// stages ([`Deliver::start_commit`]).
+    in_flight: Vec<(u32, String)>,
     batch_bytes: u64,
     /// DELEs sent this session: msgno -> ledger key.
     dele_keys: HashMap<u32, String>,
@@ -359,8 +363,8 @@ impl Run<'_, '_> {
             self.progress.message_done(job.size);
             self.batch.push((job.msgno, key));
             self.batch_bytes += written;
-            if self.batch.len() >= BATCH_MESSAGES || self.batch_bytes >= BATCH_BYTES {
-                self.commit_batch(true)?;
+            if self.batch.len() >= batch_messages() || self.batch_bytes >= BATCH_BYTES {
+                self.rotate_batch()?;
             }
         }
         // After the loop, not inside it: an iteration that skips a message
@@ -368,19 +372,57 @@ impl Run<'_, '_> {
         self.commit_batch(true)
     }
 
-    /// Deliver and record the batch; then (when `then_delete` and the
-    /// account deletes) queue DELEs for what the destination delivered.
+    /// The staged batch is full: complete the batch in flight (its DELEs
+    /// go out now), then start this one's commit, so that it becomes
+    /// durable while the next batch downloads; or commit it in place when
+    /// the destination cannot.
+    fn rotate_batch(&mut self) -> Result<()> {
+        self.commit_in_flight(true)?;
+        match self.dest.start_commit() {
+            Ok(true) => {
+                self.in_flight = std::mem::take(&mut self.batch);
+                self.batch_bytes = 0;
+                Ok(())
+            }
+            Ok(false) => self.commit_batch(true),
+            Err(e) => {
+                // Not delivered: they stay on the server.
+                self.batch.clear();
+                self.batch_bytes = 0;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deliver and record the batch in flight, then the staged one; then
+    /// (when `then_delete` and the account deletes) queue DELEs for what
+    /// the destination delivered.
     fn commit_batch(&mut self, then_delete: bool) -> Result<()> {
+        self.commit_in_flight(then_delete)?;
         if self.batch.is_empty() {
             return Ok(());
         }
         let items = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
+        self.commit_items(items, then_delete)
+    }
+
+    fn commit_in_flight(&mut self, then_delete: bool) -> Result<()> {
+        if self.in_flight.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.in_flight);
+        self.commit_items(items, then_delete)
+    }
+
+    /// Commit `items` (the next batch the destination commits), and act on
+    /// the outcomes.
+    fn commit_items(&mut self, items: Vec<(u32, String)>, then_delete: bool) -> Result<()> {
         let keys: Vec<String> = items.iter().map(|(_, k)| k.clone()).collect();
-        if self.dest.staged() != keys.len() {
+        if self.dest.commit_len() != keys.len() {
             return Err(crate::error::internal(format!(
-                "{} messages staged but {} to commit",
-                self.dest.staged(),
+                "{} messages to commit but {} keys",
+                self.dest.commit_len(),
                 keys.len()
             )));
         }
