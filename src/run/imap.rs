@@ -53,12 +53,14 @@ const PIPELINE_BYTES: u64 = 16 << 20;
 /// whole bodies, each one response named by its UID, make harmless.
 fn plan_requests(metas: &[Meta]) -> std::collections::VecDeque<Req> {
     let mut out = std::collections::VecDeque::new();
+    // No more per command than a batch holds (only tests lower the batch).
+    let per_command = FETCH_MESSAGES.min(batch_messages());
     let mut i = 0;
     while i < metas.len() {
         let mut uids = Vec::new();
         let mut bytes = 0;
         while i < metas.len()
-            && uids.len() < FETCH_MESSAGES
+            && uids.len() < per_command
             && (uids.is_empty() || bytes + metas[i].size <= FETCH_BYTES)
         {
             bytes += metas[i].size;
@@ -359,6 +361,7 @@ fn sync_folder(
         uv,
         dest: dest.as_mut(),
         batch: Vec::new(),
+        in_flight: Vec::new(),
         batch_bytes: 0,
         committed: Vec::new(),
         failures: Vec::new(),
@@ -631,6 +634,9 @@ struct Fetcher<'a> {
     dest: &'a mut dyn Deliver,
     /// Staged, not yet committed: (uid, key, flags for the ledger).
     batch: Vec<(u32, String, String)>,
+    /// The batch whose commit the destination started while `batch`
+    /// stages ([`Deliver::start_commit`]).
+    in_flight: Vec<(u32, String, String)>,
     batch_bytes: u64,
     /// Committed: (uid, key).
     committed: Vec<(u32, String)>,
@@ -768,12 +774,17 @@ impl Fetcher<'_> {
                 if cur.is_none()
                     && (self.batch.len() >= batch_messages() || self.batch_bytes >= BATCH_BYTES)
                 {
-                    self.commit(ledger, summary)?;
+                    self.rotate(ledger, summary)?;
                 }
             }
         })();
         if let Err(e) = r {
             self.dest.abort();
+            // A batch already on its way to the disk is kept (the staged
+            // one is dropped, and fetched again by the next run).
+            if let Err(c) = self.commit_in_flight(ledger, summary) {
+                self.ui.warn(&self.acct.name, &c.msg);
+            }
             // Read what is still on its way, so the connection can serve the
             // next folder. If it cannot, the account stops: with this error
             // if it stops the account anyway, else with the connection's.
@@ -899,13 +910,62 @@ impl Fetcher<'_> {
         self.batch_bytes += stored;
     }
 
+    /// The staged batch is full: complete the batch in flight, then start
+    /// this one's commit so that it becomes durable while the next batch
+    /// downloads; or commit it in place when the destination cannot.
+    fn rotate(&mut self, ledger: &mut Ledger, summary: &mut Summary) -> Result<()> {
+        self.commit_in_flight(ledger, summary)?;
+        match self.dest.start_commit() {
+            Ok(true) => {
+                self.in_flight = std::mem::take(&mut self.batch);
+                self.batch_bytes = 0;
+                Ok(())
+            }
+            Ok(false) => self.commit(ledger, summary),
+            Err(e) => {
+                // Not delivered: they stay on the server.
+                self.batch.clear();
+                self.batch_bytes = 0;
+                Err(e)
+            }
+        }
+    }
+
+    /// Commit the batch in flight, then the staged one.
     fn commit(&mut self, ledger: &mut Ledger, summary: &mut Summary) -> Result<()> {
+        self.commit_in_flight(ledger, summary)?;
         if self.batch.is_empty() {
             return Ok(());
         }
         let items = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
+        self.commit_items(items, ledger, summary)
+    }
+
+    fn commit_in_flight(&mut self, ledger: &mut Ledger, summary: &mut Summary) -> Result<()> {
+        if self.in_flight.is_empty() {
+            return Ok(());
+        }
+        let items = std::mem::take(&mut self.in_flight);
+        self.commit_items(items, ledger, summary)
+    }
+
+    /// Commit `items` (the next batch the destination commits), and act on
+    /// the outcomes.
+    fn commit_items(
+        &mut self,
+        items: Vec<(u32, String, String)>,
+        ledger: &mut Ledger,
+        summary: &mut Summary,
+    ) -> Result<()> {
         let keys: Vec<String> = items.iter().map(|(_, k, _)| k.clone()).collect();
+        if self.dest.commit_len() != keys.len() {
+            return Err(crate::error::internal(format!(
+                "{} messages to commit but {} keys",
+                self.dest.commit_len(),
+                keys.len()
+            )));
+        }
         let outcomes = self.dest.commit(ledger, &keys)?;
         for ((uid, k, fl), outcome) in items.into_iter().zip(outcomes) {
             match outcome {
