@@ -51,7 +51,7 @@ impl CrlfToLf {
                 out.push(b'\r');
             }
         }
-        while let Some(p) = rest.iter().position(|&b| b == b'\r') {
+        while let Some(p) = memchr::memchr(b'\r', rest) {
             out.extend_from_slice(&rest[..p]);
             match rest.get(p + 1) {
                 Some(b'\n') => {}
