@@ -56,6 +56,8 @@ impl Passwords {
 
 /// Run every account once. Returns (exit code, has new mail) per account.
 pub fn once(cli: &Cli, accounts: &[Account], ui: &Ui) -> Vec<(i32, bool)> {
+    // The process exits after this: ledgers need not free their memory.
+    run::exit_follows();
     let all: Vec<usize> = (0..accounts.len()).collect();
     run_accounts(cli, accounts, &all, ui, &Passwords::new(false))
 }

@@ -697,6 +697,16 @@ impl Locked {
 }
 
 impl Ledger {
+    /// Close the files (and the lock) but leave the maps' memory to the
+    /// process's exit, which follows (see `run::exit_follows`).
+    pub fn close_for_exit(self) {
+        let Ledger {
+            entries, folders, ..
+        } = self;
+        std::mem::forget(entries);
+        std::mem::forget(folders);
+    }
+
     /// The account's state directory (also home to spool files).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -364,6 +364,19 @@ impl Lines {
         starts.zip(&self.ends).map(|(a, &b)| &self.text[a..b])
     }
 
+    /// Where `part` (a slice of one of this listing's lines, as
+    /// [`Lines::iter`] gave it) lies in the whole text.
+    pub fn span_of(&self, part: &str) -> (usize, usize) {
+        let start = part.as_ptr() as usize - self.text.as_ptr() as usize;
+        debug_assert!(start + part.len() <= self.text.len());
+        (start, start + part.len())
+    }
+
+    /// The whole text, for [`Lines::span_of`] ranges.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
     /// Add a line, replacing bytes that are not UTF-8.
     fn push(&mut self, line: &[u8]) {
         match std::str::from_utf8(line) {

@@ -96,6 +96,17 @@ impl Summary {
     }
 }
 
+/// Set when the process exits once the accounts have run (not a daemon).
+static EXIT_FOLLOWS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The process ends after this run of the accounts: a ledger's maps are
+/// then left to the exit instead of being freed one entry at a time
+/// (two allocations per message: ~15 ms at 100,000 messages, a tenth of a
+/// run with nothing new).
+pub fn exit_follows() {
+    EXIT_FOLLOWS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Fetch one account, with the password from `password` (asked only once
 /// the run needs it: `--show-cert` does not).
 pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Result<Summary> {
@@ -123,11 +134,17 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
         };
         // A damaged ledger is the thing to report, whatever became of the
         // session meanwhile.
-        match (result, ledger.get()) {
+        let outcome = match (result, ledger.get()) {
             (Err(e), Ok(_)) => Err(e),
             (Err(_), Err(e)) => Err(e),
             (Ok(summary), _) => Ok(summary),
+        };
+        if EXIT_FOLLOWS.load(std::sync::atomic::Ordering::Relaxed)
+            && let Loading::Ready(ledger) = std::mem::replace(&mut ledger.state, Loading::Empty)
+        {
+            ledger.close_for_exit();
         }
+        outcome
     })?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

@@ -37,6 +37,7 @@ pub fn run(
     session.login(acct, &password)?;
     drop(password);
     let listing = session.listing()?;
+    let listing = listing.messages();
 
     let ledger = ledger.get()?;
     let mut dest: Box<dyn Deliver> = if acct.read_only() {
@@ -205,13 +206,18 @@ impl Run<'_, '_> {
             self.dele_keys.insert(n, key);
         }
         // Hash keys from an interrupted run without UIDL: a message whose
-        // content matches was delivered already; it is only deleted.
-        let delivered_hashes: HashSet<String> = self
-            .ledger
-            .keys()
-            .filter(|k| k.starts_with("h:"))
-            .cloned()
-            .collect();
+        // content matches was delivered already; it is only deleted. (Only
+        // looked for when some message has no UIDL: the walk touches every
+        // ledger entry, ~10 ms at 100,000.)
+        let delivered_hashes: HashSet<String> = if uidl_mode {
+            HashSet::new()
+        } else {
+            self.ledger
+                .keys()
+                .filter(|k| k.starts_with("h:"))
+                .cloned()
+                .collect()
+        };
 
         if let Err(e) = self.retrieve(&jobs, &delivered_hashes) {
             // Keep whatever arrived whole, then hang up without QUIT.
@@ -535,9 +541,9 @@ fn uidl_key(key: &mut String, uidl: &str) {
 }
 
 /// The unique ids the server listed.
-fn server_ids(listing: &[Listed]) -> hash::Set<&str> {
+fn server_ids<'a>(listing: &[Listed<'a>]) -> hash::Set<&'a str> {
     let mut ids = hash::set(listing.len());
-    ids.extend(listing.iter().filter_map(|m| m.uidl.as_deref()));
+    ids.extend(listing.iter().filter_map(|m| m.uidl));
     ids
 }
 
