@@ -590,11 +590,6 @@ pub struct Locked {
 }
 
 impl Locked {
-    /// The account's state directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Read the snapshot and journal (cutting a torn journal tail).
     pub fn load(self) -> Result<Ledger> {
         let Locked { dir, account, lock } = self;

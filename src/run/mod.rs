@@ -12,7 +12,7 @@ pub mod imap;
 pub mod pop3;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::config::{Account, Protocol};
@@ -125,7 +125,6 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
     let locked = Ledger::lock(&root, &acct.ledger_id())?;
     let mut summary = std::thread::scope(|scope| {
         let mut ledger = LedgerSoon {
-            dir: locked.dir().to_path_buf(),
             state: Loading::Running(scope.spawn(|| prepare(locked, acct, ui))),
         };
         let result = match acct.protocol {
@@ -173,7 +172,6 @@ fn prepare(locked: state::Locked, acct: &Account, ui: &Ui) -> Result<Ledger> {
 /// An account's ledger that is being loaded on another thread; the
 /// protocol's run asks for it once the server has listed its messages.
 pub struct LedgerSoon<'s> {
-    dir: PathBuf,
     state: Loading<'s>,
 }
 
@@ -185,11 +183,6 @@ enum Loading<'s> {
 }
 
 impl LedgerSoon<'_> {
-    /// The account's state directory (known before the ledger is read).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The loaded, recovered ledger: waits for the load, and gives its
     /// error (every time it is asked) if it failed.
     pub fn get(&mut self) -> Result<&mut Ledger> {
