@@ -42,7 +42,9 @@ async def pump(reader, writer, delay):
 
     try:
         await asyncio.gather(read(), write())
-    except (ConnectionError, asyncio.IncompleteReadError):
+    except (OSError, asyncio.IncompleteReadError):
+        # The other side went away (reset, or already shut down: ENOTCONN
+        # from write_eof is not a ConnectionError).
         pass
     finally:
         writer.close()
