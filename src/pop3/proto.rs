@@ -728,6 +728,18 @@ mod tests {
     }
 
     #[test]
+    fn listing_spans_point_into_the_text() {
+        let mut l = ListingDecoder::new(10);
+        l.decode(b"1 abc\r\n2 \xffd/e\r\n\r\n.\r\n").unwrap();
+        let lines: Vec<&str> = l.lines.iter().collect();
+        assert_eq!(lines, vec!["1 abc", "2 \u{fffd}d/e", ""]);
+        let (_, uid) = parse_uidl_line(lines[1]).unwrap();
+        let (a, b) = l.lines.span_of(uid);
+        let text = l.lines.clone().into_text();
+        assert_eq!(&text[a..b], "\u{fffd}d/e");
+    }
+
+    #[test]
     fn listing_caps() {
         let mut l = ListingDecoder::new(1);
         assert!(l.decode(b"1 a\r\n2 b\r\n.\r\n").is_err());
