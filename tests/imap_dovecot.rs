@@ -249,6 +249,108 @@ fn flags_sync_both_ways() {
     assert!(names.iter().any(|n| n.ends_with(":2,")), "{names:?}");
 }
 
+/// Whether a run of fetch (as [`fetch`] would run it) lists the Maildir's
+/// `cur/` directory; None without strace.
+fn lists_cur(env: &Env, dc: &Dovecot) -> Option<bool> {
+    let have = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have {
+        eprintln!("strace not found: not checking which directories a run lists");
+        return None;
+    }
+    let log = env.path().join("openat.log");
+    let port = dc.imaps_port.to_string();
+    let pw = format!("cat {}", dc.password_file.display());
+    let mut c = std::process::Command::new("strace");
+    c.env_clear();
+    for (k, v) in env.cmd().get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    c.args(["-f", "-qq", "-e", "trace=openat", "-o"])
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_fetch"))
+        .args(["--imap", "127.0.0.1", "--port", &port, "--cafile"])
+        .arg(&dc.cafile)
+        .args(["-u", &dc.user, "--password-command", &pw, "--maildir"])
+        .arg(env.maildir());
+    let out = common::run_bounded(c, std::time::Duration::from_secs(60));
+    assert_eq!(out.code, 0, "{out:?}");
+    let cur = format!("{}\"", env.maildir().join("cur").display());
+    let text = std::fs::read_to_string(&log).unwrap();
+    Some(
+        text.lines()
+            .any(|l| l.contains(&cur) && l.contains("O_DIRECTORY")),
+    )
+}
+
+#[test]
+fn a_run_after_one_that_delivered_does_not_rescan_and_flags_still_sync() {
+    let Some(dc) = Dovecot::start() else { return };
+    let msg = |i: u32| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes();
+    dc.fill(&[&msg(1), &msg(2)]);
+    let env = Env::new();
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+
+    // A run that delivers into new/ only leaves a stamp the next run trusts.
+    dc.fill(&[&msg(3)]);
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    if let Some(listed) = lists_cur(&env, &dc) {
+        assert!(!listed, "the run after a delivery listed cur/ again");
+    }
+
+    // A mail reader's change after that still counts ...
+    let first = maildir_files(&env.maildir())
+        .into_iter()
+        .find(|p| p.parent().unwrap().ends_with("new"))
+        .unwrap();
+    let name = first.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::rename(
+        &first,
+        env.maildir().join("cur").join(format!("{name}:2,S")),
+    )
+    .unwrap();
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    let seen: Vec<u32> = (1..=3)
+        .filter(|&u| flags_of(&dc, "INBOX", u).contains("\\Seen"))
+        .collect();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+
+    // ... and so does one made before a run that also delivers.
+    let another = maildir_files(&env.maildir())
+        .into_iter()
+        .find(|p| p.parent().unwrap().ends_with("new"))
+        .unwrap();
+    let name = another.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::rename(
+        &another,
+        env.maildir().join("cur").join(format!("{name}:2,F")),
+    )
+    .unwrap();
+    dc.fill(&[&msg(4)]);
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    let flagged: Vec<u32> = (1..=4)
+        .filter(|&u| flags_of(&dc, "INBOX", u).contains("\\Flagged"))
+        .collect();
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    assert_eq!(maildir_files(&env.maildir()).len(), 4);
+
+    // A server-side change after a delivering run reaches the Maildir.
+    dc.fill(&[&msg(5)]);
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    dc.flags("add", "\\Answered", "INBOX", "5");
+    assert_eq!(fetch(&env, &dc, &[]).code, 0);
+    let names: Vec<String> = maildir_files(&env.maildir())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with(":2,R")), "{names:?}");
+}
+
 #[test]
 fn a_changed_uidvalidity_stops_the_folder_and_resync_does_not_duplicate() {
     let Some(dc) = Dovecot::start() else { return };

@@ -257,6 +257,8 @@ fn sync_folder(
         }),
         _ => None,
     };
+    // cur/ alone, for the stamp after a run that delivers (see the end).
+    let cur_at_start = folder_dir.as_ref().and_then(|d| mtime_ns(&d.join("cur")));
     // --resync: what we already have from this folder, by content.
     let (resync, stale_keys) = if resyncing {
         let Some(dir) = &folder_dir else {
@@ -475,11 +477,24 @@ fn sync_folder(
         if let Some(m) = sel.highest_mod_seq {
             st.mod_seq = m;
         }
-        // Trust the stamp taken at the start only if we changed nothing
+        // Trust the stamp taken at the start if we changed nothing
         // ourselves: a mail reader's rename during this run then still
-        // shows as a change next time.
-        st.local_stamp = if committed.is_empty() && !touched && !first_time {
+        // shows as a change next time. After delivering into new/ only,
+        // with cur/ as it was at the start (neither we nor a mail reader
+        // renamed anything there), take the stamp now: a mail reader
+        // changes a message's flags by moving it into or within cur/,
+        // which would show; all it can do unseen in new/ is delete a file,
+        // which matters only with --sync-deletes. Without this, every run
+        // after one that delivered rescanned the whole folder.
+        st.local_stamp = if first_time || touched {
+            0
+        } else if committed.is_empty() {
             stamp_at_start
+        } else if !acct.imap.sync_deletes
+            && cur_at_start.is_some()
+            && mtime_ns(&dir.join("cur")) == cur_at_start
+        {
+            local_stamp(&dir)
         } else {
             0
         };
@@ -1268,17 +1283,19 @@ fn apply_flags(
     Ok((changed, touched))
 }
 
+/// A directory's modification time in ns, if it can be read.
+fn mtime_ns(path: &Path) -> Option<u64> {
+    std::fs::metadata(path)
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as u64)
+}
+
 /// The local folder's stamp: `new/` and `cur/` modification times (ns),
 /// combined; 0 if unknown.
 fn local_stamp(dir: &Path) -> u64 {
-    let ns = |d: &str| {
-        std::fs::metadata(dir.join(d))
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as u64)
-    };
-    match (ns("new"), ns("cur")) {
+    match (mtime_ns(&dir.join("new")), mtime_ns(&dir.join("cur"))) {
         (Some(n), Some(c)) => n.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(c).max(1),
         _ => 0,
     }
