@@ -539,7 +539,8 @@ fn read_state_file(path: &Path) -> Result<Option<Vec<u8>>> {
 
 impl Ledger {
     /// Lock and load the ledger of `account` under `root`, creating it when
-    /// this is the account's first run.
+    /// this is the account's first run. (A run locks, then loads on
+    /// another thread: `run::run`.)
     pub fn open(root: &Path, account: &str) -> Result<Ledger> {
         Ledger::lock(root, account)?.load()
     }

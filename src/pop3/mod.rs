@@ -271,44 +271,44 @@ impl<'u> Session<'u> {
         if let Some(uidls) = &uidls {
             // By message number (bounded by STAT's count), and the set of
             // ids, which must not repeat.
-            let mut by_no: Vec<Option<(u32, &str)>> = vec![None; count];
+            let mut by_no: Vec<Option<&str>> = vec![None; count];
             let mut ids = crate::hash::set::<&str>(uidls.len());
             for line in uidls.iter() {
                 let (n, uid) = proto::parse_uidl_line(line)?;
-                let slot = (n as usize)
+                let i = (n as usize)
                     .checked_sub(1)
-                    .and_then(|i| by_no.get_mut(i))
+                    .filter(|&i| i < count)
                     .ok_or_else(|| {
                         protocol(format!("UIDL names message {n}, which LIST does not"))
                     })?;
-                if slot.is_some() {
+                if by_no[i].is_some() {
                     return Err(protocol(format!("UIDL names message {n} twice")));
                 }
                 if !ids.insert(uid) {
                     let other = by_no
                         .iter()
-                        .flatten()
-                        .find(|(_, u)| *u == uid)
-                        .map_or(0, |(m, _)| *m);
+                        .position(|u| *u == Some(uid))
+                        .map_or(0, |i| i + 1);
                     return Err(protocol(format!(
                         "server gave messages {other} and {n} the same unique id {:?}; \
                          refusing to continue, as tracking by it could lose mail",
                         escape(uid)
                     )));
                 }
-                *by_no.get_mut(n as usize - 1).expect("checked above") = Some((n, uid));
+                by_no[i] = Some(uid);
             }
             for (msgno, _, span) in &mut msgs {
-                let Some((_, uid)) = by_no[*msgno as usize - 1] else {
+                let Some(uid) = by_no[*msgno as usize - 1] else {
                     return Err(protocol(format!(
                         "UIDL has no unique id for message {msgno}"
                     )));
                 };
                 *span = Some(uidls.span_of(uid));
             }
-            if let Some((n, _)) = by_no.iter().flatten().find(|(n, _)| !seen[*n as usize - 1]) {
+            if let Some(i) = (0..count).find(|&i| by_no[i].is_some() && !seen[i]) {
                 return Err(protocol(format!(
-                    "UIDL names message {n}, which LIST does not"
+                    "UIDL names message {}, which LIST does not",
+                    i + 1
                 )));
             }
         }

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::{BATCH_BYTES, LedgerSoon, Summary, batch_messages};
+use super::{Batches, LedgerSoon, Summary, batch_messages};
 use crate::config::{Account, Destination};
 use crate::deliver::{self, CrlfToLf, Deliver, MessageInfo, Outcome, maildir};
 use crate::error::{Error, Kind, Result, data};
@@ -362,9 +362,7 @@ fn sync_folder(
         folder,
         uv,
         dest: dest.as_mut(),
-        batch: Vec::new(),
-        in_flight: Vec::new(),
-        batch_bytes: 0,
+        batches: Batches::default(),
         committed: Vec::new(),
         failures: Vec::new(),
         failed_uids: Vec::new(),
@@ -647,12 +645,9 @@ struct Fetcher<'a> {
     folder: &'a str,
     uv: u32,
     dest: &'a mut dyn Deliver,
-    /// Staged, not yet committed: (uid, key, flags for the ledger).
-    batch: Vec<(u32, String, String)>,
-    /// The batch whose commit the destination started while `batch`
-    /// stages ([`Deliver::start_commit`]).
-    in_flight: Vec<(u32, String, String)>,
-    batch_bytes: u64,
+    /// Staged and in flight, not yet committed: (uid, key, flags for the
+    /// ledger).
+    batches: Batches<(u32, String, String)>,
     /// Committed: (uid, key).
     committed: Vec<(u32, String)>,
     failures: Vec<Error>,
@@ -786,9 +781,7 @@ impl Fetcher<'_> {
                     }
                 }
                 // Commit between messages only (nothing half-received).
-                if cur.is_none()
-                    && (self.batch.len() >= batch_messages() || self.batch_bytes >= BATCH_BYTES)
-                {
+                if cur.is_none() && self.batches.is_full() {
                     self.rotate(ledger, summary)?;
                 }
             }
@@ -917,12 +910,14 @@ impl Fetcher<'_> {
     fn stage(&mut self, m: &Meta, stored: u64) {
         self.progress.message_done(m.size);
         let f = Flags::parse(m.flags.iter().map(String::as_str));
-        self.batch.push((
-            m.uid,
-            key(self.uv, m.uid, self.folder),
-            flags::to_ledger(&f),
-        ));
-        self.batch_bytes += stored;
+        self.batches.push(
+            (
+                m.uid,
+                key(self.uv, m.uid, self.folder),
+                flags::to_ledger(&f),
+            ),
+            stored,
+        );
     }
 
     /// The staged batch is full: complete the batch in flight, then start
@@ -930,38 +925,21 @@ impl Fetcher<'_> {
     /// downloads; or commit it in place when the destination cannot.
     fn rotate(&mut self, ledger: &mut Ledger, summary: &mut Summary) -> Result<()> {
         self.commit_in_flight(ledger, summary)?;
-        match self.dest.start_commit() {
-            Ok(true) => {
-                self.in_flight = std::mem::take(&mut self.batch);
-                self.batch_bytes = 0;
-                Ok(())
-            }
-            Ok(false) => self.commit(ledger, summary),
-            Err(e) => {
-                // Not delivered: they stay on the server.
-                self.batch.clear();
-                self.batch_bytes = 0;
-                Err(e)
-            }
+        if self.batches.start(&mut *self.dest)? {
+            return Ok(());
         }
+        self.commit(ledger, summary)
     }
 
     /// Commit the batch in flight, then the staged one.
     fn commit(&mut self, ledger: &mut Ledger, summary: &mut Summary) -> Result<()> {
         self.commit_in_flight(ledger, summary)?;
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let items = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
+        let items = self.batches.take_staged();
         self.commit_items(items, ledger, summary)
     }
 
     fn commit_in_flight(&mut self, ledger: &mut Ledger, summary: &mut Summary) -> Result<()> {
-        if self.in_flight.is_empty() {
-            return Ok(());
-        }
-        let items = std::mem::take(&mut self.in_flight);
+        let items = self.batches.take_in_flight();
         self.commit_items(items, ledger, summary)
     }
 
@@ -973,6 +951,9 @@ impl Fetcher<'_> {
         ledger: &mut Ledger,
         summary: &mut Summary,
     ) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let keys: Vec<String> = items.iter().map(|(_, k, _)| k.clone()).collect();
         if self.dest.commit_len() != keys.len() {
             return Err(crate::error::internal(format!(

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
-use super::{BATCH_BYTES, LedgerSoon, Summary, batch_messages};
+use super::{Batches, LedgerSoon, Summary};
 use crate::config::Account;
 use crate::deliver::{self, Deliver, MessageInfo, Outcome};
 use crate::error::{Error, Result, protocol, temporary};
@@ -55,9 +55,7 @@ pub fn run(
         ledger,
         dest: dest.as_mut(),
         session,
-        batch: Vec::new(),
-        in_flight: Vec::new(),
-        batch_bytes: 0,
+        batches: Batches::default(),
         dele_keys: HashMap::new(),
         failures: Vec::new(),
         summary: Summary::default(),
@@ -101,12 +99,8 @@ struct Run<'a, 'u> {
     ledger: &'a mut Ledger,
     dest: &'a mut dyn Deliver,
     session: Session<'u>,
-    /// Staged messages not yet committed: (msgno, ledger key).
-    batch: Vec<(u32, String)>,
-    /// The batch whose commit the destination started while `batch`
-    /// stages ([`Deliver::start_commit`]).
-    in_flight: Vec<(u32, String)>,
-    batch_bytes: u64,
+    /// Staged and in flight, not yet committed: (msgno, ledger key).
+    batches: Batches<(u32, String)>,
     /// DELEs sent this session: msgno -> ledger key.
     dele_keys: HashMap<u32, String>,
     /// Messages the destination refused (they stay on the server).
@@ -367,9 +361,8 @@ impl Run<'_, '_> {
             }
             self.dest.end()?;
             self.progress.message_done(job.size);
-            self.batch.push((job.msgno, key));
-            self.batch_bytes += written;
-            if self.batch.len() >= batch_messages() || self.batch_bytes >= BATCH_BYTES {
+            self.batches.push((job.msgno, key), written);
+            if self.batches.is_full() {
                 self.rotate_batch()?;
             }
         }
@@ -384,20 +377,10 @@ impl Run<'_, '_> {
     /// the destination cannot.
     fn rotate_batch(&mut self) -> Result<()> {
         self.commit_in_flight(true)?;
-        match self.dest.start_commit() {
-            Ok(true) => {
-                self.in_flight = std::mem::take(&mut self.batch);
-                self.batch_bytes = 0;
-                Ok(())
-            }
-            Ok(false) => self.commit_batch(true),
-            Err(e) => {
-                // Not delivered: they stay on the server.
-                self.batch.clear();
-                self.batch_bytes = 0;
-                Err(e)
-            }
+        if self.batches.start(&mut *self.dest)? {
+            return Ok(());
         }
+        self.commit_batch(true)
     }
 
     /// Deliver and record the batch in flight, then the staged one; then
@@ -405,25 +388,21 @@ impl Run<'_, '_> {
     /// the destination delivered.
     fn commit_batch(&mut self, then_delete: bool) -> Result<()> {
         self.commit_in_flight(then_delete)?;
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let items = std::mem::take(&mut self.batch);
-        self.batch_bytes = 0;
+        let items = self.batches.take_staged();
         self.commit_items(items, then_delete)
     }
 
     fn commit_in_flight(&mut self, then_delete: bool) -> Result<()> {
-        if self.in_flight.is_empty() {
-            return Ok(());
-        }
-        let items = std::mem::take(&mut self.in_flight);
+        let items = self.batches.take_in_flight();
         self.commit_items(items, then_delete)
     }
 
     /// Commit `items` (the next batch the destination commits), and act on
     /// the outcomes.
     fn commit_items(&mut self, items: Vec<(u32, String)>, then_delete: bool) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let keys: Vec<String> = items.iter().map(|(_, k)| k.clone()).collect();
         if self.dest.commit_len() != keys.len() {
             return Err(crate::error::internal(format!(
