@@ -6,13 +6,12 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::pop3server::{Pop3Server, ServerConfig, msg};
 use common::{
-    Env, expected_local, maildir_files, maildir_messages, python_read_mbox, scripted_args, sorted,
-    tmp_files,
+    Env, expected_local, have_strace, maildir_files, maildir_messages, python_read_mbox,
+    scripted_args, sorted, tmp_files,
 };
 
 fn messages(n: usize) -> Vec<(String, Vec<u8>)> {
@@ -25,20 +24,6 @@ fn messages(n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn have_strace() -> bool {
-    let ok = Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
-            panic!("strace is needed for the fault-injection tests");
-        }
-        eprintln!("SKIP: strace not available");
-    }
-    ok
-}
-
 /// `fetch ARGS` under strace, failing the `when`-th `syscall` with `errno`
 /// (or, with `when == 0`, only counting the calls into `count_file`).
 fn run_injected(
@@ -49,34 +34,24 @@ fn run_injected(
     when: usize,
     count_file: &Path,
 ) -> common::Out {
-    let mut c = Command::new("strace");
     // -f: fetch reads its ledger and syncs a batch's files on threads of its
     // own (strace counts `when` per thread: each thread's N-th call fails).
     // The password comes from a netrc file, so no child process of someone
     // else's (a password command's shell) gets the faults.
-    c.args(["-f", "-qq", "-o"]).arg(count_file);
-    if when == 0 {
-        c.args(["-e", &format!("trace={syscall}")]);
-    } else {
+    let count_file = count_file.to_string_lossy();
+    let trace = format!("trace={syscall}");
+    let inject = format!("inject={syscall}:error={errno}:when={when}");
+    let mut wrapper = vec!["strace", "-f", "-qq", "-o", &count_file, "-e", &trace];
+    if when > 0 {
         // strace injects only into calls it traces.
-        c.args([
-            "-e",
-            &format!("trace={syscall}"),
-            "-e",
-            &format!("inject={syscall}:error={errno}:when={when}"),
-        ]);
+        wrapper.extend(["-e", &inject]);
     }
-    c.arg(env!("CARGO_BIN_EXE_fetch")).args(args);
-    let base = env.cmd();
-    c.env_clear();
-    for (k, v) in base.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    // Batches of 4: 12 messages take three, so faults also hit a batch
-    // being synced on its own thread while the next one downloads.
-    c.env("FETCH_BATCH_MESSAGES", "4");
+    let mut c = env.cmd_wrapped(&wrapper);
+    c.args(args);
+    // Batches of 16: 20 messages take two, the first synced with one
+    // syncfs on its own thread while the second downloads, the second
+    // (smaller than SYNCFS_MIN_BATCH) with an fdatasync per file in place.
+    c.env("FETCH_BATCH_MESSAGES", "16");
     c.stdin(std::process::Stdio::null());
     common::run_bounded(c, Duration::from_secs(60))
 }
@@ -149,7 +124,7 @@ fn sweep(dest: Dest, keep: bool) {
     if !have_strace() {
         return;
     }
-    let msgs = messages(12);
+    let msgs = messages(20);
     let want = sorted(msgs.iter().map(|(_, b)| expected_local(b)).collect());
     let mut injected = 0;
     for (syscall, errno) in [
@@ -168,6 +143,12 @@ fn sweep(dest: Dest, keep: bool) {
         let out = run_injected(&env, &args, syscall, errno, 0, &counts);
         assert_eq!(out.code, 0, "{out:?}");
         let calls = calls_in(&counts, syscall);
+        // Each sync step of a Maildir delivery must be reached, or its
+        // failure goes untested (the syncfs of the batch synced on its own
+        // thread among them).
+        if dest == Dest::Maildir && syscall != "pwrite64" {
+            assert!(calls > 0, "a clean Maildir run makes no {syscall} call");
+        }
         for when in 1..=calls {
             let env = Env::new();
             let server = Pop3Server::start(ServerConfig::default(), msgs.clone());

@@ -252,28 +252,15 @@ fn flags_sync_both_ways() {
 /// Whether a run of fetch (as [`fetch`] would run it) lists the Maildir's
 /// `cur/` directory; None without strace.
 fn lists_cur(env: &Env, dc: &Dovecot) -> Option<bool> {
-    let have = std::process::Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        eprintln!("strace not found: not checking which directories a run lists");
+    if !common::have_strace() {
         return None;
     }
     let log = env.path().join("openat.log");
+    let log_s = log.to_string_lossy();
     let port = dc.imaps_port.to_string();
     let pw = format!("cat {}", dc.password_file.display());
-    let mut c = std::process::Command::new("strace");
-    c.env_clear();
-    for (k, v) in env.cmd().get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    c.args(["-f", "-qq", "-e", "trace=openat", "-o"])
-        .arg(&log)
-        .arg(env!("CARGO_BIN_EXE_fetch"))
-        .args(["--imap", "127.0.0.1", "--port", &port, "--cafile"])
+    let mut c = env.cmd_wrapped(&["strace", "-f", "-qq", "-e", "trace=openat", "-o", &log_s]);
+    c.args(["--imap", "127.0.0.1", "--port", &port, "--cafile"])
         .arg(&dc.cafile)
         .args(["-u", &dc.user, "--password-command", &pw, "--maildir"])
         .arg(env.maildir());

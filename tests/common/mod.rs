@@ -378,6 +378,22 @@ pub fn scripted_args(port: u16) -> Vec<String> {
     .collect()
 }
 
+/// Whether strace runs here. Without it a test skips what needs it, with
+/// a printed reason; with FETCH_REQUIRE_DOVECOT=1 (CI) that is a failure.
+pub fn have_strace() -> bool {
+    let ok = Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
+            panic!("strace is needed (FETCH_REQUIRE_DOVECOT=1)");
+        }
+        eprintln!("SKIP: strace not available");
+    }
+    ok
+}
+
 /// An mbox read back by Python's `mailbox` module (an independent reader),
 /// with the mboxrd quoting undone: (From_ line, message bytes) in order.
 /// None (after printing why) if python3 is missing.
