@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
+use crate::types::{AuthMethod, TlsMode};
+
 pub const EXIT_CODES: &str = "\
 Exit status:
   0   success, whether or not there was new mail (--check: there is new mail)
@@ -240,7 +242,7 @@ pub struct Cli {
     /// Print the man page or a shell completion script and exit (used to
     /// produce man/ and completions/).
     #[arg(long, value_enum, value_name = "KIND", hide = true)]
-    pub generate: Option<crate::generate::Generated>,
+    pub generate: Option<Generated>,
 }
 
 /// `10M` -> 10485760: a size with an optional K, M or G (powers of 1024).
@@ -260,28 +262,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is not a size (like 500K, 10M or 1G)"))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsMode {
-    /// TLS from the first byte (RFC 8314).
-    Implicit,
-    /// Plain connection upgraded with STLS; fails if the server does not offer it.
-    Starttls,
-    /// No encryption.
-    None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthMethod {
-    /// SASL PLAIN if the server offers it, else USER/PASS.
-    Auto,
-    /// SASL PLAIN (RFC 5034).
-    Plain,
-    /// USER and PASS (RFC 1939).
-    User,
-    /// APOP (RFC 1939 section 7); needs a timestamp in the server greeting.
-    Apop,
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[cfg(test)]

@@ -8,17 +8,9 @@
 
 use std::io::{self, Write};
 
-use clap::{CommandFactory, ValueEnum};
+use clap::CommandFactory;
 
-use crate::cli::Cli;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Generated {
-    Man,
-    Bash,
-    Zsh,
-    Fish,
-}
+use crate::cli::{Cli, Generated};
 
 pub fn generate(kind: Generated, out: &mut dyn Write) -> io::Result<()> {
     let mut cmd = Cli::command();
@@ -276,6 +268,7 @@ fn protect(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::ValueEnum;
 
     #[test]
     fn every_kind_generates() {

@@ -26,15 +26,18 @@ pub mod hash;
 pub mod imap;
 pub mod net;
 pub mod netrc;
+pub mod password;
 pub mod pop3;
 pub mod progress;
 pub mod run;
+pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod signals;
 pub mod state;
-pub mod term;
+pub mod types;
 pub mod ui;
+pub mod wire;
 
 /// Entry points for the fuzz targets (`fuzz/`): the parsers that read what
 /// servers and files send us, each fed arbitrary bytes. Not a stable API.
@@ -43,7 +46,7 @@ pub mod fuzzing {
     /// The POP3 status line and multi-line decoders.
     pub fn pop3_reply(data: &[u8]) {
         let _ = crate::pop3::proto::Status::parse(data);
-        let _ = crate::pop3::proto::line_end(data, 8192);
+        let _ = crate::wire::line_end(data, 8192);
         let split = data.first().map_or(1, |&b| usize::from(b).max(1));
         let mut body = crate::pop3::proto::BodyDecoder::new(true);
         let mut listing = crate::pop3::proto::ListingDecoder::new(1000);

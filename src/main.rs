@@ -2,15 +2,10 @@
 //! an exit code. Nothing else happens here; the work is in the library
 //! (`lib.rs`), whose map is there.
 
-use std::time::Duration;
-
 use clap::Parser;
 use clap::error::ErrorKind;
+use fetch::config::Mode;
 use fetch::{cli, config, error, generate, schedule, signals, ui};
-
-/// `--idle` without `--daemon`: how often POP3 accounts (and IMAP folders
-/// not watched) are polled.
-const DEFAULT_POLL: u64 = 300;
 
 fn main() {
     std::process::exit(real_main());
@@ -43,31 +38,27 @@ fn real_main() -> i32 {
             }
         };
     }
-    let (accounts, output) = match config::resolve(&cli) {
-        Ok(x) => x,
+    let plan = match config::resolve(&cli) {
+        Ok(p) => p,
         Err(e) => {
             eprintln!("fetch: {}", e.msg);
             return e.kind.exit_code();
         }
     };
-    if cli.jobs == 0 || cli.daemon == Some(0) {
-        eprintln!("fetch: --jobs and --daemon need a number above 0");
-        return error::Kind::Usage.exit_code();
-    }
+    drop(cli);
     signals::install();
-    let ui = ui::Ui::new(output);
-    if cli.daemon.is_some() || cli.idle {
-        let secs = cli.daemon.unwrap_or(DEFAULT_POLL);
-        return schedule::daemon(&cli, &accounts, &ui, Duration::from_secs(secs));
+    let ui = ui::Ui::new(plan.output);
+    if let Some(daemon) = plan.daemon {
+        return schedule::daemon(&plan.accounts, plan.jobs, daemon, &ui);
     }
-    let results = schedule::once(&cli, &accounts, &ui);
+    let results = schedule::once(&plan.accounts, plan.jobs, &ui);
     let codes: Vec<i32> = results.iter().map(|r| r.0).collect();
     let code = error::combine(&codes);
     if let Some(sig) = signals::received() {
         // Stopped early: what arrived is safe, but not all mail was fetched.
         return 128 + sig;
     }
-    if cli.check && code == 0 && !results.iter().any(|r| r.1) {
+    if plan.mode == Mode::Check && code == 0 && !results.iter().any(|r| r.1) {
         return 1; // --check: no new mail
     }
     code

@@ -34,7 +34,7 @@ impl Progress {
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
             );
-            bar.set_prefix(crate::term::escape(account));
+            bar.set_prefix(crate::sanitize::escape(account));
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });

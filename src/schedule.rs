@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::cli::Cli;
-use crate::config::{Account, Protocol};
+use crate::config::{Account, Daemon, Mode};
 use crate::error::{self, Result};
 use crate::secret::Secret;
+use crate::types::Protocol;
 use crate::{run, signals, ui::Ui};
 
 /// Where runs get their passwords. A one-shot run asks each time (once per
@@ -34,14 +34,14 @@ impl Passwords {
 
     fn get(&self, i: usize, acct: &Account) -> Result<Secret> {
         if !self.keep {
-            return crate::secret::obtain(acct);
+            return crate::password::obtain(&acct.password_sources());
         }
         // Held while asking, so two threads never prompt at once.
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = cache.get(&i) {
             return Ok(s.duplicate());
         }
-        let s = crate::secret::obtain(acct)?;
+        let s = crate::password::obtain(&acct.password_sources())?;
         cache.insert(i, s.duplicate());
         Ok(s)
     }
@@ -54,31 +54,32 @@ impl Passwords {
     }
 }
 
-/// Run every account once. Returns (exit code, has new mail) per account.
-pub fn once(cli: &Cli, accounts: &[Account], ui: &Ui) -> Vec<(i32, bool)> {
+/// Run every account once, up to `jobs` at a time. Returns (exit code,
+/// has new mail) per account.
+pub fn once(accounts: &[Account], jobs: usize, ui: &Ui) -> Vec<(i32, bool)> {
     // The process exits after this: ledgers need not free their memory.
     run::exit_follows();
     let all: Vec<usize> = (0..accounts.len()).collect();
-    run_accounts(cli, accounts, &all, ui, &Passwords::new(false))
+    run_accounts(accounts, jobs, &all, ui, &Passwords::new(false))
 }
 
-/// Run the accounts `which` (up to `--jobs` at a time), reporting each as
+/// Run the accounts `which` (up to `jobs` at a time), reporting each as
 /// it ends. Returns (exit code, has new mail) per account, in `which` order.
 fn run_accounts(
-    cli: &Cli,
     accounts: &[Account],
+    jobs: usize,
     which: &[usize],
     ui: &Ui,
     passwords: &Passwords,
 ) -> Vec<(i32, bool)> {
     let one = |i: usize| {
-        let r = run_one(cli, &accounts[i], ui, &|| passwords.get(i, &accounts[i]));
+        let r = run_one(&accounts[i], ui, &|| passwords.get(i, &accounts[i]));
         if r.0 == error::Kind::Auth.exit_code() {
             passwords.forget(i);
         }
         r
     };
-    let workers = cli.jobs.min(which.len());
+    let workers = jobs.min(which.len());
     if workers <= 1 {
         // No threads for the usual case: signals then reach the thread that
         // is doing the work, and a trace shows one thread.
@@ -113,26 +114,20 @@ fn run_accounts(
 
 /// Run one account and report it. Returns its exit code and whether it
 /// has new mail.
-fn run_one(
-    cli: &Cli,
-    acct: &Account,
-    ui: &Ui,
-    password: &dyn Fn() -> Result<Secret>,
-) -> (i32, bool) {
+fn run_one(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> (i32, bool) {
     let started = Instant::now();
     let (summary, code) = match run::run(acct, ui, password) {
         Ok(summary) => {
-            if cli.check {
+            match acct.mode {
                 // --check's answer is data: stdout.
-                if !ui.json {
+                Mode::Check if !ui.json => {
                     ui.data(&format!("{}: {} new\n", acct.name, summary.available));
                 }
-            } else if cli.dry_run {
-                if !ui.json {
+                Mode::DryRun if !ui.json => {
                     ui.data(&format!("{}: {}\n", acct.name, summary.dry_run_line()));
                 }
-            } else if !cli.show_cert {
-                ui.info(&acct.name, &summary.line());
+                Mode::Fetch => ui.info(&acct.name, &summary.line()),
+                _ => {}
             }
             (summary, 0)
         }
@@ -148,7 +143,8 @@ fn run_one(
             (run::Summary::default(), e.kind.exit_code())
         }
     };
-    let planned = cli.check || cli.dry_run;
+    let planned = acct.read_only();
+    let dry_run = acct.dry_run();
     ui.event(serde_json::json!({
         "type": "account",
         "account": acct.name,
@@ -157,8 +153,8 @@ fn run_one(
         "deleted": summary.deleted,
         "flags_synced": summary.flags_synced,
         "new": planned.then_some(summary.available),
-        "would_delete": cli.dry_run.then_some(summary.would_delete),
-        "would_flag": cli.dry_run.then_some(summary.would_flag),
+        "would_delete": dry_run.then_some(summary.would_delete),
+        "would_flag": dry_run.then_some(summary.would_flag),
         "seconds": started.elapsed().as_secs_f64(),
         "exit_code": code,
     }));
@@ -169,11 +165,11 @@ fn run_one(
 /// and with `--idle` an IMAP account also when its watchers report news.
 /// A failing account is retried after 2, 4, 8... intervals (at most an
 /// hour); the others keep their pace. Exits 0 when asked to stop.
-pub fn daemon(cli: &Cli, accounts: &[Account], ui: &Ui, interval: Duration) -> i32 {
+pub fn daemon(accounts: &[Account], jobs: usize, daemon: Daemon, ui: &Ui) -> i32 {
     let passwords = Passwords::new(true);
     let (tx, rx) = mpsc::channel::<usize>();
     std::thread::scope(|s| {
-        if cli.idle {
+        if daemon.idle {
             for (i, acct) in accounts.iter().enumerate() {
                 if acct.protocol != Protocol::Imap {
                     continue;
@@ -189,7 +185,7 @@ pub fn daemon(cli: &Cli, accounts: &[Account], ui: &Ui, interval: Duration) -> i
             }
         }
         drop(tx);
-        poll(cli, accounts, ui, interval, &passwords, &rx);
+        poll(accounts, jobs, ui, daemon.interval, &passwords, &rx);
     });
     0
 }
@@ -197,8 +193,8 @@ pub fn daemon(cli: &Cli, accounts: &[Account], ui: &Ui, interval: Duration) -> i
 /// The daemon's loop: run what is due, then wait for the next due time or
 /// news from a watcher, whichever comes first.
 fn poll(
-    cli: &Cli,
     accounts: &[Account],
+    jobs: usize,
     ui: &Ui,
     interval: Duration,
     passwords: &Passwords,
@@ -211,7 +207,7 @@ fn poll(
         let now = Instant::now();
         let ready: Vec<usize> = (0..accounts.len()).filter(|&i| due[i] <= now).collect();
         if !ready.is_empty() {
-            let results = run_accounts(cli, accounts, &ready, ui, passwords);
+            let results = run_accounts(accounts, jobs, &ready, ui, passwords);
             for (&i, &(code, _)) in ready.iter().zip(&results) {
                 if code == 0 {
                     failures[i] = 0;

@@ -58,11 +58,18 @@ impl Ui {
             line(&format!("{account}: {msg}"));
         }
     }
+}
 
-    /// Protocol trace (-vv). Callers pass redacted commands; server lines are escaped here.
-    pub fn trace(&self, dir: &str, text: &str) {
-        if self.verbose >= 2 {
-            line(&format!("{dir} {}", crate::term::escape(text)));
+/// The protocol exchange (-vv). Sessions pass redacted commands; server
+/// lines are escaped here.
+impl crate::net::Trace for Ui {
+    fn on(&self) -> bool {
+        self.verbose >= 2
+    }
+
+    fn line(&self, dir: &str, text: &str) {
+        if self.on() {
+            line(&format!("{dir} {}", crate::sanitize::escape(text)));
         }
     }
 }
@@ -94,9 +101,9 @@ impl Ui {
             &format!(
                 "{action} {}{} ({size} bytes){}",
                 folder
-                    .map(|f| format!("{} ", crate::term::escape(f)))
+                    .map(|f| format!("{} ", crate::sanitize::escape(f)))
                     .unwrap_or_default(),
-                uid.map(crate::term::escape)
+                uid.map(crate::sanitize::escape)
                     .unwrap_or_else(|| "message".into()),
                 destination.map(|d| format!(" -> {d}")).unwrap_or_default()
             ),

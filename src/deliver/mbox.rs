@@ -27,7 +27,6 @@ use crate::deliver::spool::Spool;
 use crate::deliver::{Deliver, MessageInfo, Outcome, unix_now};
 use crate::error::{Context, Kind, Result, cant_create, internal, local_io};
 use crate::state::{Entry, Ledger, Target};
-use crate::ui::Ui;
 
 pub struct Mbox {
     path: PathBuf,
@@ -186,13 +185,14 @@ fn separator_before_append(f: &File, size: u64) -> std::io::Result<&'static [u8]
 }
 
 /// Settle mbox intents left by a crashed run. Returns, per intent, the
-/// entry when the message is in the mbox whole, or None.
+/// entry when the message is in the mbox whole, or None. What is worth a
+/// warning (a torn copy that later mail follows, left as it is) goes to
+/// `warn`.
 #[allow(clippy::type_complexity)]
 pub fn recover(
     intents: &[(String, PathBuf, u64, u64, u32)],
     lock_wait: Duration,
-    ui: &Ui,
-    account: &str,
+    warn: &mut dyn FnMut(String),
 ) -> Result<Vec<(String, Option<Entry>)>> {
     let mut by_path: BTreeMap<&PathBuf, Vec<&(String, PathBuf, u64, u64, u32)>> = BTreeMap::new();
     for i in intents {
@@ -242,14 +242,11 @@ pub fn recover(
             if foreign_message_after(file, cut, size)
                 .ctx(Kind::LocalIo, || format!("reading {}", path.display()))?
             {
-                ui.warn(
-                    account,
-                    &format!(
-                        "{} holds part of a message from an interrupted run at byte {cut}, \
-                         followed by mail written since; it was left as it is",
-                        path.display()
-                    ),
-                );
+                warn(format!(
+                    "{} holds part of a message from an interrupted run at byte {cut}, \
+                     followed by mail written since; it was left as it is",
+                    path.display()
+                ));
             } else {
                 file.set_len(cut)
                     .and_then(|_| file.sync_data())
@@ -322,14 +319,6 @@ mod tests {
         (dir, f)
     }
 
-    fn quiet() -> Ui {
-        Ui::new(crate::config::Output {
-            quiet: true,
-            verbose: 0,
-            json: false,
-        })
-    }
-
     type Intent = (String, PathBuf, u64, u64, u32);
 
     fn intent(path: &Path, key: &str, offset: usize, msg: &[u8]) -> Intent {
@@ -358,7 +347,7 @@ mod tests {
             intent(&p, "k:a", before.len(), &a),
             intent(&p, "k:b", before.len() + a.len(), &b),
         ];
-        let r = recover(&intents, wait, &quiet(), "t").unwrap();
+        let r = recover(&intents, wait, &mut |_| {}).unwrap();
         assert!(r[0].1.is_some() && r[1].1.is_none(), "{r:?}");
         assert_eq!(
             std::fs::read(&p).unwrap(),
@@ -373,7 +362,7 @@ mod tests {
         ]
         .concat();
         std::fs::write(&p, &content).unwrap();
-        let r = recover(&[intent(&p, "k:b", before.len(), &b)], wait, &quiet(), "t").unwrap();
+        let r = recover(&[intent(&p, "k:b", before.len(), &b)], wait, &mut |_| {}).unwrap();
         assert!(r[0].1.is_none());
         assert_eq!(std::fs::read(&p).unwrap(), content);
 
@@ -381,16 +370,16 @@ mod tests {
         let other = vec![b'z'; b.len()];
         content = [before.clone(), other].concat();
         std::fs::write(&p, &content).unwrap();
-        let r = recover(&[intent(&p, "k:b", before.len(), &b)], wait, &quiet(), "t").unwrap();
+        let r = recover(&[intent(&p, "k:b", before.len(), &b)], wait, &mut |_| {}).unwrap();
         assert!(r[0].1.is_none());
 
         // Never appended, or the mbox is gone.
         std::fs::write(&p, &before).unwrap();
-        let r = recover(&[intent(&p, "k:b", before.len(), &b)], wait, &quiet(), "t").unwrap();
+        let r = recover(&[intent(&p, "k:b", before.len(), &b)], wait, &mut |_| {}).unwrap();
         assert!(r[0].1.is_none());
         assert_eq!(std::fs::read(&p).unwrap(), before);
         let gone = dir.path().join("gone");
-        let r = recover(&[intent(&gone, "k:b", 0, &b)], wait, &quiet(), "t").unwrap();
+        let r = recover(&[intent(&gone, "k:b", 0, &b)], wait, &mut |_| {}).unwrap();
         assert!(r[0].1.is_none());
         assert!(!gone.exists(), "recovery does not create an mbox");
     }

@@ -21,9 +21,18 @@ pub mod stdout;
 
 use std::path::Path;
 
-use crate::config::{Account, Destination};
 use crate::error::Result;
 use crate::state::{Entry, Ledger};
+use crate::types::Destination;
+
+/// What a destination needs to know beyond where it is.
+#[derive(Debug, Clone)]
+pub struct DeliverOptions {
+    /// The user mail is delivered for (`%T` of an MDA command).
+    pub user: String,
+    /// The longest wait for another program's lock on an mbox.
+    pub lock_wait: std::time::Duration,
+}
 
 /// What is known about a message before its bytes arrive.
 #[derive(Debug, Clone, Default)]
@@ -122,28 +131,25 @@ pub trait Deliver {
     }
 }
 
-/// Open the destination of `acct`. `state_dir` is the account's ledger
-/// directory (for spool files); `tag` marks our temporary files.
-pub fn open(acct: &Account, state_dir: &Path, tag: &str) -> Result<Box<dyn Deliver>> {
-    open_folder(acct, state_dir, tag, None)
-}
-
-/// Like [`open`], for an IMAP folder: with a Maildir destination, the
-/// folder's Maildir++ subdirectory (`subdir`, e.g. `.Lists.rust`; None is
-/// the Maildir root, for INBOX). Other destinations take every folder.
-pub fn open_folder(
-    acct: &Account,
+/// Open `dest`. `state_dir` is the account's ledger directory (for spool
+/// files); `tag` marks our temporary files. For an IMAP folder with a
+/// Maildir destination, `subdir` is the folder's Maildir++ subdirectory
+/// (e.g. `.Lists.rust`; None is the Maildir root, for INBOX); other
+/// destinations take every folder.
+pub fn open(
+    dest: &Destination,
+    opts: &DeliverOptions,
     state_dir: &Path,
     tag: &str,
     subdir: Option<&str>,
 ) -> Result<Box<dyn Deliver>> {
-    Ok(match &acct.dest {
+    Ok(match dest {
         Destination::Maildir(dir) => match subdir {
             None => Box::new(maildir::Maildir::open(dir, tag)?),
             Some(sub) => Box::new(maildir::Maildir::open_subfolder(dir, sub, tag)?),
         },
-        Destination::Mbox(path) => Box::new(mbox::Mbox::open(path, state_dir, acct.timeout)?),
-        Destination::Mda(cmd) => Box::new(mda::Mda::open(cmd, &acct.user, state_dir)?),
+        Destination::Mbox(path) => Box::new(mbox::Mbox::open(path, state_dir, opts.lock_wait)?),
+        Destination::Mda(cmd) => Box::new(mda::Mda::open(cmd, &opts.user, state_dir)?),
         Destination::Stdout => Box::new(stdout::Stdout::open(state_dir)?),
     })
 }

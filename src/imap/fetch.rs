@@ -176,7 +176,7 @@ impl FetchReader {
             if !line.starts_with(b"* ") && !line.starts_with(b"+") {
                 return Err(protocol(format!(
                     "unexpected line in a FETCH reply: {:?}",
-                    crate::term::escape_bytes(&line[..line.len().min(80)])
+                    crate::sanitize::escape_bytes(&line[..line.len().min(80)])
                 )));
             }
         }

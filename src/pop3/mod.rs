@@ -10,13 +10,11 @@ pub mod proto;
 
 use std::collections::VecDeque;
 
-use crate::cli::{AuthMethod, TlsMode};
-use crate::config::Account;
 use crate::error::{Error, Result, auth, internal, protocol, temporary, unavailable};
-use crate::net::Conn;
-use crate::secret::Secret;
-use crate::term::escape;
-use crate::ui::Ui;
+use crate::net::{Conn, Endpoint, Trace};
+use crate::sanitize::escape;
+use crate::secret::Login;
+use crate::types::{AuthMethod, TlsMode};
 use proto::{BodyDecoder, Capabilities, Command, Lines, ListingDecoder, MAX_LINE, Status};
 
 /// Most messages we accept in one maildrop listing.
@@ -74,7 +72,7 @@ pub enum Retrieved {
 
 pub struct Session<'u> {
     conn: Conn,
-    ui: &'u Ui,
+    trace: &'u dyn Trace,
     pub caps: Capabilities,
     pub greeting: String,
     pipelining: bool,
@@ -88,17 +86,13 @@ pub struct Session<'u> {
 }
 
 impl<'u> Session<'u> {
-    /// Connect, read the greeting and capabilities, and set up TLS as the
-    /// account requires. No credential has been sent when this returns.
-    pub fn connect(acct: &Account, ui: &'u Ui) -> Result<Session<'u>> {
-        let tls = acct.tls_settings();
-        let mut conn = Conn::connect(&acct.host, acct.port, acct.timeout)?;
-        if acct.tls == TlsMode::Implicit {
-            conn.tls(&acct.host, &tls)?;
-        }
+    /// Connect, read the greeting and capabilities, and set up TLS as `ep`
+    /// requires. No credential has been sent when this returns.
+    pub fn connect(ep: &Endpoint, trace: &'u dyn Trace) -> Result<Session<'u>> {
+        let conn = Conn::open(ep)?;
         let mut s = Session {
             conn,
-            ui,
+            trace,
             caps: Capabilities::default(),
             greeting: String::new(),
             pipelining: false,
@@ -119,7 +113,7 @@ impl<'u> Session<'u> {
             }
         }
         s.caps = s.capa()?;
-        if acct.tls == TlsMode::Starttls {
+        if ep.tls == TlsMode::Starttls {
             if !s.caps.stls {
                 return Err(unavailable(
                     "server does not offer STLS, and --tls starttls requires it; \
@@ -137,7 +131,7 @@ impl<'u> Session<'u> {
             }
             // Anything the server sent after +OK arrived in plaintext:
             // start_tls refuses if so. Then forget the plaintext capabilities.
-            s.conn.start_tls(&acct.host, &tls)?;
+            s.conn.start_tls(&ep.host, &ep.trust)?;
             s.caps = s.capa()?;
         }
         s.pipelining = s.caps.pipelining;
@@ -149,25 +143,25 @@ impl<'u> Session<'u> {
     }
 
     /// The TLS session and certificate, for `--show-cert`.
-    pub fn peer_info(&self, acct: &Account) -> Option<crate::net::PeerInfo> {
-        self.conn.peer_info(&acct.host, &acct.tls_settings())
+    pub fn peer_info(&self, ep: &Endpoint) -> Option<crate::net::PeerInfo> {
+        self.conn.peer_info(&ep.host, &ep.trust)
     }
 
     /// Log in. Refuses to send a password over plaintext unless allowed.
-    pub fn login(&mut self, acct: &Account, password: &Secret) -> Result<()> {
-        if !self.conn.is_tls() && !acct.allow_plaintext_auth {
+    pub fn login(&mut self, login: &Login) -> Result<()> {
+        if !self.conn.is_tls() && !login.allow_plaintext {
             return Err(unavailable(
                 "refusing to send the password over an unencrypted connection; use \
                  --tls implicit or --tls starttls, or --allow-plaintext-auth if you must",
             ));
         }
-        let method = match acct.auth {
+        let method = match login.method {
             AuthMethod::Auto if self.caps.sasl_plain => AuthMethod::Plain,
             AuthMethod::Auto => AuthMethod::User,
             m => m,
         };
-        let user = acct.user.as_str();
-        let pass = password.expose();
+        let user = login.user;
+        let pass = login.password.expose();
         let reply = match method {
             AuthMethod::Plain => {
                 let r = self.simple(&Command::AuthPlain {
@@ -218,7 +212,7 @@ impl<'u> Session<'u> {
             }
             let mut out = Vec::new();
             for cmd in [Command::Stat, Command::Uidl, Command::List] {
-                self.ui.trace("C:", &cmd.redacted());
+                self.trace.line("C:", &cmd.redacted());
                 cmd.encode(&mut out)?;
             }
             self.send_line(&out)?;
@@ -340,7 +334,7 @@ impl<'u> Session<'u> {
         if !self.pipelining && !self.pending.is_empty() {
             return Err(internal("a second command was queued without pipelining"));
         }
-        self.ui.trace("C:", &cmd.redacted());
+        self.trace.line("C:", &cmd.redacted());
         cmd.encode(&mut self.out)?;
         self.pending.push_back(p);
         Ok(())
@@ -460,7 +454,7 @@ impl<'u> Session<'u> {
         if !self.pending.is_empty() {
             return Err(internal("command sent while replies are outstanding"));
         }
-        self.ui.trace("C:", &cmd.redacted());
+        self.trace.line("C:", &cmd.redacted());
         let mut line = Vec::new();
         cmd.encode(&mut line)?;
         self.send_line(&line)?;
@@ -507,7 +501,7 @@ impl<'u> Session<'u> {
         match self.multiline(&Command::Capa, 1000)? {
             Some(lines) => {
                 for l in lines.iter() {
-                    self.ui.trace("S:", l);
+                    self.trace.line("S:", l);
                 }
                 Ok(Capabilities::parse(lines.iter()))
             }
@@ -517,11 +511,11 @@ impl<'u> Session<'u> {
 
     fn read_status(&mut self) -> Result<Status> {
         loop {
-            if let Some(end) = proto::line_end(self.conn.buffered(), MAX_LINE)? {
+            if let Some(end) = crate::wire::line_end(self.conn.buffered(), MAX_LINE)? {
                 let status = Status::parse(&self.conn.buffered()[..end]);
-                if self.ui.verbose >= 2 {
+                if self.trace.on() {
                     let text = String::from_utf8_lossy(&self.conn.buffered()[..end]).into_owned();
-                    self.ui.trace("S:", text.trim_end());
+                    self.trace.line("S:", text.trim_end());
                 }
                 self.conn.consume(end);
                 return status;

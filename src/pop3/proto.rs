@@ -62,7 +62,7 @@ impl Command<'_> {
                 raw.push(0);
                 raw.extend_from_slice(password.as_bytes());
                 out.extend_from_slice(b"AUTH PLAIN ");
-                base64_encode(&raw, out);
+                crate::wire::base64_encode(&raw, out);
             }
             Command::Apop { user, digest } => push_args(out, &["APOP ", user, " ", digest])?,
             Command::Stat => out.extend_from_slice(b"STAT"),
@@ -111,31 +111,6 @@ fn push_args(out: &mut Vec<u8>, parts: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Standard base64 with padding (RFC 4648), for SASL initial responses.
-pub fn base64_encode(input: &[u8], out: &mut Vec<u8>) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(ALPHABET[(n >> 18) as usize & 63]);
-        out.push(ALPHABET[(n >> 12) as usize & 63]);
-        out.push(if chunk.len() > 1 {
-            ALPHABET[(n >> 6) as usize & 63]
-        } else {
-            b'='
-        });
-        out.push(if chunk.len() > 2 {
-            ALPHABET[n as usize & 63]
-        } else {
-            b'='
-        });
-    }
-}
-
 /// A status line: `+OK text`, `-ERR text`, or a SASL continuation `+ data`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Status {
@@ -168,7 +143,7 @@ impl Status {
         }
         Err(protocol(format!(
             "expected +OK or -ERR, got {:?}",
-            crate::term::escape_bytes(&line[..line.len().min(80)])
+            crate::sanitize::escape_bytes(&line[..line.len().min(80)])
         )))
     }
 }
@@ -183,19 +158,6 @@ pub fn resp_code(text: &str) -> Option<String> {
 fn trim_eol(line: &[u8]) -> &[u8] {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-/// Find the end of the first line in `buf`: the index one past its `\n`.
-/// `Ok(None)` means "need more bytes"; an error means the line is longer than
-/// `max` (a hostile or broken server).
-pub fn line_end(buf: &[u8], max: usize) -> Result<Option<usize>> {
-    match memchr(b'\n', &buf[..buf.len().min(max + 2)]) {
-        Some(i) => Ok(Some(i + 1)),
-        None if buf.len() > max => Err(protocol(format!(
-            "server sent a line longer than {max} bytes"
-        ))),
-        None => Ok(None),
-    }
 }
 
 /// Streaming decoder for the body of a multi-line reply: removes the
@@ -539,7 +501,7 @@ fn parse_msgno(s: &str) -> Result<u32> {
 
 fn short(s: &str) -> String {
     let cut: String = s.chars().take(80).collect();
-    crate::term::escape(&cut)
+    crate::sanitize::escape(&cut)
 }
 
 /// The APOP timestamp `<...>` from a greeting, if any (RFC 1939 §7).
@@ -749,13 +711,6 @@ mod tests {
     }
 
     #[test]
-    fn line_end_caps() {
-        assert_eq!(line_end(b"+OK\r\nrest", 100).unwrap(), Some(5));
-        assert_eq!(line_end(b"+OK", 100).unwrap(), None);
-        assert!(line_end(&[b'x'; 200], 100).is_err());
-    }
-
-    #[test]
     fn capabilities() {
         let lines: Vec<String> = [
             "TOP",
@@ -827,21 +782,6 @@ mod tests {
             .contains("sekrit")
         );
         assert_eq!(Command::Retr(3).redacted(), "RETR 3");
-    }
-
-    #[test]
-    fn base64_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            let mut v = Vec::new();
-            base64_encode(i.as_bytes(), &mut v);
-            assert_eq!(v, o.as_bytes());
-        }
     }
 
     #[test]

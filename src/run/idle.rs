@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use crate::config::Account;
 use crate::error::{Kind, Result};
-use crate::imap::session::{Idled, Session};
+use crate::imap::{Idled, Session};
+use crate::sanitize::escape;
 use crate::secret::Secret;
 use crate::signals::stop_requested;
-use crate::term::escape;
 use crate::ui::Ui;
 
 /// Folders watched per account (a connection each; servers limit how many
@@ -65,7 +65,7 @@ pub fn watch(
         return;
     }
     let mut first = first;
-    if first.ensure_caps().is_err() || !first.caps.idle {
+    if !first.caps().is_ok_and(|c| c.has("IDLE")) {
         ui.warn(
             &acct.name,
             "the server does not support IDLE; this account is polled instead",
@@ -159,7 +159,7 @@ fn open<'u>(
     password: &(dyn Fn() -> Result<Secret> + Sync),
 ) -> Result<Session<'u>> {
     let pw = password()?;
-    Session::open(acct, &pw, ui)
+    Session::open(&acct.endpoint(), &acct.login(&pw), ui)
 }
 
 /// Sleep, waking early for a stop request.

@@ -19,17 +19,18 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use super::{Batches, LedgerSoon, Summary, batch_messages};
-use crate::config::{Account, Destination};
+use crate::config::Account;
 use crate::deliver::{self, CrlfToLf, Deliver, MessageInfo, Outcome, maildir};
 use crate::error::{Error, Kind, Result, data};
 use crate::imap::fetch::Event;
 use crate::imap::flags::{self, Flags};
 use crate::imap::names;
-use crate::imap::session::{Meta, Selected, Session};
+use crate::imap::{Meta, Selected, Session};
 use crate::progress::Progress;
+use crate::sanitize::escape;
 use crate::secret::Secret;
 use crate::state::{self, FolderState, Ledger};
-use crate::term::escape;
+use crate::types::Destination;
 use crate::ui::Ui;
 
 /// Bodies fetched in one command add up to at most this (a larger
@@ -94,7 +95,7 @@ pub fn run(
     ledger: &mut LedgerSoon<'_>,
     password: Secret,
 ) -> Result<Summary> {
-    let mut session = Session::open(acct, &password, ui)?;
+    let mut session = Session::open(&acct.endpoint(), &acct.login(&password), ui)?;
     drop(password);
     let folders = choose_folders(acct, &mut session)?;
     let ledger = ledger.get()?;
@@ -334,7 +335,7 @@ fn sync_folder(
     if acct.read_only() {
         summary.available += metas.len();
         summary.available_bytes += metas.iter().map(|m| m.size).sum::<u64>();
-        if acct.dry_run {
+        if acct.dry_run() {
             // As below: flags are synced in a Maildir, in keep mode, for
             // a folder synced before under the same UIDVALIDITY.
             let flag_plan = match (&folder_dir, same_uv) {
@@ -349,8 +350,9 @@ fn sync_folder(
     }
     progress.add(metas.len() as u64, metas.iter().map(|m| m.size).sum());
     let id = acct.ledger_id();
-    let mut dest = deliver::open_folder(
-        acct,
+    let mut dest = deliver::open(
+        &acct.dest,
+        &acct.deliver_options(),
         ledger.dir(),
         &state::account_tag(&id),
         subdir.as_deref(),
@@ -744,10 +746,7 @@ impl Fetcher<'_> {
                         break;
                     }
                     let req = todo.pop_front().expect("front exists");
-                    session.send_fetch(
-                        &crate::imap::session::uid_set(&req.uids),
-                        "(UID BODY.PEEK[])",
-                    )?;
+                    session.send_fetch(&crate::imap::uid_set(&req.uids), "(UID BODY.PEEK[])")?;
                     sent_bytes += req.bytes;
                     sent.push_back(req);
                 }
@@ -1073,7 +1072,7 @@ fn plan_flags(
         return Ok(plan);
     }
     let local_unchanged = st.local_stamp != 0 && st.local_stamp == stamp_now;
-    let incremental = session.caps.condstore && st.mod_seq > 0;
+    let incremental = session.condstore() && st.mod_seq > 0;
     let server_unchanged = incremental && sel.highest_mod_seq == Some(st.mod_seq);
     if local_unchanged && server_unchanged && !acct.imap.sync_deletes {
         return Ok(plan); // O(1): nothing changed on either side

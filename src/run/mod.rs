@@ -15,11 +15,12 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::config::{Account, Protocol};
+use crate::config::{Account, Mode};
 use crate::deliver::{maildir, mbox, unix_now};
 use crate::error::{Result, config};
 use crate::secret::Secret;
 use crate::state::{self, Entry, Ledger, Target};
+use crate::types::Protocol;
 use crate::ui::{Ui, human_bytes};
 
 /// A batch is committed (one group of fsyncs) after this many messages...
@@ -172,7 +173,7 @@ pub fn exit_follows() {
 /// Fetch one account, with the password from `password` (asked only once
 /// the run needs it: `--show-cert` does not).
 pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Result<Summary> {
-    if acct.show_cert {
+    if acct.mode == Mode::ShowCert {
         show_cert(acct, ui)?;
         return Ok(Summary::default());
     }
@@ -218,7 +219,7 @@ fn prepare(locked: state::Locked, acct: &Account, ui: &Ui) -> Result<Ledger> {
     // delivery's record.
     if !acct.read_only() {
         recover(&mut ledger, acct, ui)?;
-    } else if acct.dry_run && !ledger.pending_intents().is_empty() {
+    } else if acct.dry_run() && !ledger.pending_intents().is_empty() {
         ui.warn(
             &acct.name,
             &format!(
@@ -273,15 +274,21 @@ impl LedgerSoon<'_> {
 /// certificate and the capabilities on stdout, and send no credential.
 fn show_cert(acct: &Account, ui: &Ui) -> Result<()> {
     use std::fmt::Write;
+    let ep = acct.endpoint();
     let (info, caps) = match acct.protocol {
         Protocol::Pop3 => {
-            let mut s = crate::pop3::Session::connect(acct, ui)?;
-            let info = s.peer_info(acct);
-            let caps = s.caps.raw.iter().map(|c| crate::term::escape(c)).collect();
+            let mut s = crate::pop3::Session::connect(&ep, ui)?;
+            let info = s.peer_info(&ep);
+            let caps = s
+                .caps
+                .raw
+                .iter()
+                .map(|c| crate::sanitize::escape(c))
+                .collect();
             let _ = s.quit();
             (info, caps)
         }
-        Protocol::Imap => crate::imap::session::inspect(acct, ui)?,
+        Protocol::Imap => crate::imap::inspect(&ep, ui)?,
     };
     let mut out = format!("{}: {}:{}\n", acct.name, acct.host, acct.port);
     match info {
@@ -362,7 +369,8 @@ fn recover(ledger: &mut Ledger, acct: &Account, ui: &Ui) -> Result<()> {
             } => mbox_intents.push((i.key, path, offset, len, crc)),
         }
     }
-    for (key, delivered) in mbox::recover(&mbox_intents, acct.timeout, ui, name)? {
+    let mut warn = |msg: String| ui.warn(name, &msg);
+    for (key, delivered) in mbox::recover(&mbox_intents, acct.timeout, &mut warn)? {
         match delivered {
             Some(entry) => {
                 ledger.delivered(&key, entry);

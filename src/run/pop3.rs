@@ -17,9 +17,9 @@ use crate::error::{Error, Result, protocol, temporary};
 use crate::hash;
 use crate::pop3::{Listed, Retrieved, Session};
 use crate::progress::Progress;
+use crate::sanitize::escape;
 use crate::secret::Secret;
 use crate::state::{self, Ledger};
-use crate::term::escape;
 use crate::ui::Ui;
 
 /// RETRs kept in flight when the server pipelines.
@@ -33,8 +33,8 @@ pub fn run(
     ledger: &mut LedgerSoon<'_>,
     password: Secret,
 ) -> Result<Summary> {
-    let mut session = Session::connect(acct, ui)?;
-    session.login(acct, &password)?;
+    let mut session = Session::connect(&acct.endpoint(), ui)?;
+    session.login(&acct.login(&password))?;
     drop(password);
     let listing = session.listing()?;
     let listing = listing.messages();
@@ -44,7 +44,13 @@ pub fn run(
         Box::new(deliver::Nowhere)
     } else {
         let id = acct.ledger_id();
-        let mut d = deliver::open(acct, ledger.dir(), &state::account_tag(&id))?;
+        let mut d = deliver::open(
+            &acct.dest,
+            &acct.deliver_options(),
+            ledger.dir(),
+            &state::account_tag(&id),
+            None,
+        )?;
         d.clean_up()?;
         d
     };
@@ -186,7 +192,7 @@ impl Run<'_, '_> {
         if self.acct.read_only() {
             self.summary.available = jobs.len();
             self.summary.available_bytes = jobs.iter().map(|j| j.size).sum();
-            if self.acct.dry_run {
+            if self.acct.dry_run() {
                 self.report_plan(listing, &jobs, &delete_only);
             }
             return Ok(());
