@@ -20,10 +20,12 @@ pub mod cli;
 pub mod config;
 pub mod crash;
 pub mod deliver;
+pub mod durable;
 pub mod error;
 pub mod generate;
 pub mod hash;
 pub mod imap;
+pub mod ledger;
 pub mod net;
 pub mod netrc;
 pub mod password;
@@ -34,7 +36,6 @@ pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod signals;
-pub mod state;
 pub mod types;
 pub mod ui;
 pub mod wire;
@@ -89,7 +90,7 @@ pub mod fuzzing {
 
     /// The ledger's journal/snapshot reader.
     pub fn journal(data: &[u8]) {
-        crate::state::fuzz_parse(data);
+        crate::ledger::fuzz_parse(data);
     }
 
     /// Folder names: modified UTF-7 and the Maildir++ escaping.

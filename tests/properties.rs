@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 
 use fetch::deliver::mboxrd::FromQuoter;
+use fetch::ledger::{Entry, FolderState, Ledger};
 use fetch::pop3::proto::BodyDecoder;
-use fetch::state::{Entry, FolderState, Ledger};
 
 /// What a POP3 server sends for a message: every line CRLF-terminated (a
 /// missing final line break added), lines starting with '.' stuffed, then

@@ -26,8 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::deliver::{Deliver, MessageInfo, Outcome, unix_now};
+use crate::durable::sync_dir;
 use crate::error::{Context, Kind, Result, cant_create, internal, local_io};
-use crate::state::{Entry, Ledger, Target};
+use crate::ledger::{Entry, Ledger, Target};
 
 /// Batches at least this large are synced with one syncfs(2); see `sync_files`.
 pub const SYNCFS_MIN_BATCH: usize = 16;
@@ -568,13 +569,6 @@ fn is_our_name(name: &str, marker: &str) -> bool {
     head.split_once(".M").is_some_and(|(secs, rest)| {
         !secs.is_empty() && secs.bytes().all(|b| b.is_ascii_digit()) && rest.contains('Q')
     })
-}
-
-/// fsync a directory, so that entries created or renamed in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .ctx(Kind::LocalIo, || format!("fsync {}", dir.display()))
 }
 
 /// rename(2) that fails instead of replacing an existing target

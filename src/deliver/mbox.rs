@@ -26,7 +26,7 @@ use crate::deliver::mbox_lock::MboxLock;
 use crate::deliver::spool::Spool;
 use crate::deliver::{Deliver, MessageInfo, Outcome, unix_now};
 use crate::error::{Context, Kind, Result, cant_create, internal, local_io};
-use crate::state::{Entry, Ledger, Target};
+use crate::ledger::{Entry, Ledger, Target};
 
 pub struct Mbox {
     path: PathBuf,

@@ -17,7 +17,7 @@ use crate::deliver::mda_cmd;
 use crate::deliver::spool::Spool;
 use crate::deliver::{Deliver, MessageInfo, Outcome, unix_now};
 use crate::error::{Result, internal, local_io};
-use crate::state::{Entry, Ledger};
+use crate::ledger::{Entry, Ledger};
 
 pub struct Mda {
     raw: String,

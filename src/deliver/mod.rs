@@ -22,7 +22,7 @@ pub mod stdout;
 use std::path::Path;
 
 use crate::error::Result;
-use crate::state::{Entry, Ledger};
+use crate::ledger::{Entry, Ledger};
 use crate::types::Destination;
 
 /// What a destination needs to know beyond where it is.

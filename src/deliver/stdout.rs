@@ -14,7 +14,7 @@ use std::io::Write;
 use crate::deliver::spool::Spool;
 use crate::deliver::{Deliver, MessageInfo, Outcome, unix_now};
 use crate::error::{Error, Kind, Result, internal, local_io};
-use crate::state::{Entry, Ledger};
+use crate::ledger::{Entry, Ledger};
 
 pub struct Stdout {
     spool: Spool,

@@ -20,16 +20,16 @@ use std::path::{Path, PathBuf};
 
 use super::{Batches, LedgerSoon, Summary, batch_messages};
 use crate::config::Account;
-use crate::deliver::{self, CrlfToLf, Deliver, MessageInfo, Outcome, maildir};
+use crate::deliver::{self, CrlfToLf, Deliver, MessageInfo, Outcome};
 use crate::error::{Error, Kind, Result, data};
 use crate::imap::fetch::Event;
 use crate::imap::flags::{self, Flags};
 use crate::imap::names;
 use crate::imap::{Meta, Selected, Session};
+use crate::ledger::{self, FolderState, Ledger};
 use crate::progress::Progress;
 use crate::sanitize::escape;
 use crate::secret::Secret;
-use crate::state::{self, FolderState, Ledger};
 use crate::types::Destination;
 use crate::ui::Ui;
 
@@ -354,7 +354,7 @@ fn sync_folder(
         &acct.dest,
         &acct.deliver_options(),
         ledger.dir(),
-        &state::account_tag(&id),
+        &ledger::account_tag(&id),
         subdir.as_deref(),
     )?;
     dest.clean_up()?;
@@ -387,7 +387,7 @@ fn sync_folder(
         for (uid, name, size, fl) in rematched {
             ledger.delivered(
                 &key(uv, uid, folder),
-                crate::state::Entry {
+                crate::ledger::Entry {
                     name,
                     size,
                     time: now,
@@ -1201,8 +1201,8 @@ fn apply_flags(
         renamed = true;
     }
     if renamed {
-        maildir::sync_dir(&dir.join("new"))?;
-        maildir::sync_dir(&dir.join("cur"))?;
+        crate::durable::sync_dir(&dir.join("new"))?;
+        crate::durable::sync_dir(&dir.join("cur"))?;
     }
     // 2. Server side, one STORE per distinct set of flags.
     let mut store_add: HashMap<String, Vec<u32>> = HashMap::new();

@@ -18,8 +18,8 @@ use std::time::Instant;
 use crate::config::{Account, Mode};
 use crate::deliver::{maildir, mbox, unix_now};
 use crate::error::{Result, config};
+use crate::ledger::{self, Entry, Ledger, Target};
 use crate::secret::Secret;
-use crate::state::{self, Entry, Ledger, Target};
 use crate::types::Protocol;
 use crate::ui::{Ui, human_bytes};
 
@@ -179,7 +179,7 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
     }
     let started = Instant::now();
     let password = password()?;
-    let root = state::default_root()
+    let root = ledger::default_root()
         .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
     // The lock first: a second run for the account stops here, before any
     // network. Reading (and recovering) the ledger then overlaps with
@@ -213,7 +213,7 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
 }
 
 /// Load the ledger and settle what an interrupted run left half-done.
-fn prepare(locked: state::Locked, acct: &Account, ui: &Ui) -> Result<Ledger> {
+fn prepare(locked: ledger::Locked, acct: &Account, ui: &Ui) -> Result<Ledger> {
     let mut ledger = locked.load()?;
     // --check and --dry-run change nothing, not even a half-done
     // delivery's record.
@@ -240,7 +240,7 @@ pub struct LedgerSoon<'s> {
 
 enum Loading<'s> {
     Running(std::thread::ScopedJoinHandle<'s, Result<Ledger>>),
-    Ready(Ledger),
+    Ready(Box<Ledger>),
     Failed(crate::error::Error),
     Empty,
 }
@@ -255,7 +255,7 @@ impl LedgerSoon<'_> {
                 unreachable!("matched above")
             };
             self.state = match handle.join() {
-                Ok(Ok(ledger)) => Loading::Ready(ledger),
+                Ok(Ok(ledger)) => Loading::Ready(Box::new(ledger)),
                 Ok(Err(e)) => Loading::Failed(e),
                 Err(panic) => std::panic::resume_unwind(panic),
             };
@@ -341,8 +341,8 @@ fn recover(ledger: &mut Ledger, acct: &Account, ui: &Ui) -> Result<()> {
             Target::Maildir { dir, name: file } => match maildir::find_in(&dir, &file) {
                 Some(path) => {
                     if synced.insert(dir.clone()) {
-                        maildir::sync_dir(&dir.join("new"))?;
-                        maildir::sync_dir(&dir.join("cur"))?;
+                        crate::durable::sync_dir(&dir.join("new"))?;
+                        crate::durable::sync_dir(&dir.join("cur"))?;
                     }
                     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                     ledger.delivered(

@@ -15,11 +15,11 @@ use crate::config::Account;
 use crate::deliver::{self, Deliver, MessageInfo, Outcome};
 use crate::error::{Error, Result, protocol, temporary};
 use crate::hash;
+use crate::ledger::{self, Ledger};
 use crate::pop3::{Listed, Retrieved, Session};
 use crate::progress::Progress;
 use crate::sanitize::escape;
 use crate::secret::Secret;
-use crate::state::{self, Ledger};
 use crate::ui::Ui;
 
 /// RETRs kept in flight when the server pipelines.
@@ -48,7 +48,7 @@ pub fn run(
             &acct.dest,
             &acct.deliver_options(),
             ledger.dir(),
-            &state::account_tag(&id),
+            &ledger::account_tag(&id),
             None,
         )?;
         d.clean_up()?;
@@ -353,7 +353,7 @@ impl Run<'_, '_> {
             }
             let key = match (&job.key, hasher) {
                 (Some(k), _) => k.clone(),
-                (None, Some(h)) => format!("h:{}", state::hex(&h.finalize())),
+                (None, Some(h)) => format!("h:{}", ledger::hex(&h.finalize())),
                 (None, None) => unreachable!("a hasher exists when there is no key"),
             };
             if job.key.is_none() && delivered_hashes.contains(&key) {

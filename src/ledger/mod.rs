@@ -8,12 +8,13 @@
 //!   generation G, ending in an `End` record that counts the records.
 //! - `journal`: generation G, append-only records since the snapshot.
 //!
-//! Every record is framed as `len u32le | crc32 u32le | payload`. Reading the
-//! journal stops at a torn tail (a record cut short, or zeros, at the end of
-//! the file: the crash of a writer) and truncates it; a bad record followed by
-//! good data, a bad snapshot, a generation mismatch or a newer format version
-//! is corruption: we refuse (exit 65) rather than guess, because treating a
-//! damaged ledger as empty would fetch everything again.
+//! `codec.rs` turns records into bytes and back (no I/O; fuzzed);
+//! `files.rs` owns the files; this module decides what to accept and keeps
+//! the ledger's maps. A torn journal tail (the crash of a writer) is cut
+//! off; a bad record followed by good data, a bad snapshot, a generation
+//! mismatch or a newer format version is corruption: we refuse (exit 65)
+//! rather than guess, because treating a damaged ledger as empty would
+//! fetch everything again.
 //!
 //! Group commit: records are buffered by [`Ledger::intend`],
 //! [`Ledger::delivered`] and [`Ledger::removed`], and [`Ledger::commit`]
@@ -24,25 +25,22 @@
 //! (G+1). A crash in between leaves a journal of generation G beside a
 //! snapshot of G+1, which is recognised as already folded in and discarded.
 
-use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+mod codec;
+mod files;
+
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::{Context, Error, Kind, Result, data, local_io, temporary};
+use crate::error::{Error, Result, data};
 use crate::hash::{self, Map};
+pub use codec::fuzz_parse;
+use codec::{
+    HEADER_LEN, JOURNAL_MAGIC, Record, SNAPSHOT_MAGIC, header, parse_header, parse_records,
+};
+use files::Journal;
 
-const JOURNAL_MAGIC: &[u8; 8] = b"FETCHJNL";
-const SNAPSHOT_MAGIC: &[u8; 8] = b"FETCHSNP";
-const VERSION: u32 = 1;
-const HEADER_LEN: usize = 8 + 4 + 8;
-const FRAME_LEN: usize = 8;
-/// No record we write is anywhere near this; a larger length is corruption.
-const MAX_RECORD: usize = 1 << 20;
 /// Compact when the journal grows past this and past the snapshot's size.
 const COMPACT_MIN_JOURNAL: u64 = 1 << 20;
 
@@ -99,359 +97,19 @@ pub enum Target {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Record {
-    Meta { account: String },
-    Intent(Intent),
-    Delivered { key: String, entry: Entry },
-    Removed { key: String },
-    Aborted { key: String },
-    Flags { key: String, flags: String },
-    Folder { name: String, state: FolderState },
-    End { count: u64 },
-}
-
-const T_META: u8 = 1;
-const T_INTENT: u8 = 2;
-const T_DELIVERED: u8 = 3;
-const T_REMOVED: u8 = 4;
-const T_ABORTED: u8 = 5;
-const T_INTENT_MBOX: u8 = 6;
-const T_FLAGS: u8 = 7;
-const T_FOLDER: u8 = 8;
-const T_END: u8 = 0x7f;
-
-impl Record {
-    fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0; FRAME_LEN]);
-        match self {
-            Record::Meta { account } => {
-                out.push(T_META);
-                put_str(out, account);
-            }
-            Record::Intent(Intent {
-                key,
-                target: Target::Maildir { dir, name },
-            }) => {
-                out.push(T_INTENT);
-                put_str(out, key);
-                put_bytes(out, dir.as_os_str().as_bytes());
-                put_str(out, name);
-            }
-            Record::Intent(Intent {
-                key,
-                target:
-                    Target::Mbox {
-                        path,
-                        offset,
-                        len,
-                        crc,
-                    },
-            }) => {
-                out.push(T_INTENT_MBOX);
-                put_str(out, key);
-                put_bytes(out, path.as_os_str().as_bytes());
-                put_u64(out, *offset);
-                put_u64(out, *len);
-                put_u64(out, u64::from(*crc));
-            }
-            Record::Delivered { key, entry } => {
-                out.push(T_DELIVERED);
-                put_str(out, key);
-                put_str(out, &entry.name);
-                put_u64(out, entry.size);
-                put_u64(out, entry.time);
-                if !entry.flags.is_empty() {
-                    put_str(out, &entry.flags);
-                }
-            }
-            Record::Flags { key, flags } => {
-                out.push(T_FLAGS);
-                put_str(out, key);
-                put_str(out, flags);
-            }
-            Record::Folder { name, state } => {
-                out.push(T_FOLDER);
-                put_str(out, name);
-                put_u64(out, u64::from(state.uid_validity));
-                put_u64(out, u64::from(state.last_uid));
-                put_u64(out, state.mod_seq);
-                put_u64(out, state.local_stamp);
-            }
-            Record::Removed { key } => {
-                out.push(T_REMOVED);
-                put_str(out, key);
-            }
-            Record::Aborted { key } => {
-                out.push(T_ABORTED);
-                put_str(out, key);
-            }
-            Record::End { count } => {
-                out.push(T_END);
-                put_u64(out, *count);
-            }
-        }
-        let payload = &out[start + FRAME_LEN..];
-        let len = payload.len() as u32;
-        let crc = crc32fast::hash(payload);
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    }
-
-    fn decode(payload: &[u8]) -> std::result::Result<Record, String> {
-        let mut r = Reader(payload);
-        let t = r.u8()?;
-        let rec = match t {
-            T_META => Record::Meta { account: r.str()? },
-            T_INTENT => Record::Intent(Intent {
-                key: r.str()?,
-                target: Target::Maildir {
-                    dir: PathBuf::from(OsStr::from_bytes(r.bytes()?)),
-                    name: r.str()?,
-                },
-            }),
-            T_INTENT_MBOX => Record::Intent(Intent {
-                key: r.str()?,
-                target: Target::Mbox {
-                    path: PathBuf::from(OsStr::from_bytes(r.bytes()?)),
-                    offset: r.u64()?,
-                    len: r.u64()?,
-                    crc: u32::try_from(r.u64()?).map_err(|_| "bad checksum")?,
-                },
-            }),
-            T_DELIVERED => Record::Delivered {
-                key: r.str()?,
-                entry: Entry {
-                    name: r.str()?,
-                    size: r.u64()?,
-                    time: r.u64()?,
-                    flags: if r.0.is_empty() {
-                        String::new()
-                    } else {
-                        r.str()?
-                    },
-                },
-            },
-            T_FLAGS => Record::Flags {
-                key: r.str()?,
-                flags: r.str()?,
-            },
-            T_FOLDER => Record::Folder {
-                name: r.str()?,
-                state: FolderState {
-                    uid_validity: u32::try_from(r.u64()?).map_err(|_| "bad UIDVALIDITY")?,
-                    last_uid: u32::try_from(r.u64()?).map_err(|_| "bad UID")?,
-                    mod_seq: r.u64()?,
-                    local_stamp: if r.0.is_empty() { 0 } else { r.u64()? },
-                },
-            },
-            T_REMOVED => Record::Removed { key: r.str()? },
-            T_ABORTED => Record::Aborted { key: r.str()? },
-            T_END => Record::End { count: r.u64()? },
-            other => return Err(format!("unknown record type {other}")),
-        };
-        if !r.0.is_empty() {
-            return Err("trailing bytes in a record".into());
-        }
-        Ok(rec)
-    }
-}
-
-fn put_u64(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    put_u64(out, b.len() as u64);
-    out.extend_from_slice(b);
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    put_bytes(out, s.as_bytes());
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn u8(&mut self) -> std::result::Result<u8, String> {
-        let (&b, rest) = self.0.split_first().ok_or("record cut short")?;
-        self.0 = rest;
-        Ok(b)
-    }
-    fn u64(&mut self) -> std::result::Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err("bad number in a record".into())
-    }
-    fn bytes(&mut self) -> std::result::Result<&[u8], String> {
-        let n = self.u64()?;
-        let n = usize::try_from(n).map_err(|_| "bad length")?;
-        if n > self.0.len() {
-            return Err("string runs past the record".into());
-        }
-        let (s, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(s)
-    }
-    fn str(&mut self) -> std::result::Result<String, String> {
-        let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| "string is not UTF-8".into())
-    }
-}
-
-fn header(magic: &[u8; 8], generation: u64) -> Vec<u8> {
-    let mut h = Vec::with_capacity(HEADER_LEN);
-    h.extend_from_slice(magic);
-    h.extend_from_slice(&VERSION.to_le_bytes());
-    h.extend_from_slice(&generation.to_le_bytes());
-    h
-}
-
-/// Parse a header; `Ok(None)` when the file is shorter than a header and
-/// could be a torn creation (a prefix of a valid header, or zeros).
-fn parse_header(
-    bytes: &[u8],
-    magic: &[u8; 8],
-    what: &str,
-) -> std::result::Result<Option<u64>, String> {
-    if bytes.len() < HEADER_LEN {
-        let valid_prefix = bytes.iter().zip(magic.iter()).all(|(a, b)| a == b);
-        if bytes.iter().all(|&b| b == 0) || (bytes.len() <= 8 && valid_prefix) {
-            return Ok(None);
-        }
-        return Err(format!("the {what} header is cut short"));
-    }
-    if &bytes[..8] != magic {
-        return Err(format!("not a fetch {what} (bad magic bytes)"));
-    }
-    let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
-    if version > VERSION {
-        return Err(format!(
-            "the {what} was written by a newer version of fetch (format {version}, this one reads {VERSION})"
-        ));
-    }
-    if version == 0 {
-        return Err(format!("the {what} has an invalid format version 0"));
-    }
-    Ok(Some(u64::from_le_bytes(bytes[12..20].try_into().unwrap())))
-}
-
-/// Outcome of reading framed records from a byte slice.
-struct Scanned {
-    /// Offset just past the last good record.
-    good_len: usize,
-    /// A torn tail was found after `good_len`.
-    torn: bool,
-}
-
-/// Read the framed records from `start`, handing each to `each` in order
-/// as it is decoded (no list of records is built: a 100,000-entry ledger
-/// loads straight into its maps). An error from `each` stops the scan.
-fn parse_records(
-    bytes: &[u8],
-    start: usize,
-    mut each: impl FnMut(Record) -> std::result::Result<(), String>,
-) -> std::result::Result<Scanned, String> {
-    let mut off = start;
-    while off < bytes.len() {
-        let rest = &bytes[off..];
-        if rest.len() < FRAME_LEN {
-            // A frame header cut short can only be a torn append.
-            return Ok(Scanned {
-                good_len: off,
-                torn: true,
-            });
-        }
-        let tail_is_zeros = || rest.iter().all(|&b| b == 0);
-        let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap());
-        let problem = if len == 0 || len > MAX_RECORD {
-            Some(format!("bad record length {len}"))
-        } else if FRAME_LEN + len > rest.len() {
-            // Runs past the end of the file: a torn append.
-            return Ok(Scanned {
-                good_len: off,
-                torn: true,
-            });
-        } else if crc32fast::hash(&rest[FRAME_LEN..FRAME_LEN + len]) != crc {
-            Some("checksum mismatch".to_string())
-        } else {
-            match Record::decode(&rest[FRAME_LEN..FRAME_LEN + len]) {
-                Ok(r) => {
-                    each(r)?;
-                    off += FRAME_LEN + len;
-                    None
-                }
-                Err(e) => Some(e),
-            }
-        };
-        if let Some(problem) = problem {
-            let is_last = len > 0 && len <= MAX_RECORD && FRAME_LEN + len == rest.len();
-            if tail_is_zeros() || is_last {
-                return Ok(Scanned {
-                    good_len: off,
-                    torn: true,
-                });
-            }
-            return Err(format!("{problem} at byte {off}"));
-        }
-    }
-    Ok(Scanned {
-        good_len: off,
-        torn: false,
-    })
-}
-
-/// Fuzzing entry: parse `data` as a journal and as a snapshot (must never
-/// panic, whatever the bytes).
-#[doc(hidden)]
-pub fn fuzz_parse(data: &[u8]) {
-    let _ = parse_header(data, JOURNAL_MAGIC, "journal");
-    if let Ok(p) = parse_records(data, 0, |_| Ok(())) {
-        assert!(p.good_len <= data.len());
-    }
-    if data.len() > HEADER_LEN {
-        let _ = parse_records(data, HEADER_LEN, |_| Ok(()));
-    }
-    // The checksum keeps nearly every mutated record away from the record
-    // decoder, so feed it the bytes directly too. Whatever it accepts must
-    // survive being written back and read again.
-    if let Ok(rec) = Record::decode(data) {
-        let mut framed = Vec::new();
-        rec.encode(&mut framed);
-        assert_eq!(Record::decode(&framed[FRAME_LEN..]).as_ref(), Ok(&rec));
-    }
-}
-
 /// The ledger of one account, locked for the lifetime of this value.
 pub struct Ledger {
     dir: PathBuf,
     account: String,
     _lock: File,
-    journal: File,
-    journal_len: u64,
+    journal: Journal,
     snapshot_len: u64,
     generation: u64,
     entries: Map<String, Entry>,
     intents: Vec<Intent>,
     folders: Map<String, FolderState>,
+    /// Records not written yet (group commit).
     buf: Vec<u8>,
-    dirty: bool,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -514,29 +172,6 @@ fn corrupt(path: &Path, why: &str) -> Error {
     ))
 }
 
-fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> std::io::Result<File> {
-    opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .mode(0o600)
-        .open(path)
-}
-
-/// Read a whole state file, refusing symlinks. `Ok(None)` if absent.
-fn read_state_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    match open_nofollow(path, OpenOptions::new().read(true)) {
-        Ok(mut f) => {
-            let mut v = Vec::new();
-            f.read_to_end(&mut v)
-                .ctx(Kind::LocalIo, || format!("reading {}", path.display()))?;
-            Ok(Some(v))
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            Err(corrupt(path, "it is a symbolic link"))
-        }
-        Err(e) => Err(local_io(format!("opening {}: {e}", path.display()))),
-    }
-}
-
 impl Ledger {
     /// Lock and load the ledger of `account` under `root`, creating it when
     /// this is the account's first run. (A run locks, then loads on
@@ -549,31 +184,7 @@ impl Ledger {
     /// without reading the ledger yet.
     pub fn lock(root: &Path, account: &str) -> Result<Locked> {
         let dir = root.join(account_dir_name(account));
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .ctx(Kind::LocalIo, || {
-                format!("creating state directory {}", dir.display())
-            })?;
-        let lock_path = dir.join("lock");
-        let lock = open_nofollow(
-            &lock_path,
-            OpenOptions::new().read(true).write(true).create(true),
-        )
-        .ctx(Kind::LocalIo, || format!("opening {}", lock_path.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(temporary(format!(
-                    "another fetch is running for this account (lock {} is held)",
-                    lock_path.display()
-                )));
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(local_io(format!("locking {}: {e}", lock_path.display())));
-            }
-        }
+        let lock = files::lock(&dir)?;
         Ok(Locked {
             dir,
             account: account.to_string(),
@@ -597,7 +208,7 @@ impl Locked {
         let account = account.as_str();
         let mut state = State::default();
         let snap_path = dir.join("ledger");
-        let (generation, snapshot_len) = match read_state_file(&snap_path)? {
+        let (generation, snapshot_len) = match files::read(&snap_path)? {
             None => (0, 0),
             Some(bytes) => {
                 let generation = match parse_header(&bytes, SNAPSHOT_MAGIC, "ledger") {
@@ -632,7 +243,7 @@ impl Locked {
 
         let jpath = dir.join("journal");
         let mut journal_ok_len = None;
-        if let Some(bytes) = read_state_file(&jpath)? {
+        if let Some(bytes) = files::read(&jpath)? {
             match parse_header(&bytes, JOURNAL_MAGIC, "journal") {
                 Err(e) => return Err(corrupt(&jpath, &e)),
                 Ok(None) => {} // torn creation: start a fresh journal
@@ -657,37 +268,21 @@ impl Locked {
             }
         }
 
-        let (journal, journal_len) = match journal_ok_len {
-            Some((len, torn)) => {
-                let f = open_nofollow(&jpath, OpenOptions::new().append(true))
-                    .ctx(Kind::LocalIo, || format!("opening {}", jpath.display()))?;
-                if torn {
-                    // Cut the torn tail off before appending after it.
-                    f.set_len(len)
-                        .and_then(|_| f.sync_data())
-                        .ctx(Kind::LocalIo, || format!("truncating {}", jpath.display()))?;
-                }
-                (f, len)
-            }
-            None => {
-                let f = new_journal(&dir, account, generation)?;
-                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                (f, len)
-            }
+        let journal = match journal_ok_len {
+            Some((len, torn)) => Journal::reopen(jpath, len, torn)?,
+            None => new_journal(&dir, account, generation)?,
         };
         Ok(Ledger {
             dir,
             account: account.to_string(),
             _lock: lock,
             journal,
-            journal_len,
             snapshot_len,
             generation,
             entries: state.entries,
             intents: state.intents,
             folders: state.folders,
             buf: Vec::new(),
-            dirty: false,
         })
     }
 }
@@ -808,43 +403,14 @@ impl Ledger {
     /// Write the buffered records and make them durable: the commit point.
     pub fn commit(&mut self) -> Result<()> {
         self.write_buffered()?;
-        if !self.dirty {
-            return Ok(()); // nothing written since the last sync
-        }
-        crate::crash::point("journal written, not yet synced");
-        self.journal.sync_data().ctx(Kind::LocalIo, || {
-            format!("fsync {}", self.dir.join("journal").display())
-        })?;
-        self.dirty = false;
-        crate::crash::point("journal committed");
-        Ok(())
+        self.journal.sync()
     }
 
     /// Write the buffered records without waiting for the disk (for records
     /// whose loss is harmless, such as "removed from the server").
     pub fn write_buffered(&mut self) -> Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let jpath = self.dir.join("journal");
-        let len = self.journal_len;
-        // Crash tests also need the torn record a crash mid-write leaves.
-        #[cfg(debug_assertions)]
-        if self.buf.len() > 1 {
-            let half = self.buf.len() / 2;
-            if self.journal.write_all(&self.buf[..half]).is_ok() {
-                crate::crash::point("journal record half written");
-                let _ = self.journal.set_len(len);
-            }
-        }
-        if let Err(e) = self.journal.write_all(&self.buf) {
-            // Do not leave half a record in front of later appends.
-            let _ = self.journal.set_len(len);
-            return Err(local_io(format!("writing {}: {e}", jpath.display())));
-        }
-        self.journal_len += self.buf.len() as u64;
+        self.journal.append(&self.buf)?;
         self.buf.clear();
-        self.dirty = true;
         Ok(())
     }
 
@@ -860,7 +426,7 @@ impl Ledger {
 
     /// Whether the journal has grown enough to be folded into a snapshot.
     pub fn compaction_due(&self) -> bool {
-        self.journal_len >= COMPACT_MIN_JOURNAL.max(self.snapshot_len)
+        self.journal.len() >= COMPACT_MIN_JOURNAL.max(self.snapshot_len)
     }
 
     /// Write a snapshot of the current state and start an empty journal.
@@ -899,11 +465,10 @@ impl Ledger {
             count += 1;
         }
         Record::End { count }.encode(&mut out);
-        write_atomically(&self.dir, "ledger", &out)?;
+        files::replace(&self.dir, "ledger", &out)?;
         self.snapshot_len = out.len() as u64;
         self.generation = generation;
         self.journal = new_journal(&self.dir, &self.account, generation)?;
-        self.journal_len = self.journal.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(())
     }
 }
@@ -958,37 +523,21 @@ impl State {
     }
 }
 
-/// Write `name` in `dir` atomically and durably: write a temporary file,
-/// fsync it, rename it into place, fsync the directory.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.new"));
-    let path = dir.join(name);
-    let _ = fs::remove_file(&tmp);
-    let mut f = open_nofollow(&tmp, OpenOptions::new().write(true).create_new(true))
-        .ctx(Kind::LocalIo, || format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .ctx(Kind::LocalIo, || format!("writing {}", tmp.display()))?;
-    drop(f);
-    fs::rename(&tmp, &path).ctx(Kind::LocalIo, || format!("renaming {}", tmp.display()))?;
-    crate::deliver::maildir::sync_dir(dir)
-}
-
-fn new_journal(dir: &Path, account: &str, generation: u64) -> Result<File> {
+/// A fresh journal of `generation` for `account`, replacing the old one.
+fn new_journal(dir: &Path, account: &str, generation: u64) -> Result<Journal> {
     let mut bytes = header(JOURNAL_MAGIC, generation);
     Record::Meta {
         account: account.to_string(),
     }
     .encode(&mut bytes);
-    write_atomically(dir, "journal", &bytes)?;
-    let path = dir.join("journal");
-    open_nofollow(&path, OpenOptions::new().append(true))
-        .ctx(Kind::LocalIo, || format!("opening {}", path.display()))
+    Journal::create(dir, &bytes)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
+    use std::fs;
 
     fn entry(name: &str) -> Entry {
         Entry {
@@ -1006,78 +555,6 @@ mod tests {
             dir: "/m".into(),
             name: name.into(),
         }
-    }
-
-    #[test]
-    fn records_round_trip() {
-        let recs = vec![
-            Record::Meta {
-                account: "a".into(),
-            },
-            Record::Intent(Intent {
-                key: "u:../x y".into(),
-                target: Target::Maildir {
-                    dir: PathBuf::from(OsStr::from_bytes(b"/m\xff")),
-                    name: "n".into(),
-                },
-            }),
-            Record::Intent(Intent {
-                key: "u:2".into(),
-                target: Target::Mbox {
-                    path: "/var/mail/x".into(),
-                    offset: 1 << 40,
-                    len: 3,
-                    crc: u32::MAX,
-                },
-            }),
-            Record::Delivered {
-                key: "k".into(),
-                entry: Entry {
-                    name: "n".into(),
-                    size: u64::MAX,
-                    time: 0,
-                    flags: String::new(),
-                },
-            },
-            Record::Delivered {
-                key: "i:1:2:INBOX".into(),
-                entry: Entry {
-                    name: "m".into(),
-                    size: 1,
-                    time: 2,
-                    flags: "\\Seen $Forwarded".into(),
-                },
-            },
-            Record::Flags {
-                key: "i:1:2:INBOX".into(),
-                flags: "".into(),
-            },
-            Record::Folder {
-                name: "Lists/ü".into(),
-                state: FolderState {
-                    uid_validity: u32::MAX,
-                    last_uid: 7,
-                    mod_seq: u64::MAX,
-                    local_stamp: 3,
-                },
-            },
-            Record::Removed { key: "".into() },
-            Record::Aborted { key: "n".into() },
-            Record::End { count: 300 },
-        ];
-        let mut buf = Vec::new();
-        for r in &recs {
-            r.encode(&mut buf);
-        }
-        let mut read = Vec::new();
-        let scanned = parse_records(&buf, 0, |r| {
-            read.push(r);
-            Ok(())
-        })
-        .unwrap();
-        assert!(!scanned.torn);
-        assert_eq!(scanned.good_len, buf.len());
-        assert_eq!(read, recs);
     }
 
     #[test]
@@ -1173,7 +650,7 @@ mod tests {
         let mut l = Ledger::open(root, ACCT).unwrap();
         l.delivered("u:1", entry("a"));
         l.commit().unwrap();
-        let len_after_first = l.journal_len;
+        let len_after_first = l.journal.len();
         l.delivered("u:2", entry("b"));
         l.commit().unwrap();
         len_after_first

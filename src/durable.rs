@@ -1,0 +1,43 @@
+//! Making files and directory entries durable, for the ledger and the
+//! Maildir alike: a directory's fsync (so that entries created or renamed
+//! in it survive a crash), a file replaced whole and atomically, and a
+//! private file opened without following a symbolic link.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::error::{Context, Kind, Result};
+
+/// fsync a directory, so that entries created or renamed in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .ctx(Kind::LocalIo, || format!("fsync {}", dir.display()))
+}
+
+/// Open `path` with `opts`, refusing a symbolic link (ELOOP), never
+/// inherited by a child process; a file it creates is mode 0600.
+pub fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> std::io::Result<File> {
+    opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Write `name` in `dir` atomically and durably: write a temporary file,
+/// fsync it, rename it into place, fsync the directory. A crash leaves the
+/// old file or the new one, whole.
+pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let tmp = dir.join(format!("{name}.new"));
+    let path = dir.join(name);
+    let _ = fs::remove_file(&tmp);
+    let mut f = open_nofollow(&tmp, OpenOptions::new().write(true).create_new(true))
+        .ctx(Kind::LocalIo, || format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .ctx(Kind::LocalIo, || format!("writing {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, &path).ctx(Kind::LocalIo, || format!("renaming {}", tmp.display()))?;
+    sync_dir(dir)
+}
