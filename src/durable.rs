@@ -1,28 +1,19 @@
 //! Making files and directory entries durable, for the ledger and the
 //! Maildir alike: a directory's fsync (so that entries created or renamed
-//! in it survive a crash), a file replaced whole and atomically, and a
-//! private file opened without following a symbolic link.
+//! in it survive a crash), and a file replaced whole and atomically.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::error::{Context, Kind, Result};
+use crate::platform::open_nofollow;
 
 /// fsync a directory, so that entries created or renamed in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .ctx(Kind::LocalIo, || format!("fsync {}", dir.display()))
-}
-
-/// Open `path` with `opts`, refusing a symbolic link (ELOOP), never
-/// inherited by a child process; a file it creates is mode 0600.
-pub fn open_nofollow(path: &Path, opts: &mut OpenOptions) -> std::io::Result<File> {
-    opts.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .mode(0o600)
-        .open(path)
 }
 
 /// Write `name` in `dir` atomically and durably: write a temporary file,

@@ -170,8 +170,9 @@ mod tests {
 
     #[test]
     fn context_keeps_kind_and_cause() {
-        let r: std::result::Result<(), std::io::Error> =
-            Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let r: std::result::Result<(), std::io::Error> = Err(std::io::Error::from_raw_os_error(
+            crate::platform::errno::ENOSPC,
+        ));
         let e = r.ctx(Kind::LocalIo, || "writing /x/tmp/1").unwrap_err();
         assert_eq!(e.kind, Kind::LocalIo);
         assert!(e.msg.starts_with("writing /x/tmp/1: "), "{}", e.msg);

@@ -29,6 +29,7 @@ pub mod ledger;
 pub mod net;
 pub mod netrc;
 pub mod password;
+pub mod platform;
 pub mod pop3;
 pub mod progress;
 pub mod run;

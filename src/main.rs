@@ -12,11 +12,7 @@ fn main() {
 }
 
 fn real_main() -> i32 {
-    // Files we create are 0600 and directories 0700, whatever the caller's
-    // umask: every create asks for exactly those modes, and nothing is
-    // masked off them.
-    // SAFETY: umask only sets the process's file mode creation mask.
-    unsafe { libc::umask(0o077) };
+    fetch::platform::restrict_umask();
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

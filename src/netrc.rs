@@ -204,8 +204,7 @@ pub fn lookup_file(path: &Path, host: &str, user: &str) -> Result<Option<String>
     let meta = file
         .metadata()
         .map_err(|e| config(format!("cannot read {shown}: {e}")))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
+    let me = crate::platform::euid();
     if meta.uid() != me {
         return Err(config(format!(
             "{shown} holds a password but is owned by uid {}, not by you (uid {me}); \
@@ -408,14 +407,11 @@ mod tests {
     fn file_owned_by_someone_else_is_refused() {
         let d = tempfile::tempdir().unwrap();
         let p = write(d.path(), b"default password p\n", 0o600);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        if crate::platform::euid() != 0 {
             eprintln!("SKIP: chown to another user needs root");
             return;
         }
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: c is a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+        std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
         let e = lookup_file(&p, "h", "u").unwrap_err();
         assert_eq!(e.kind, Kind::Config);
         assert!(e.msg.contains("owned by uid 65534"), "{}", e.msg);

@@ -6,10 +6,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::error::{Result, config};
+use crate::platform::{EchoOff, wait_readable};
 use crate::secret::{Secret, make_undumpable};
 
 /// An account's password sources, as resolved.
@@ -104,24 +105,14 @@ fn prompt(text: &str) -> std::result::Result<Secret, String> {
         .open("/dev/tty")
         .map_err(|_| "there is no terminal to ask on".to_string())?;
     make_undumpable();
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
-    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-        return Err("the terminal cannot be configured".into());
-    }
-    let mut quiet = saved;
-    quiet.c_lflag &= !(libc::ECHO | libc::ECHONL);
-    quiet.c_lflag |= libc::ICANON;
-    // SAFETY: valid fd and termios.
-    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) };
+    let echo_off =
+        EchoOff::new(&tty).map_err(|_| "the terminal cannot be configured".to_string())?;
     let mut w = &tty;
     let _ = w.write_all(text.as_bytes());
     let _ = w.flush();
     let mut line = Vec::with_capacity(1024); // rarely grows (and copies)
     let read = read_line_until_stopped(&tty, &mut line);
-    // SAFETY: restores the settings read above.
-    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+    drop(echo_off);
     let _ = w.write_all(b"\n");
     let read = read.and_then(|()| {
         String::from_utf8(std::mem::take(&mut line))
@@ -146,22 +137,10 @@ fn read_line_until_stopped(mut tty: &File, line: &mut Vec<u8>) -> std::result::R
         if crate::signals::stop_requested() {
             return Err("interrupted".into());
         }
-        let mut pfd = libc::pollfd {
-            fd: tty.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        match unsafe { libc::poll(&mut pfd, 1, 100) } {
-            0 => continue, // look at the flag again
-            n if n < 0 => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(format!("waiting for the terminal failed: {e}"));
-            }
-            _ => {}
+        match wait_readable(tty, Duration::from_millis(100)) {
+            Ok(false) => continue, // look at the flag again
+            Ok(true) => {}
+            Err(e) => return Err(format!("waiting for the terminal failed: {e}")),
         }
         match tty.read(&mut b) {
             Ok(0) => return Ok(()),

@@ -44,14 +44,7 @@ impl Drop for Secret {
     }
 }
 
-/// Keep other processes of the user from reading our memory (a core dump,
-/// a ptrace) while a secret is in it.
-pub fn make_undumpable() {
-    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integer arguments.
-    unsafe {
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
-}
+pub use crate::platform::make_undumpable;
 
 /// What a protocol session needs to log in, as resolved for one account.
 pub struct Login<'a> {
@@ -69,8 +62,7 @@ mod tests {
     #[test]
     fn holding_a_password_makes_the_process_undumpable() {
         let _s = Secret::new("x".into());
-        // SAFETY: PR_GET_DUMPABLE takes no pointers.
-        assert_eq!(unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) }, 0);
+        assert!(crate::platform::is_undumpable());
     }
 
     #[test]

@@ -8,29 +8,17 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// The first stop signal received, or 0.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(sig: libc::c_int) {
+extern "C" fn on_signal(sig: i32) {
     if RECEIVED.swap(sig, Ordering::SeqCst) != 0 {
-        // SAFETY: _exit is async-signal-safe.
-        unsafe { libc::_exit(128 + sig) };
+        crate::platform::exit_now(128 + sig);
     }
 }
 
 /// Install the handlers (once, at start).
 pub fn install() {
-    for sig in [libc::SIGTERM, libc::SIGINT] {
-        // SAFETY: a plain handler that only touches an atomic or calls _exit;
-        // sigaction is given a zeroed, then filled, struct.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            // No SA_RESTART: a blocked read returns EINTR. Socket reads
-            // retry it (the loops see the flag at the next message); the
-            // password prompt gives up.
-            sa.sa_flags = 0;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
+    // A blocked read returns EINTR: socket reads retry it (the loops see
+    // the flag at the next message); the password prompt gives up.
+    crate::platform::on_stop_signals(on_signal);
 }
 
 /// Whether a stop was asked for.

@@ -192,8 +192,7 @@ pub(super) fn load_file(path: &Path, required: bool) -> Result<Option<LoadedFile
 pub(super) fn is_private(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(path) {
-        // SAFETY: getuid has no preconditions.
-        Ok(m) => m.mode() & 0o077 == 0 && m.uid() == unsafe { libc::getuid() },
+        Ok(m) => m.mode() & 0o077 == 0 && m.uid() == crate::platform::uid(),
         Err(_) => false,
     }
 }

@@ -16,10 +16,8 @@
 //! own leftovers in `tmp/` after a crash, without touching other programs'
 //! files.
 
-use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -29,6 +27,7 @@ use crate::deliver::{Deliver, MessageInfo, Outcome, unix_now};
 use crate::durable::sync_dir;
 use crate::error::{Context, Kind, Result, cant_create, internal, local_io};
 use crate::ledger::{Entry, Ledger, Target};
+use crate::platform;
 
 /// Batches at least this large are synced with one syncfs(2); see `sync_files`.
 pub const SYNCFS_MIN_BATCH: usize = 16;
@@ -302,30 +301,22 @@ impl Maildir {
 /// Make every file of the batch durable (data and size); runs on the
 /// syncing thread of [`Deliver::start_commit`], or in place.
 ///
-/// A batch of [`SYNCFS_MIN_BATCH`] or more files is made durable with one
-/// syncfs(2): one call for all of them instead of an fdatasync each. (The
-/// figures once given here, syncfs faster than no syncing at all, were
-/// measured where ext4's search past recently freed inodes dominated; in
-/// fresh directories a durable fetch of 2,000 messages took 0.244 s
-/// against 0.208 s for the same fetch with no syncs: bench/README.md.)
-/// syncfs reports writeback errors on Linux 5.8 and later; an error from
-/// any file on the file system fails the batch, which is safe (nothing
-/// is deleted, the messages are fetched again). Smaller batches, such as
-/// a cron run with a few new messages, fsync each file, so they never
-/// wait for other programs' dirty data.
+/// Where the system has it (`platform::sync_filesystem`: Linux's
+/// syncfs(2)), a batch of [`SYNCFS_MIN_BATCH`] or more files is made
+/// durable with one call for all of them instead of an fdatasync each
+/// (bench/README.md has what that saves). An error from any file on the
+/// file system then fails the batch, which is safe (nothing is deleted,
+/// the messages are fetched again). Smaller batches, such as a cron run
+/// with a few new messages, and systems without the call fsync each file,
+/// so they never wait for other programs' dirty data. (The files are then
+/// renamed out of tmp/ and new/ is fsynced: tmp/ itself need not be.)
 fn sync_files(root: &Path, batch: &[Staged]) -> Result<()> {
     crate::crash::point("before syncing the batch's files");
     if batch.len() >= SYNCFS_MIN_BATCH {
-        // SAFETY: the fd is open for the lifetime of `batch`.
-        if unsafe { libc::syncfs(batch[0].file.as_raw_fd()) } == 0 {
+        let done = platform::sync_filesystem(&batch[0].file)
+            .map_err(|e| local_io(format!("syncfs for {}: {e}", root.join("tmp").display())))?;
+        if done {
             return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(local_io(format!(
-                "syncfs for {}: {e}",
-                root.join("tmp").display()
-            )));
         }
     }
     for s in batch {
@@ -355,7 +346,7 @@ impl Maildir {
                 cur.join(format!("{name}:2,{}", s.letters))
             };
             drop(s.file);
-            rename_noreplace(&s.tmp_path, &dest).ctx(Kind::LocalIo, || {
+            platform::rename_noreplace(&s.tmp_path, &dest).ctx(Kind::LocalIo, || {
                 format!("moving {} to {}", s.tmp_path.display(), dest.display())
             })?;
             crate::crash::point("a message renamed into new/ or cur/");
@@ -571,47 +562,10 @@ fn is_our_name(name: &str, marker: &str) -> bool {
     })
 }
 
-/// rename(2) that fails instead of replacing an existing target
-/// (renameat2 RENAME_NOREPLACE, with link+unlink where the file system
-/// lacks it).
-pub fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
-    let f = CString::new(from.as_os_str().as_bytes())?;
-    let t = CString::new(to.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths; AT_FDCWD is a valid dirfd.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            f.as_ptr(),
-            libc::AT_FDCWD,
-            t.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            fs::hard_link(from, to)?;
-            fs::remove_file(from)
-        }
-        _ => Err(e),
-    }
-}
-
 /// The host name as Maildir names carry it: `/` and `:` (and `,`, which
 /// starts Dovecot's size fields) escaped as octal, as the Maildir spec says.
 fn hostname_for_maildir() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is writable for its whole length.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let raw = if r == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        String::new()
-    };
+    let raw = platform::hostname();
     let raw = if raw.is_empty() {
         "localhost".into()
     } else {
@@ -741,17 +695,6 @@ mod tests {
         assert!(!ours.exists());
         assert!(theirs.exists());
         assert!(foreign.exists());
-    }
-
-    #[test]
-    fn noreplace_never_overwrites() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = dir.path().join("a");
-        let b = dir.path().join("b");
-        fs::write(&a, b"a").unwrap();
-        fs::write(&b, b"b").unwrap();
-        assert!(rename_noreplace(&a, &b).is_err());
-        assert_eq!(fs::read(&b).unwrap(), b"b");
     }
 
     #[test]

@@ -25,18 +25,17 @@
 //! all I/O on the mbox through [`MboxLock::file`].
 
 use std::collections::hash_map::RandomState;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::{Result, cant_create, local_io, temporary};
+use crate::platform::{self, errno};
 
 /// A dotlock older than this is stale.
 pub const STALE_AGE: Duration = Duration::from_secs(5 * 60);
@@ -98,11 +97,7 @@ impl FileId {
 /// The metadata and first 64 bytes of the regular file at `path`, never
 /// following a symlink nor blocking on a FIFO.
 fn read_small(path: &Path) -> Option<(fs::Metadata, Vec<u8>)> {
-    let f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
+    let f = platform::open_read_nofollow_nonblock(path).ok()?;
     let meta = f.metadata().ok().filter(|m| m.is_file())?;
     let mut buf = Vec::new();
     f.take(64).read_to_end(&mut buf).ok()?;
@@ -163,20 +158,10 @@ impl MboxLock {
 impl Drop for MboxLock {
     fn drop(&mut self) {
         if self.fcntl_held {
-            let mut fl = whole_file(libc::F_UNLCK);
-            // SAFETY: the fd is open and fl is a valid flock.
-            unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_SETLK, &mut fl) };
+            platform::fcntl_unlock(&self.file);
         }
         // Then `file` closes, and `dotlock` removes the dotlock.
     }
-}
-
-fn whole_file(kind: libc::c_int) -> libc::flock {
-    // SAFETY: flock is plain data; all-zero is valid (start 0, len 0 = all).
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl
 }
 
 /// Sleep before the next attempt, never past the deadline; false if the
@@ -202,14 +187,12 @@ fn take_fcntl(
 ) -> Result<bool> {
     let mut sleep = FIRST_SLEEP;
     loop {
-        let mut fl = whole_file(libc::F_WRLCK);
-        // SAFETY: the fd is open and fl is a valid flock.
-        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &mut fl) } == 0 {
-            return Ok(true);
-        }
-        let e = io::Error::last_os_error();
+        let e = match platform::fcntl_lock(file) {
+            Ok(()) => return Ok(true),
+            Err(e) => e,
+        };
         match e.raw_os_error().unwrap_or(0) {
-            libc::EACCES | libc::EAGAIN => {
+            errno::EACCES | errno::EAGAIN => {
                 if !pause(deadline, &mut sleep) {
                     return Err(temporary(format!(
                         "{} is locked (fcntl) by another program (waited {})",
@@ -218,8 +201,8 @@ fn take_fcntl(
                     )));
                 }
             }
-            libc::EINTR => {}
-            libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS if have_dotlock => return Ok(false),
+            errno::EINTR => {}
+            errno::ENOLCK | errno::EOPNOTSUPP | errno::ENOSYS if have_dotlock => return Ok(false),
             _ => {
                 return Err(local_io(format!("cannot lock {}: {e}", path.display())));
             }
@@ -248,7 +231,7 @@ enum Attempt {
 fn dotlock_unsupported(errno: i32) -> bool {
     matches!(
         errno,
-        libc::EACCES | libc::EPERM | libc::EROFS | libc::EOPNOTSUPP
+        errno::EACCES | errno::EPERM | errno::EROFS | errno::EOPNOTSUPP
     )
 }
 
@@ -325,7 +308,7 @@ fn try_dotlock(lock: &Path) -> Result<Attempt> {
     }
     let e = linked.unwrap_err();
     match e.raw_os_error() {
-        Some(libc::EEXIST) => Ok(Attempt::Busy),
+        Some(errno::EEXIST) => Ok(Attempt::Busy),
         Some(n) if dotlock_unsupported(n) => Ok(Attempt::Unsupported),
         _ => Err(io_err("link", lock, e)),
     }
@@ -371,93 +354,41 @@ fn pid_is_dead(lock: &Path, meta: &fs::Metadata) -> bool {
     let Some(pid) = parse_pid(&content) else {
         return false;
     };
-    // SAFETY: signal 0 only checks whether the process exists.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+    platform::process_exists(pid) == Some(false)
 }
 
 /// A positive decimal pid, the whole content but for surrounding whitespace.
-fn parse_pid(content: &[u8]) -> Option<libc::pid_t> {
+fn parse_pid(content: &[u8]) -> Option<i32> {
     let s = std::str::from_utf8(content).ok()?.trim_ascii();
     if s.is_empty() || s.len() > 10 || !s.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    s.parse::<libc::pid_t>().ok().filter(|&p| p > 0)
+    s.parse::<i32>().ok().filter(|&p| p > 0)
 }
 
 /// Whether `lock`'s directory is on a local file system, where a pid in a
 /// dotlock is a pid on this host. Unknown counts as not local.
-#[cfg(target_os = "linux")]
 fn on_local_fs(lock: &Path) -> bool {
-    const REMOTE: &[u32] = &[
-        0x6969,      // NFS
-        0x517B,      // SMB
-        0xFF53_4D42, // CIFS
-        0xFE53_4D42, // SMB2
-        0x7375_7245, // Coda
-        0x5346_414F, // AFS
-        0x6B41_4653, // kAFS
-        0x00C3_6400, // Ceph
-        0x0102_1997, // 9P
-        0x6573_5546, // FUSE (sshfs and friends)
-        0x0116_1970, // GFS2
-        0x7461_636F, // OCFS2
-        0x0BD0_0BD0, // Lustre
-    ];
     let dir = match lock.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs is plain data; c is a valid path; st is writable.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
-    !REMOTE.contains(&(st.f_type as u32))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn on_local_fs(_lock: &Path) -> bool {
-    false
+    platform::is_local_fs(dir)
 }
 
 /// Set `path`'s mtime (and atime) to `to`, or to now.
 #[cfg(test)]
 fn set_mtime(path: &Path, to: Option<SystemTime>) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from(ErrorKind::InvalidInput))?;
-    let times = to.map(|t| {
-        let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        let ts = libc::timespec {
-            tv_sec: d.as_secs() as libc::time_t,
-            tv_nsec: d.subsec_nanos() as _,
-        };
-        [ts, ts]
-    });
-    let ptr = times.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
-    // SAFETY: c is a valid path; ptr is null or points to two timespecs.
-    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ptr, libc::AT_SYMLINK_NOFOLLOW) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let t = to.unwrap_or_else(SystemTime::now);
+    File::open(path)?.set_times(fs::FileTimes::new().set_accessed(t).set_modified(t))
 }
 
 /// The host name for unique file names: safe characters only, short.
 fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is writable for its whole length.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let raw = if r == 0 { &buf[..end] } else { &[][..] };
-    let s: String = raw
-        .iter()
+    let s: String = platform::hostname()
+        .bytes()
         .take(64)
-        .map(|&c| {
+        .map(|c| {
             if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
                 c as char
             } else {
@@ -796,10 +727,10 @@ mod tests {
 
     #[test]
     fn unsupported_errors_are_classified() {
-        for e in [libc::EACCES, libc::EPERM, libc::EROFS, libc::EOPNOTSUPP] {
+        for e in [errno::EACCES, errno::EPERM, errno::EROFS, errno::EOPNOTSUPP] {
             assert!(dotlock_unsupported(e));
         }
-        for e in [libc::ENOENT, libc::ENOSPC, libc::EIO, libc::EEXIST] {
+        for e in [errno::ENOENT, errno::ENOSPC, errno::EIO, errno::EEXIST] {
             assert!(!dotlock_unsupported(e));
         }
     }

@@ -687,18 +687,7 @@ mod tests {
         let mut t: i64 = -2_208_988_800; // 1900
         while t < 7_258_118_400 {
             // to 2200, in odd steps
-            let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-            let tt = t as libc::time_t;
-            // SAFETY: both pointers are valid for the call.
-            assert!(!unsafe { libc::gmtime_r(&tt, &mut tm) }.is_null());
-            let mut buf = [0 as libc::c_char; 64];
-            // SAFETY: asctime_r needs 26 bytes; buf has 64.
-            assert!(!unsafe { libc::asctime_r(&tm, buf.as_mut_ptr()) }.is_null());
-            // SAFETY: asctime_r wrote a NUL-terminated string.
-            let want = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-                .to_str()
-                .unwrap()
-                .to_string();
+            let want = crate::platform::asctime_utc(t).unwrap();
             assert_eq!(from_line("s", t), format!("From s {want}"), "t={t}");
             t += 86_400 * 13 + 3_607;
         }

@@ -1,6 +1,6 @@
 //! A batch spool: messages of one batch written one after another into an
-//! anonymous temporary file (O_TMPFILE in the account's state directory, so
-//! a crash leaves nothing behind), for the destinations that deliver at
+//! anonymous temporary file in the account's state directory (see
+//! `platform::anonymous_file`: a crash leaves nothing behind), for the destinations that deliver at
 //! commit time: mbox (so the mbox lock is held only for a local copy, never
 //! for a download), an MDA and stdout.
 //!
@@ -10,9 +10,9 @@
 //! blank line that ends an mbox message. Otherwise the bytes are stored as
 //! they came. Either way the envelope sender is noted for the MDA's `%F`.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::deliver::MessageInfo;
@@ -64,39 +64,8 @@ pub struct Spool {
 impl Spool {
     /// A new, empty spool in `dir`.
     pub fn new(dir: &Path, mboxrd: bool) -> Result<Spool> {
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-            .mode(0o600)
-            .open(dir)
-        {
-            Ok(f) => f,
-            // File systems without O_TMPFILE: a named file, unlinked at once.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL)
-                ) =>
-            {
-                let p = dir.join(format!("spool.{}", std::process::id()));
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&p)
-                    .ctx(Kind::LocalIo, || format!("creating {}", p.display()))?;
-                let _ = std::fs::remove_file(&p);
-                f
-            }
-            Err(e) => {
-                return Err(local_io(format!(
-                    "creating a spool file in {}: {e}",
-                    dir.display()
-                )));
-            }
-        };
+        let file = crate::platform::anonymous_file(dir)
+            .map_err(|e| local_io(format!("creating a spool file in {}: {e}", dir.display())))?;
         Ok(Spool {
             file,
             path: dir.to_path_buf(),

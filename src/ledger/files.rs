@@ -10,8 +10,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use super::corrupt;
-use crate::durable::{open_nofollow, write_atomically};
+use crate::durable::write_atomically;
 use crate::error::{Context, Kind, Result, local_io, temporary};
+use crate::platform::{is_symlink_refusal, open_nofollow};
 
 /// The lock file of the account directory `dir`, held (flock) until the
 /// returned file is closed; a second holder fails at once.
@@ -51,9 +52,7 @@ pub(super) fn read(path: &Path) -> Result<Option<Vec<u8>>> {
             Ok(Some(v))
         }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            Err(corrupt(path, "it is a symbolic link"))
-        }
+        Err(e) if is_symlink_refusal(&e) => Err(corrupt(path, "it is a symbolic link")),
         Err(e) => Err(local_io(format!("opening {}: {e}", path.display()))),
     }
 }
