@@ -8,35 +8,29 @@ use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::types::{AuthMethod, TlsMode};
 
-pub const EXIT_CODES: &str = "\
-Exit status:
-  0   success, whether or not there was new mail (--check: there is new mail)
-  1   --check only: no new mail
-  64  usage error
-  65  bad data: damaged ledger, server data that cannot be stored
-  69  service refused: certificate rejected, STARTTLS missing, plaintext login
-      refused, an IMAP folder the server will not open (the others go on)
-  70  internal error
-  73  cannot create the destination
-  74  local I/O error: delivery failed, disk full
-  75  temporary failure: network, timeout, another run holds the lock
-  76  protocol violation by the server
-  77  authentication failed
-  78  configuration error, including no way to get a password
-  130, 143  stopped by SIGINT or SIGTERM before the end (what arrived is kept)";
-
 /// Fetch mail from POP3 and IMAP servers, durably
 ///
 /// fetch downloads mail into a Maildir, an mbox, an MDA or stdout, and keeps
-/// IMAP flags in step with a Maildir both ways. A message
-/// is deleted from the server only after its local copy is safely on disk
-/// and recorded, so no mail is lost or delivered twice, whatever happens.
+/// IMAP flags in step with a Maildir both ways. A message is deleted from
+/// the server only after it is delivered and recorded. Into a Maildir or an
+/// mbox, delivered means on disk: whatever stops a run (kill -9, a power
+/// loss, a full disk, a dropped connection), no message is lost and none is
+/// delivered twice. Through an MDA, delivered means it exited 0: it gets a
+/// message again if it exited otherwise after delivering, or if fetch was
+/// killed before recording its exit. Mail written to stdout stays on the
+/// server unless --delete-after-stdout. DESTINATIONS in the man page says
+/// more.
 ///
 /// Without --pop3, fetch runs the accounts of the config file
 /// ($XDG_CONFIG_HOME/fetch/config.toml): all of them, or the ACCOUNTs named.
 /// Options given on the command line override the file for this run.
 #[derive(Debug, Parser)]
-#[command(name = "fetch", version, after_help = EXIT_CODES, args_override_self = true)]
+#[command(
+    name = "fetch",
+    version,
+    after_help = crate::error::exit_help(),
+    args_override_self = true
+)]
 pub struct Cli {
     /// Accounts from the config file to fetch [default: all of them].
     #[arg(value_name = "ACCOUNT")]

@@ -39,6 +39,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 11] = [
+        Kind::Usage,
+        Kind::Data,
+        Kind::Unavailable,
+        Kind::Internal,
+        Kind::CantCreate,
+        Kind::LocalIo,
+        Kind::Temporary,
+        Kind::Protocol,
+        Kind::Auth,
+        Kind::Config,
+        Kind::PipeClosed,
+    ];
+
     /// The kind's name in `--json` error events (a stable interface).
     pub fn name(self) -> &'static str {
         match self {
@@ -131,9 +145,97 @@ impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
     }
 }
 
-/// The exit code for a run over several accounts (GUIDE §5): 0 when all
-/// succeeded, the failing account's code when one failed or all failures share
-/// a code, 75 when two or more failed differently.
+impl Kind {
+    /// What the exit status of this kind means, as `--help`, the man page
+    /// and README.md say it (see [`exit_statuses`]).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Kind::Usage => "usage error",
+            Kind::Data => "bad data: a damaged ledger, or server data that cannot be stored",
+            Kind::Unavailable => {
+                "service refused: certificate rejected, STARTTLS missing, plaintext login \
+                 refused, an IMAP folder the server will not open (the others go on)"
+            }
+            Kind::Internal => "internal error",
+            Kind::CantCreate => "cannot create the destination",
+            Kind::LocalIo => "local I/O error: delivery failed, disk full",
+            Kind::Temporary => "temporary failure: network, timeout, another run holds the lock",
+            Kind::Protocol => "protocol violation by the server",
+            Kind::Auth => "authentication failed",
+            Kind::Config => "configuration error, including no way to get a password",
+            Kind::PipeClosed => "the reader of standard output went away",
+        }
+    }
+}
+
+/// Every exit status and its meaning, in order: the one table that
+/// `--help`, the man page's EXIT STATUS and README.md's table come from
+/// (`tests/generated.rs` fails when README.md says otherwise).
+pub fn exit_statuses() -> Vec<(String, &'static str)> {
+    let mut rows = vec![
+        (
+            "0".to_string(),
+            "success, whether or not there was new mail (--check: there is new mail)",
+        ),
+        ("1".to_string(), "--check only: no new mail"),
+    ];
+    for kind in Kind::ALL {
+        if kind.exit_code() != 0 {
+            rows.push((kind.exit_code().to_string(), kind.meaning()));
+        }
+    }
+    rows.push((
+        "130, 143".to_string(),
+        "stopped by SIGINT or SIGTERM (128 + the signal) before the end; what arrived is \
+         delivered and recorded (--daemon: a stop is normal, 0)",
+    ));
+    rows
+}
+
+/// What the exit status of a run over several accounts is (see [`combine`]).
+pub const SEVERAL_ACCOUNTS: &str = "With several accounts: the code of the one that failed, \
+    or 75 when two or more failed with different codes; one failing account does not stop \
+    the others.";
+
+/// The exit statuses for `--help`, wrapped to 80 columns.
+pub fn exit_help() -> String {
+    let mut out = String::from("Exit status:\n");
+    for (codes, meaning) in exit_statuses() {
+        let head = format!("  {codes}");
+        let indent = if head.len() < 6 { 6 } else { head.len() + 1 };
+        wrap(&mut out, &format!("{head:<indent$}"), indent, meaning);
+    }
+    out.push('\n');
+    wrap(&mut out, "", 0, SEVERAL_ACCOUNTS);
+    out.pop();
+    out
+}
+
+/// `text` after `first` (the first line's start), wrapped at 79 columns,
+/// later lines indented by `indent`.
+fn wrap(out: &mut String, first: &str, indent: usize, text: &str) {
+    let mut line = first.to_string();
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.len() + 1 + word.len() > 79 {
+            out.push_str(&line);
+            out.push('\n');
+            line = " ".repeat(indent);
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
+
+/// The exit code for a run over several accounts: 0 when all succeeded,
+/// the failing account's code when one failed or all failures share a
+/// code, 75 when two or more failed differently.
 pub fn combine(codes: &[i32]) -> i32 {
     let mut failed = codes.iter().copied().filter(|&c| c != 0);
     match failed.next() {

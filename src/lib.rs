@@ -31,14 +31,13 @@ pub mod netrc;
 pub mod password;
 pub mod platform;
 pub mod pop3;
-pub mod progress;
+pub mod report;
 pub mod run;
 pub mod sanitize;
 pub mod schedule;
 pub mod secret;
 pub mod signals;
 pub mod types;
-pub mod ui;
 pub mod wire;
 
 /// Entry points for the fuzz targets (`fuzz/`): the parsers that read what

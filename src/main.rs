@@ -5,7 +5,7 @@
 use clap::Parser;
 use clap::error::ErrorKind;
 use fetch::config::Mode;
-use fetch::{cli, config, error, generate, schedule, signals, ui};
+use fetch::{cli, config, error, generate, report, schedule, signals};
 
 fn main() {
     std::process::exit(real_main());
@@ -43,7 +43,7 @@ fn real_main() -> i32 {
     };
     drop(cli);
     signals::install();
-    let ui = ui::Ui::new(plan.output);
+    let ui = report::Ui::new(plan.output);
     if let Some(daemon) = plan.daemon {
         return schedule::daemon(&plan.accounts, plan.jobs, daemon, &ui);
     }

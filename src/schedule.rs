@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Account, Daemon, Mode};
 use crate::error::{self, Result};
+use crate::report::Ui;
+use crate::report::events::{AccountEvent, ErrorEvent, Event};
 use crate::secret::Secret;
 use crate::types::Protocol;
-use crate::{run, signals, ui::Ui};
+use crate::{run, signals};
 
 /// Where runs get their passwords. A one-shot run asks each time (once per
 /// account); a daemon asks once and keeps the password in memory (as
@@ -134,29 +136,27 @@ fn run_one(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> (i
         Err(e) if e.kind == error::Kind::PipeClosed => (run::Summary::default(), 0),
         Err(e) => {
             ui.error(&acct.name, &e.msg);
-            ui.event(serde_json::json!({
-                "type": "error",
-                "account": acct.name,
-                "kind": e.kind.name(),
-                "message": e.msg,
+            ui.event(&Event::Error(ErrorEvent {
+                account: &acct.name,
+                kind: e.kind.name(),
+                message: &e.msg,
             }));
             (run::Summary::default(), e.kind.exit_code())
         }
     };
     let planned = acct.read_only();
     let dry_run = acct.dry_run();
-    ui.event(serde_json::json!({
-        "type": "account",
-        "account": acct.name,
-        "fetched": summary.fetched,
-        "bytes": summary.bytes,
-        "deleted": summary.deleted,
-        "flags_synced": summary.flags_synced,
-        "new": planned.then_some(summary.available),
-        "would_delete": dry_run.then_some(summary.would_delete),
-        "would_flag": dry_run.then_some(summary.would_flag),
-        "seconds": started.elapsed().as_secs_f64(),
-        "exit_code": code,
+    ui.event(&Event::Account(AccountEvent {
+        account: &acct.name,
+        fetched: summary.fetched,
+        bytes: summary.bytes,
+        deleted: summary.deleted,
+        flags_synced: summary.flags_synced,
+        new: planned.then_some(summary.available),
+        would_delete: dry_run.then_some(summary.would_delete),
+        would_flag: dry_run.then_some(summary.would_flag),
+        seconds: started.elapsed().as_secs_f64(),
+        exit_code: code,
     }));
     (code, summary.available > 0)
 }

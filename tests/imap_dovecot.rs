@@ -646,7 +646,7 @@ fn check_counts_new_imap_mail_and_changes_nothing() {
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     let out = fetch(&env, &dc, &["--check", "--json"]);
     assert_eq!(out.code, 1, "{out:?}");
-    let ev: serde_json::Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    let ev = common::json_events(&out).pop().unwrap();
     assert_eq!(ev["new"], 0);
 }
 
@@ -713,13 +713,25 @@ fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
     // With --delete: every message in the folder, delivered or not.
     let out = fetch(&env, &dc, &["--dry-run", "--delete", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let deletes = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let deletes = common::json_events(&out)
+        .into_iter()
         .filter(|e| e["action"] == "would_delete")
         .count();
     assert_eq!(deletes, 3);
+    // Every kind of dry-run event is as documented: flags, a move.
+    for extra in [&[][..], &["--move-to", "Archive"][..]] {
+        let mut args = vec!["--dry-run", "--json"];
+        args.extend_from_slice(extra);
+        let out = fetch(&env, &dc, &args);
+        assert_eq!(out.code, 0, "{out:?}");
+        let ev = common::json_events(&out);
+        let want = if extra.is_empty() {
+            "would_flag"
+        } else {
+            "would_move"
+        };
+        assert!(ev.iter().any(|e| e["action"] == want), "{}", out.stdout);
+    }
     assert_eq!(
         dc.doveadm(&["search", "-u", &dc.user, "mailbox", "INBOX", "all"])
             .stdout

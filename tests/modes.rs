@@ -29,10 +29,7 @@ fn run(env: &Env, server: &Pop3Server, extra: &[&str]) -> common::Out {
 }
 
 fn events(out: &common::Out) -> Vec<serde_json::Value> {
-    out.stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+    common::json_events(out)
 }
 
 #[test]

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crate::config::Account;
 use crate::error::{Kind, Result};
 use crate::imap::{Idled, Session};
+use crate::report::Ui;
 use crate::sanitize::escape;
 use crate::secret::Secret;
 use crate::signals::stop_requested;
-use crate::ui::Ui;
 
 /// Folders watched per account (a connection each; servers limit how many
 /// one user may open, Dovecot to 10 per address by default).

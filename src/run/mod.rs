@@ -19,9 +19,9 @@ use crate::config::{Account, Mode};
 use crate::deliver::{maildir, mbox, unix_now};
 use crate::error::{Result, config};
 use crate::ledger::{self, Entry, Ledger, Target};
+use crate::report::{Ui, human_bytes};
 use crate::secret::Secret;
 use crate::types::Protocol;
-use crate::ui::{Ui, human_bytes};
 
 /// A batch is committed (one group of fsyncs) after this many messages...
 pub const BATCH_MESSAGES: usize = 256;

@@ -17,10 +17,10 @@ use crate::error::{Error, Result, protocol, temporary};
 use crate::hash;
 use crate::ledger::{self, Ledger};
 use crate::pop3::{Listed, Retrieved, Session};
-use crate::progress::Progress;
+use crate::report::progress::Progress;
+use crate::report::{Action, Ui};
 use crate::sanitize::escape;
 use crate::secret::Secret;
-use crate::ui::Ui;
 
 /// RETRs kept in flight when the server pipelines.
 const PIPELINE_WINDOW: usize = 1024;
@@ -169,7 +169,7 @@ impl Run<'_, '_> {
                     ),
                 );
                 self.ui
-                    .message(&self.acct.name, None, uid, j.size, None, "skipped");
+                    .message(&self.acct.name, None, uid, j.size, None, Action::Skipped);
                 false
             });
         }
@@ -251,9 +251,10 @@ impl Run<'_, '_> {
                 j.size
             );
             self.ui
-                .would(name, None, uidl, j.size, "would_fetch", &what);
+                .would(name, None, uidl, j.size, Action::WouldFetch, &what);
             if deletes {
-                self.ui.would(name, None, uidl, j.size, "would_delete", "");
+                self.ui
+                    .would(name, None, uidl, j.size, Action::WouldDelete, "");
                 self.summary.would_delete += 1;
             }
         }
@@ -274,7 +275,7 @@ impl Run<'_, '_> {
                 None,
                 key.strip_prefix("u:"),
                 size,
-                "would_delete",
+                Action::WouldDelete,
                 &what,
             );
             self.summary.would_delete += 1;
@@ -429,7 +430,7 @@ impl Run<'_, '_> {
                         key.strip_prefix("u:"),
                         entry.size,
                         Some(&location),
-                        "delivered",
+                        Action::Delivered,
                     );
                     // Only now may the server forget this message.
                     if then_delete && self.acct.deletes() {

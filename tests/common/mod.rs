@@ -176,6 +176,20 @@ impl Env {
     }
 }
 
+/// The `--json` events of a run, each checked against the schema the man
+/// page documents (`fetch::report::events::SCHEMA`).
+pub fn json_events(out: &Out) -> Vec<serde_json::Value> {
+    out.stdout
+        .lines()
+        .map(|l| {
+            if let Err(why) = fetch::report::events::check(l) {
+                panic!("an event not as the man page documents it: {why}");
+            }
+            serde_json::from_str(l).unwrap()
+        })
+        .collect()
+}
+
 /// `root` and every directory under it.
 pub fn walk_dirs(root: &Path) -> Vec<PathBuf> {
     let mut out = vec![root.to_path_buf()];

@@ -12,10 +12,10 @@ use crate::imap::fetch::Event;
 use crate::imap::flags::{self, Flags};
 use crate::imap::{Meta, Session, names, uid_set};
 use crate::ledger::Ledger;
-use crate::progress::Progress;
+use crate::report::progress::Progress;
+use crate::report::{Action, Ui};
 use crate::run::{Batches, Summary, batch_messages};
 use crate::sanitize::escape;
-use crate::ui::Ui;
 
 /// Bodies fetched in one command add up to at most this (a larger
 /// message goes alone).
@@ -389,7 +389,7 @@ impl Fetcher<'_> {
                         Some(&uid.to_string()),
                         entry.size,
                         Some(&location),
-                        "delivered",
+                        Action::Delivered,
                     );
                     ledger.set_flags(&k, &fl);
                     self.committed.push((uid, k));

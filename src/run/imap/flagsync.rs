@@ -19,8 +19,8 @@ use crate::error::Result;
 use crate::imap::flags::{self, Flags};
 use crate::imap::{Selected, Session};
 use crate::ledger::{FolderState, Ledger};
+use crate::report::Ui;
 use crate::sanitize::escape;
-use crate::ui::Ui;
 
 /// One message whose flags a sync changes.
 pub(super) struct FlagChange {

@@ -34,11 +34,11 @@ use crate::deliver;
 use crate::error::{Error, Kind, Result, data};
 use crate::imap::{Meta, Selected, Session, names};
 use crate::ledger::{self, FolderState, Ledger};
-use crate::progress::Progress;
+use crate::report::progress::Progress;
+use crate::report::{Action, Ui};
 use crate::sanitize::escape;
 use crate::secret::Secret;
 use crate::types::Destination;
-use crate::ui::Ui;
 use fetcher::{Downloaded, Fetcher};
 pub(crate) use folders::choose_folders;
 
@@ -355,7 +355,7 @@ impl AccountRun<'_, '_, '_> {
                     Some(&m.uid.to_string()),
                     m.size,
                     None,
-                    "skipped",
+                    Action::Skipped,
                 );
                 held_back.push(m.uid);
                 false

@@ -6,9 +6,9 @@ use super::parse_key;
 use crate::config::Account;
 use crate::imap::{Meta, names};
 use crate::ledger::Ledger;
+use crate::report::{Action, Ui};
 use crate::run::Summary;
 use crate::sanitize::escape;
-use crate::ui::Ui;
 
 /// `--dry-run`: what a run would do in `folder`: fetch `metas`, delete
 /// or move what it fetched and what an earlier run left, and `flag_plan`.
@@ -28,8 +28,8 @@ pub(super) fn dry_run(
     let f = Some(shown.as_str());
     let label = |uid: u32| format!("{} UID {uid}", escape(&shown));
     let action = match acct.imap.move_to {
-        Some(_) => "would_move",
-        None => "would_delete",
+        Some(_) => Action::WouldMove,
+        None => Action::WouldDelete,
     };
     let verb = |what: &str| match &acct.imap.move_to {
         Some(t) => format!("move {what} to {}", escape(t)),
@@ -43,7 +43,7 @@ pub(super) fn dry_run(
             String::new()
         };
         let what = format!("would fetch {}, {} bytes{then}", label(m.uid), m.size);
-        ui.would(name, f, Some(&uid), m.size, "would_fetch", &what);
+        ui.would(name, f, Some(&uid), m.size, Action::WouldFetch, &what);
         if acct.deletes() {
             ui.would(name, f, Some(&uid), m.size, action, "");
             summary.would_delete += 1;
@@ -81,7 +81,14 @@ pub(super) fn dry_run(
             label(c.uid),
             parts.join(", ")
         );
-        ui.would(name, f, Some(&c.uid.to_string()), 0, "would_flag", &what);
+        ui.would(
+            name,
+            f,
+            Some(&c.uid.to_string()),
+            0,
+            Action::WouldFlag,
+            &what,
+        );
         summary.would_flag += 1;
     }
     if acct.imap.sync_deletes {
@@ -93,7 +100,7 @@ pub(super) fn dry_run(
                     f,
                     Some(&uid.to_string()),
                     0,
-                    "would_remove_local",
+                    Action::WouldRemoveLocal,
                     &what,
                 );
             }
@@ -104,7 +111,14 @@ pub(super) fn dry_run(
             "would delete {} from the server (its local copy was deleted)",
             label(*uid)
         );
-        ui.would(name, f, Some(&uid.to_string()), 0, "would_delete", &what);
+        ui.would(
+            name,
+            f,
+            Some(&uid.to_string()),
+            0,
+            Action::WouldDelete,
+            &what,
+        );
         summary.would_delete += 1;
     }
 }

@@ -2,10 +2,17 @@
 //! stderr: stdout is reserved for data. Errors always print; summaries and
 //! warnings print with `-v`, or on a terminal unless `-q`; so a cron run with
 //! nothing wrong prints nothing. Server text is escaped before printing.
+//! With `--json`, events go to stdout (`events.rs`); progress bars to a
+//! terminal only (`progress.rs`).
+
+pub mod events;
+pub mod progress;
 
 use std::io::{IsTerminal, Write};
 
 use crate::config::Output;
+use events::Message;
+pub use events::{Action, Event};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Ui {
@@ -77,16 +84,17 @@ impl crate::net::Trace for Ui {
 impl Ui {
     /// With `--json`, one event as a line on stdout (see JSON OUTPUT in the
     /// man page: a stable interface). A closed stdout is not our error.
-    pub fn event(&self, value: serde_json::Value) {
+    pub fn event(&self, event: &Event) {
         if self.json {
             let mut o = std::io::stdout().lock();
-            let _ = writeln!(o, "{value}");
-            let _ = o.flush();
+            if let Ok(text) = serde_json::to_string(event) {
+                let _ = writeln!(o, "{text}");
+                let _ = o.flush();
+            }
         }
     }
 
     /// A message delivered (or left alone): `-v` line and `message` event.
-    #[allow(clippy::too_many_arguments)]
     pub fn message(
         &self,
         account: &str,
@@ -94,12 +102,13 @@ impl Ui {
         uid: Option<&str>,
         size: u64,
         destination: Option<&str>,
-        action: &str,
+        action: Action,
     ) {
         self.detail(
             account,
             &format!(
-                "{action} {}{} ({size} bytes){}",
+                "{} {}{} ({size} bytes){}",
+                action.name(),
                 folder
                     .map(|f| format!("{} ", crate::sanitize::escape(f)))
                     .unwrap_or_default(),
@@ -108,50 +117,39 @@ impl Ui {
                 destination.map(|d| format!(" -> {d}")).unwrap_or_default()
             ),
         );
-        self.message_event(account, folder, uid, size, destination, action);
-    }
-
-    /// The `message` JSON event (see JSON OUTPUT in the man page).
-    fn message_event(
-        &self,
-        account: &str,
-        folder: Option<&str>,
-        uid: Option<&str>,
-        size: u64,
-        destination: Option<&str>,
-        action: &str,
-    ) {
-        self.event(serde_json::json!({
-            "type": "message",
-            "account": account,
-            "folder": folder,
-            "uid": uid,
-            "size": size,
-            "destination": destination,
-            "action": action,
+        self.event(&Event::Message(Message {
+            account,
+            folder,
+            uid,
+            size,
+            destination,
+            action,
         }));
     }
-}
 
-impl Ui {
     /// `--dry-run`: one thing a run would do, as a line on stdout (the
     /// answer is data, like `--check`'s) or, with `--json`, a `message`
-    /// event whose action is `would_fetch`, `would_delete`, `would_move`,
-    /// `would_flag` or `would_remove_local`. `what` is the line for
-    /// humans (server text in it already escaped; empty: an event only, the
-    /// human line having said it already).
-    #[allow(clippy::too_many_arguments)]
+    /// event whose action is one of the `would_` ones. `what` is the line
+    /// for humans (server text in it already escaped; empty: an event
+    /// only, the human line having said it already).
     pub fn would(
         &self,
         account: &str,
         folder: Option<&str>,
         uid: Option<&str>,
         size: u64,
-        action: &str,
+        action: Action,
         what: &str,
     ) {
         if self.json {
-            self.message_event(account, folder, uid, size, None, action);
+            self.event(&Event::Message(Message {
+                account,
+                folder,
+                uid,
+                size,
+                destination: None,
+                action,
+            }));
             return;
         }
         if !what.is_empty() {

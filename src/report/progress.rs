@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::ui::Ui;
+use crate::report::Ui;
 
 pub struct Progress {
     bar: Option<ProgressBar>,
