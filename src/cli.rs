@@ -1,6 +1,6 @@
 //! The command line, as one clap-derive definition. Doc comments here are
-//! the `--help` text (and, later, the man page). Values stay raw here;
-//! `config.rs` turns them into resolved settings.
+//! the `--help` text and the man page. Values stay raw here;
+//! `config/` turns them into resolved settings.
 
 use std::path::PathBuf;
 

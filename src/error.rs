@@ -1,7 +1,7 @@
 //! Typed errors and the one mapping from an error to a process exit code.
 //!
 //! Every failure in `fetch` is an [`Error`] with a [`Kind`]; the kind alone
-//! decides the exit code (sysexits, as mpop uses them; GUIDE §5). Call sites
+//! decides the exit code (sysexits, as mpop uses them). Call sites
 //! choose the kind explicitly, because the same `io::Error` means different
 //! things in different places: a read error on a socket is a temporary
 //! network failure (75), a write error in the Maildir is a local I/O failure

@@ -452,8 +452,8 @@ impl Deliver for Maildir {
     }
 
     /// Hand the staged files to a thread that makes them durable, and
-    /// stage the next batch meanwhile: on the benchmark disk a batch's
-    /// syncfs takes ~10 ms, which the download of the next batch now hides.
+    /// stage the next batch meanwhile: the download of the next batch hides
+    /// the time a batch's sync takes.
     fn start_commit(&mut self) -> Result<bool> {
         if self.syncing.is_some() {
             return Err(internal("Maildir: a batch is already being committed"));

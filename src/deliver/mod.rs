@@ -6,7 +6,7 @@
 //! each in the ledger, in the order that destination's durability needs:
 //! Maildir publishes by rename, mbox appends under its locks, an MDA is a
 //! pipe whose exit status decides, stdout is a pipe that cannot prove
-//! anything. Each destination owns that order; `run.rs` owns when a batch
+//! anything. Each destination owns that order; `run/` owns when a batch
 //! is committed, and that the server is changed only for messages the
 //! commit reports delivered.
 

@@ -185,8 +185,8 @@ pub(super) fn peer_info(ssl: &SslRef, host: &str, tls: &TlsSettings) -> Option<P
 ///
 /// Why not `SslConnector` (or native-tls, which wraps it): it parses the
 /// whole system CA bundle, and native-tls parses it a second time, on every
-/// connection; here that cost 38 ms, more than the rest of a run with no new
-/// mail. We look system CAs up lazily in the hashed certificate directory
+/// connection, which cost more than the rest of a run with no new mail
+/// (bench/README.md). We look system CAs up lazily in the hashed certificate directory
 /// instead (only the issuer's file is read), and load the bundle only on
 /// systems without such a directory.
 fn client_session(host: &str, tls: &TlsSettings) -> Result<Ssl> {

@@ -3,7 +3,7 @@
 //! It owns the order of commands on the wire and the queue of replies still
 //! expected, so that RETR and DELE can be pipelined (RFC 2449 PIPELINING)
 //! while replies are matched to commands in order. It never decides *when*
-//! to delete: `run.rs` calls [`Session::queue_dele`] only for committed
+//! to delete: `run/pop3.rs` calls [`Session::queue_dele`] only for committed
 //! messages.
 
 pub mod proto;

@@ -1,6 +1,6 @@
 //! Per-account orchestration, and the only place that decides the order of
-//! delivery, commit and server mutation (`pop3.rs`, `imap.rs`). Common to
-//! both: password -> lock ledger -> recover (GUIDE §4) -> the protocol's
+//! delivery, commit and server mutation (`pop3.rs`, `imap/`). Common to
+//! both: password -> lock ledger -> recover ([`recover`]) -> the protocol's
 //! run, in which a batch of messages streams into the destination, the
 //! destination's commit makes it durable and recorded (e.g. Maildir: fsync
 //! files -> journal intents -> rename into new/ + fsync new/ -> journal
@@ -163,9 +163,9 @@ impl Summary {
 static EXIT_FOLLOWS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The process ends after this run of the accounts: a ledger's maps are
-/// then left to the exit instead of being freed one entry at a time
-/// (two allocations per message: ~15 ms at 100,000 messages, a tenth of a
-/// run with nothing new).
+/// then left to the exit instead of being freed one entry at a time (two
+/// allocations per message, a noticeable part of a run with nothing new on
+/// a large mailbox: bench/README.md).
 pub fn exit_follows() {
     EXIT_FOLLOWS.store(true, std::sync::atomic::Ordering::Relaxed);
 }
@@ -321,7 +321,7 @@ fn show_cert(acct: &Account, ui: &Ui) -> Result<()> {
     Ok(())
 }
 
-/// Settle deliveries that a crashed run left half-done (GUIDE §4), whatever
+/// Settle deliveries that a crashed run left half-done, whatever
 /// the destination is now: a Maildir intent whose file is in `new/` or
 /// `cur/` was delivered; an mbox intent whose bytes are in the mbox, whole
 /// and ours, was delivered (a torn one is cut off); anything else was not,
