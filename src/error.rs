@@ -6,8 +6,17 @@
 //! things in different places: a read error on a socket is a temporary
 //! network failure (75), a write error in the Maildir is a local I/O failure
 //! (74).
+//!
+//! An error keeps what is known of its cause apart until it is shown: what
+//! fetch was doing (the context, added by each layer it passes through:
+//! `folder INBOX`, `UID FETCH`), what went wrong in our words, the
+//! server's own words (as it sent them; escaped only when printed), and the
+//! error underneath (an operating system or TLS library error). The top
+//! prints the whole chain on one line, `fetch: ACCOUNT: context: what:
+//! WORDS: cause` (our words say whose the WORDS are: "the server said NO").
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong, at the granularity a user or a script acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,31 +97,88 @@ impl Kind {
     }
 }
 
-/// An error with its kind and a one-line, human-readable message.
+/// An error: its kind, and its cause in parts (see the module's
+/// documentation).
 #[derive(Debug, Clone)]
 pub struct Error {
     pub kind: Kind,
-    pub msg: String,
+    /// What fetch was doing, outermost first.
+    context: Vec<String>,
+    /// What went wrong, in our words.
+    what: String,
+    /// The server's words about it, as sent.
+    server: Option<String>,
+    /// The error underneath.
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub fn new(kind: Kind, msg: impl Into<String>) -> Error {
+    pub fn new(kind: Kind, what: impl Into<String>) -> Error {
         Error {
             kind,
-            msg: msg.into(),
+            context: Vec::new(),
+            what: what.into(),
+            server: None,
+            source: None,
         }
+    }
+
+    /// The server's words about this failure (a `-ERR` or `NO` text, a
+    /// greeting), kept as sent.
+    pub fn server_said(mut self, words: impl Into<String>) -> Error {
+        self.server = Some(words.into());
+        self
+    }
+
+    /// The error underneath this one.
+    pub fn because(mut self, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        self.source = Some(Arc::from(source.into()));
+        self
+    }
+
+    /// What fetch was doing when this happened (put before the context
+    /// already there: layers add theirs on the way out).
+    pub fn context(mut self, doing: impl Into<String>) -> Error {
+        self.context.insert(0, doing.into());
+        self
+    }
+
+    /// The server's words, as sent, if it said anything.
+    pub fn server(&self) -> Option<&str> {
+        self.server.as_deref()
+    }
+
+    /// The whole chain, on one line.
+    pub fn message(&self) -> String {
+        self.to_string()
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.msg)
+        for c in &self.context {
+            write!(f, "{c}: ")?;
+        }
+        f.write_str(&self.what)?;
+        if let Some(words) = &self.server {
+            write!(f, ": {}", crate::sanitize::escape(words))?;
+        }
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Shorthand constructors, one per kind, so call sites read as prose:
 /// `Err(err::protocol(format!(...)))`.
@@ -134,14 +200,17 @@ ctor! {
     config => Config,
 }
 
-/// Attach a kind and a description to an `io::Error` (or anything displayable).
+/// Make an `io::Error` (or any error) the cause of one of ours, of `kind`,
+/// saying what was being done.
 pub trait Context<T> {
     fn ctx<S: Into<String>>(self, kind: Kind, what: impl FnOnce() -> S) -> Result<T>;
 }
 
-impl<T, E: fmt::Display> Context<T> for std::result::Result<T, E> {
+impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> Context<T>
+    for std::result::Result<T, E>
+{
     fn ctx<S: Into<String>>(self, kind: Kind, what: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|e| Error::new(kind, format!("{}: {}", what().into(), e)))
+        self.map_err(|e| Error::new(kind, what()).because(e))
     }
 }
 
@@ -277,6 +346,34 @@ mod tests {
         ));
         let e = r.ctx(Kind::LocalIo, || "writing /x/tmp/1").unwrap_err();
         assert_eq!(e.kind, Kind::LocalIo);
-        assert!(e.msg.starts_with("writing /x/tmp/1: "), "{}", e.msg);
+        assert!(
+            e.message().starts_with("writing /x/tmp/1: "),
+            "{}",
+            e.message()
+        );
+        // The cause is kept whole, not only its words.
+        let io = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the io::Error is the source");
+        assert_eq!(io.raw_os_error(), Some(crate::platform::errno::ENOSPC));
+    }
+
+    #[test]
+    fn the_chain_prints_on_one_line_with_the_server_words_escaped() {
+        let e = auth("authentication failed")
+            .server_said("[AUTHENTICATIONFAILED] no\x1b[2J")
+            .context("login");
+        assert_eq!(
+            e.message(),
+            "login: authentication failed: [AUTHENTICATIONFAILED] no\\u{1b}[2J"
+        );
+        // The words themselves stay as the server sent them.
+        assert_eq!(e.server(), Some("[AUTHENTICATIONFAILED] no\x1b[2J"));
+        let e = protocol("the server said NO")
+            .server_said("gone")
+            .context("SELECT X")
+            .context("folder X");
+        assert_eq!(e.message(), "folder X: SELECT X: the server said NO: gone");
+        assert_eq!(e.kind.exit_code(), 76);
     }
 }

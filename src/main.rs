@@ -37,7 +37,7 @@ fn real_main() -> i32 {
     let plan = match config::resolve(&cli) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("fetch: {}", e.msg);
+            eprintln!("fetch: {e}");
             return e.kind.exit_code();
         }
     };

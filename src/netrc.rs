@@ -191,11 +191,11 @@ pub fn lookup_file(path: &Path, host: &str, user: &str) -> Result<Option<String>
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(config(format!("cannot read {shown}: {e}"))),
+        Err(e) => return Err(config(format!("cannot read {shown}")).because(e)),
     };
     let mut text = Vec::new();
     file.read_to_end(&mut text)
-        .map_err(|e| config(format!("cannot read {shown}: {e}")))?;
+        .map_err(|e| config(format!("cannot read {shown}")).because(e))?;
     let entries = parse(&text);
     let Some(password) = find(&entries, host, user).and_then(|e| e.password.as_ref()) else {
         return Ok(None);
@@ -203,7 +203,7 @@ pub fn lookup_file(path: &Path, host: &str, user: &str) -> Result<Option<String>
     // Judge the file we read, not whatever the path names now.
     let meta = file
         .metadata()
-        .map_err(|e| config(format!("cannot read {shown}: {e}")))?;
+        .map_err(|e| config(format!("cannot read {shown}")).because(e))?;
     let me = crate::platform::euid();
     if meta.uid() != me {
         return Err(config(format!(
@@ -392,9 +392,9 @@ mod tests {
             let e = lookup_file(&p, "h", "u").unwrap_err();
             assert_eq!(e.kind, Kind::Config);
             assert!(
-                e.msg.contains(&format!("chmod 600 {}", p.display())),
+                e.message().contains(&format!("chmod 600 {}", p.display())),
                 "{}",
-                e.msg
+                e.message()
             );
             // No entry for us, or an entry without a password: not judged.
             assert_eq!(lookup_file(&p, "other", "u").unwrap(), None);
@@ -414,7 +414,11 @@ mod tests {
         std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
         let e = lookup_file(&p, "h", "u").unwrap_err();
         assert_eq!(e.kind, Kind::Config);
-        assert!(e.msg.contains("owned by uid 65534"), "{}", e.msg);
+        assert!(
+            e.message().contains("owned by uid 65534"),
+            "{}",
+            e.message()
+        );
     }
 
     #[test]

@@ -68,7 +68,7 @@ fn from_command(cmd: &str) -> Result<Secret> {
         .stderr(Stdio::inherit())
         .stdout(Stdio::piped())
         .output()
-        .map_err(|e| config(format!("cannot run the password command: {e}")))?;
+        .map_err(|e| config("cannot run the password command").because(e))?;
     if !out.status.success() {
         return Err(config(format!(
             "the password command failed ({})",

@@ -135,11 +135,12 @@ fn run_one(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> (i
         }
         Err(e) if e.kind == error::Kind::PipeClosed => (run::Summary::default(), 0),
         Err(e) => {
-            ui.error(&acct.name, &e.msg);
+            let message = e.message();
+            ui.error(&acct.name, &message);
             ui.event(&Event::Error(ErrorEvent {
                 account: &acct.name,
                 kind: e.kind.name(),
-                message: &e.msg,
+                message: &message,
             }));
             (run::Summary::default(), e.kind.exit_code())
         }

@@ -254,7 +254,7 @@ pub(super) fn build(name: String, s: Settings, mode: Mode) -> Result<Account> {
         Some(SizeSetting::Bytes(0)) => return Err(cfg("max_size must be more than 0".into())),
         Some(SizeSetting::Bytes(n)) => Some(n),
         Some(SizeSetting::Text(t)) => {
-            Some(parse_size(&t).map_err(|e| cfg(format!("max_size: {e}")))?)
+            Some(parse_size(&t).map_err(|e| cfg("max_size".into()).because(e))?)
         }
     };
     let delete_after = s.delete_after;
@@ -301,7 +301,7 @@ pub(super) fn build(name: String, s: Settings, mode: Mode) -> Result<Account> {
             .as_deref()
             .map(parse_fingerprint)
             .transpose()
-            .map_err(|e| cfg(format!("fingerprint: {e}")))?,
+            .map_err(|e| cfg("fingerprint".into()).because(e))?,
         delete_after,
     })
 }

@@ -169,7 +169,7 @@ pub(super) fn load_file(path: &Path, required: bool) -> Result<Option<LoadedFile
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
-        Err(e) => return Err(config(format!("cannot read {}: {e}", path.display()))),
+        Err(e) => return Err(config(format!("cannot read {}", path.display())).because(e)),
     };
     let settings: FileSettings = toml::from_str(&text).map_err(|e| {
         let line = e

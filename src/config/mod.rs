@@ -35,7 +35,7 @@ use layers::{LoadedFile, Settings, config_path, load_file};
 pub use paths::expand_path;
 
 use crate::cli::Cli;
-use crate::error::{Error, Kind, Result, config, usage};
+use crate::error::{Kind, Result, config, usage};
 use crate::types::Destination;
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
@@ -190,7 +190,7 @@ pub fn resolve(cli: &Cli) -> Result<Plan> {
         let merged = base.overlay(cli_layer.clone());
         let acct = build(name, merged, mode).map_err(|e| match file {
             Some(f) if e.kind == Kind::Config && !one_shot => {
-                Error::new(Kind::Config, format!("{}: {}", f.path.display(), e.msg))
+                e.context(f.path.display().to_string())
             }
             _ => e,
         })?;
@@ -351,17 +351,21 @@ keep = false
         let (_d, p) = file("[accounts.a]\nhost = \"h\"\nmailfir = \"/x\"\n", 0o600);
         let e = parse(&["--config", &p]).unwrap_err();
         assert_eq!(e.kind, Kind::Config);
-        assert!(e.msg.contains(&format!("{p}:3")), "{}", e.msg);
-        assert!(e.msg.contains("mailfir"), "{}", e.msg);
+        assert!(e.message().contains(&format!("{p}:3")), "{}", e.message());
+        assert!(e.message().contains("mailfir"), "{}", e.message());
 
         let (_d, p) = file("[accounts.a]\nhost = \"h\"\nport = \"pop\"\n", 0o600);
         let e = parse(&["--config", &p]).unwrap_err();
-        assert!(e.msg.contains(&format!("{p}:3")), "{}", e.msg);
+        assert!(e.message().contains(&format!("{p}:3")), "{}", e.message());
 
         let (_d, p) = file("[accounts.a]\nhost = \"h\"\n", 0o600);
         let e = parse(&["--config", &p, "b"]).unwrap_err();
         assert_eq!(e.kind, Kind::Config);
-        assert!(e.msg.contains("no account named \"b\""), "{}", e.msg);
+        assert!(
+            e.message().contains("no account named \"b\""),
+            "{}",
+            e.message()
+        );
 
         let (_d, p) = file(
             "[accounts.a]\nhost = \"h\"\nmaildir = \"/m\"\nmbox = \"/b\"\n",
@@ -376,7 +380,11 @@ keep = false
         let (_d, p) = file(text, 0o644);
         let e = parse(&["--config", &p]).unwrap_err();
         assert_eq!(e.kind, Kind::Config);
-        assert!(e.msg.contains(&format!("chmod 600 {p}")), "{}", e.msg);
+        assert!(
+            e.message().contains(&format!("chmod 600 {p}")),
+            "{}",
+            e.message()
+        );
         let (_d, p) = file(text, 0o600);
         let a = parse(&["--config", &p]).unwrap();
         assert_eq!(a[0].config_password.as_ref().unwrap().expose(), "pw");

@@ -50,5 +50,5 @@ pub fn expand_path(raw: &str) -> Result<PathBuf> {
     if out.is_empty() {
         return Err(config("an empty path"));
     }
-    std::path::absolute(&out).map_err(|e| config(format!("bad path {out:?}: {e}")))
+    std::path::absolute(&out).map_err(|e| config(format!("bad path {out:?}")).because(e))
 }

@@ -162,7 +162,7 @@ impl Maildir {
                 .truncate(false)
                 .mode(0o600)
                 .open(&marker)
-                .map_err(|e| cant_create(format!("creating {}: {e}", marker.display())))?;
+                .map_err(|e| cant_create(format!("creating {}", marker.display())).because(e))?;
         }
         Ok(md)
     }
@@ -178,9 +178,10 @@ impl Maildir {
                 Ok(()) => {}
                 Err(e) => {
                     return Err(cant_create(format!(
-                        "cannot create Maildir directory {}: {e}",
+                        "cannot create Maildir directory {}",
                         dir.display()
-                    )));
+                    ))
+                    .because(e));
                 }
             }
             if !dir.is_dir() {
@@ -225,7 +226,7 @@ impl Maildir {
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(local_io(format!("creating {}: {e}", path.display()))),
+                Err(e) => return Err(local_io(format!("creating {}", path.display())).because(e)),
             }
         }
         Err(local_io(format!(
@@ -313,8 +314,9 @@ impl Maildir {
 fn sync_files(root: &Path, batch: &[Staged]) -> Result<()> {
     crate::crash::point("before syncing the batch's files");
     if batch.len() >= SYNCFS_MIN_BATCH {
-        let done = platform::sync_filesystem(&batch[0].file)
-            .map_err(|e| local_io(format!("syncfs for {}: {e}", root.join("tmp").display())))?;
+        let done = platform::sync_filesystem(&batch[0].file).map_err(|e| {
+            local_io(format!("syncfs for {}", root.join("tmp").display())).because(e)
+        })?;
         if done {
             return Ok(());
         }
@@ -472,7 +474,7 @@ impl Deliver for Maildir {
             })
             // The files stay in tmp/ (the next run's clean-up removes them)
             // and nothing was delivered.
-            .map_err(|e| local_io(format!("starting a thread to sync the Maildir: {e}")))?;
+            .map_err(|e| local_io("starting a thread to sync the Maildir").because(e))?;
         self.syncing = Some(Syncing { len, handle });
         Ok(true)
     }

@@ -139,9 +139,10 @@ impl Deliver for Mbox {
             let _ = file.set_len(size0);
             let _ = file.sync_data();
             return Err(local_io(format!(
-                "appending to {}: {e} (the mbox is back to its size before the append)",
+                "appending to {} (the mbox is back to its size before the append)",
                 self.path.display()
-            )));
+            ))
+            .because(e));
         }
         let now = unix_now();
         let mut out = Vec::with_capacity(items.len());

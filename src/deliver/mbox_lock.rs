@@ -134,7 +134,7 @@ impl MboxLock {
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .map_err(|e| cant_create(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| cant_create(format!("cannot open {}", path.display())).because(e))?;
         let fcntl_held = take_fcntl(&file, path, deadline, wait, dotlock.is_some())?;
         Ok(MboxLock {
             file,
@@ -204,7 +204,7 @@ fn take_fcntl(
             errno::EINTR => {}
             errno::ENOLCK | errno::EOPNOTSUPP | errno::ENOSYS if have_dotlock => return Ok(false),
             _ => {
-                return Err(local_io(format!("cannot lock {}: {e}", path.display())));
+                return Err(local_io(format!("cannot lock {}", path.display())).because(e));
             }
         }
     }
@@ -273,7 +273,7 @@ fn try_dotlock(lock: &Path) -> Result<Attempt> {
     ));
     let unique = PathBuf::from(unique);
     let io_err = |what: &str, p: &Path, e: io::Error| {
-        local_io(format!("cannot {what} {}: {e}", p.display()))
+        local_io(format!("cannot {what} {}", p.display())).because(e)
     };
     let mut f = match OpenOptions::new()
         .write(true)
@@ -443,8 +443,8 @@ mod tests {
         let t = Instant::now();
         let e = MboxLock::acquire(path, wait).unwrap_err();
         let took = t.elapsed();
-        assert_eq!(e.kind, Kind::Temporary, "{}", e.msg);
-        assert!(e.msg.contains(what), "{}", e.msg);
+        assert_eq!(e.kind, Kind::Temporary, "{}", e.message());
+        assert!(e.message().contains(what), "{}", e.message());
         assert!(took >= wait, "gave up after {took:?}");
         assert!(took < wait + MARGIN, "gave up after {took:?}");
     }
@@ -742,7 +742,7 @@ mod tests {
         let t = Instant::now();
         let e = MboxLock::acquire(&p, Duration::from_secs(5)).unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(1));
-        assert_eq!(e.kind, Kind::LocalIo, "{}", e.msg);
+        assert_eq!(e.kind, Kind::LocalIo, "{}", e.message());
     }
 
     #[test]

@@ -45,13 +45,13 @@ impl Mda {
         let to_stderr = std::io::stderr()
             .as_fd()
             .try_clone_to_owned()
-            .map_err(|e| local_io(format!("cannot set up the MDA's output: {e}")))?;
+            .map_err(|e| local_io("cannot set up the MDA's output").because(e))?;
         let mut child = Command::new(prog)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::from(to_stderr))
             .spawn()
-            .map_err(|e| local_io(format!("cannot run the MDA {:?}: {e}", self.raw)))?;
+            .map_err(|e| local_io(format!("cannot run the MDA {:?}", self.raw)).because(e))?;
         let mut stdin = child.stdin.take().expect("piped stdin");
         let fed = self
             .spool
@@ -60,7 +60,7 @@ impl Mda {
         drop(stdin);
         let status = child
             .wait()
-            .map_err(|e| local_io(format!("waiting for the MDA {:?}: {e}", self.raw)))?;
+            .map_err(|e| local_io(format!("waiting for the MDA {:?}", self.raw)).because(e))?;
         if !status.success() {
             return Err(local_io(format!(
                 "the MDA {:?} failed ({status})",

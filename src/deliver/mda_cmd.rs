@@ -519,7 +519,7 @@ mod tests {
         ] {
             let e = parse(cmd).unwrap_err();
             assert_eq!(e.kind, Kind::Config, "{cmd:?}");
-            assert!(e.msg.contains("mda command"), "{}", e.msg);
+            assert!(e.message().contains("mda command"), "{}", e.message());
         }
         // Placeholders before an opaque construct, or none at all, are fine.
         for cmd in [
@@ -646,7 +646,7 @@ mod tests {
             for (template, want) in cases {
                 // Whether or not parse would need a shell for it, the
                 // template is one parse accepts as a shell command.
-                parse(template).unwrap_or_else(|e| panic!("{template:?}: {}", e.msg));
+                parse(template).unwrap_or_else(|e| panic!("{template:?}: {}", e.message()));
                 assert_eq!(check_shell(template), Ok(Mda::Shell(template.to_string())));
                 for v in HOSTILE {
                     let (out, created) = run(shell, template, v);

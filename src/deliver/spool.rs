@@ -64,8 +64,9 @@ pub struct Spool {
 impl Spool {
     /// A new, empty spool in `dir`.
     pub fn new(dir: &Path, mboxrd: bool) -> Result<Spool> {
-        let file = crate::platform::anonymous_file(dir)
-            .map_err(|e| local_io(format!("creating a spool file in {}: {e}", dir.display())))?;
+        let file = crate::platform::anonymous_file(dir).map_err(|e| {
+            local_io(format!("creating a spool file in {}", dir.display())).because(e)
+        })?;
         Ok(Spool {
             file,
             path: dir.to_path_buf(),

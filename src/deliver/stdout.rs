@@ -66,7 +66,7 @@ impl Deliver for Stdout {
                 failure = Some(if e.kind() == std::io::ErrorKind::BrokenPipe {
                     Error::new(Kind::PipeClosed, "stdout was closed")
                 } else {
-                    local_io(format!("writing to stdout: {e}"))
+                    local_io("writing to stdout").because(e)
                 });
                 break;
             }

@@ -79,10 +79,7 @@ pub(super) fn connect(ep: &Endpoint, trace: &dyn Trace) -> Result<(Conn, Caps)> 
     trace.line("S:", &greeting);
     let upper = greeting.to_ascii_uppercase();
     if upper.starts_with("* BYE") {
-        return Err(temporary(format!(
-            "server refused the connection: {}",
-            escape(&greeting)
-        )));
+        return Err(temporary("server refused the connection").server_said(greeting));
     }
     if upper.starts_with("* PREAUTH") {
         if ep.tls == TlsMode::Starttls {
@@ -97,16 +94,13 @@ pub(super) fn connect(ep: &Endpoint, trace: &dyn Trace) -> Result<(Conn, Caps)> 
         ));
     }
     if !upper.starts_with("* OK") {
-        return Err(protocol(format!(
-            "unexpected greeting: {}",
-            escape(&greeting)
-        )));
+        return Err(protocol("unexpected greeting").server_said(greeting));
     }
     if ep.tls == TlsMode::Starttls {
         let (lines, status) = simple_command(&mut conn, "F0", "CAPABILITY", trace)?;
         let caps = Caps::from_lines(&lines);
         if !status.to_ascii_uppercase().starts_with("OK") {
-            return Err(protocol(format!("CAPABILITY failed: {}", escape(&status))));
+            return Err(protocol("CAPABILITY failed").server_said(status));
         }
         if !caps.has("STARTTLS") {
             return Err(unavailable(
@@ -117,10 +111,10 @@ pub(super) fn connect(ep: &Endpoint, trace: &dyn Trace) -> Result<(Conn, Caps)> 
         // Untagged lines before the tagged OK are plaintext and ignored.
         let (_, status) = simple_command(&mut conn, "F1", "STARTTLS", trace)?;
         if !status.to_ascii_uppercase().starts_with("OK") {
-            return Err(unavailable(format!(
-                "server refused STARTTLS: {}; refusing to continue without encryption",
-                escape(&status)
-            )));
+            return Err(unavailable(
+                "server refused STARTTLS, and fetch will not continue without encryption",
+            )
+            .server_said(status));
         }
         conn.start_tls(&ep.host, &ep.trust)?;
     }
@@ -129,7 +123,7 @@ pub(super) fn connect(ep: &Endpoint, trace: &dyn Trace) -> Result<(Conn, Caps)> 
         _ => {
             let (lines, status) = simple_command(&mut conn, "F2", "CAPABILITY", trace)?;
             if !status.to_ascii_uppercase().starts_with("OK") {
-                return Err(protocol(format!("CAPABILITY failed: {}", escape(&status))));
+                return Err(protocol("CAPABILITY failed").server_said(status));
             }
             Caps::from_lines(&lines)
         }
@@ -232,12 +226,9 @@ pub(super) fn log_in(
 fn login_error(text: &str) -> Error {
     let upper = text.to_ascii_uppercase();
     if upper.contains("[UNAVAILABLE]") || upper.contains("[INUSE]") || upper.contains("[LIMIT]") {
-        return temporary(format!(
-            "server refused the login for now: {}",
-            escape(text)
-        ));
+        return temporary("server refused the login for now").server_said(text);
     }
-    auth(format!("authentication failed: {}", escape(text)))
+    auth("authentication failed").server_said(text)
 }
 
 #[cfg(test)]

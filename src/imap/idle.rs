@@ -4,7 +4,6 @@
 use super::connect::read_line;
 use super::session::{MAX_LINE, SMALL_REPLY, Session};
 use crate::error::{Result, protocol, temporary};
-use crate::sanitize::escape;
 
 /// Why [`Session::idle`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +40,7 @@ impl Session<'_> {
                     return Ok(());
                 }
                 if let Some(rest) = line.strip_prefix(&tag) {
-                    return Err(protocol(format!(
-                        "the server refused IDLE:{}",
-                        escape(rest)
-                    )));
+                    return Err(protocol("the server refused IDLE").server_said(rest.trim()));
                 }
             }
             Err(protocol("no answer to IDLE after 1000 lines"))
@@ -89,10 +85,7 @@ impl Session<'_> {
             match idle_line(&line) {
                 IdleLine::Activity => break Idled::Activity,
                 IdleLine::Bye => {
-                    return Err(temporary(format!(
-                        "the server ended the idle session: {}",
-                        escape(&line)
-                    )));
+                    return Err(temporary("the server ended the idle session").server_said(line));
                 }
                 IdleLine::Other => {}
             }
@@ -107,7 +100,7 @@ impl Session<'_> {
                     if rest.to_ascii_uppercase().starts_with("OK") {
                         return Ok(());
                     }
-                    return Err(protocol(format!("IDLE ended with: {}", escape(rest))));
+                    return Err(protocol("IDLE ended with an error").server_said(rest));
                 }
             }
             Err(protocol("no end to IDLE after 100000 lines"))

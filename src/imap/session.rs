@@ -93,34 +93,24 @@ fn unescape_quoted(name: &str) -> String {
     out
 }
 
-/// Map a library error to ours: our own errors (timeouts, budgets) come
-/// back out of the I/O error; NO/BAD keep the server's words.
+/// Map a library error to ours, with `what` (the command) as its context:
+/// our own errors (timeouts, budgets) come back out of the I/O error;
+/// NO, BAD and BYE keep the server's words; the library's own errors are
+/// kept as the cause.
 pub(super) fn lib_error(what: &str, e: imap::Error) -> Error {
-    match e {
-        imap::Error::Io(io) => {
-            let mut err = net::from_io(io);
-            err.msg = format!("{what}: {}", err.msg);
-            err
+    let e = match e {
+        imap::Error::Io(io) => net::from_io(io),
+        imap::Error::ConnectionLost => temporary("connection closed by the server"),
+        imap::Error::No(r) => protocol("the server said NO").server_said(r.information),
+        imap::Error::Bad(r) => protocol("the server said BAD").server_said(r.information),
+        imap::Error::Bye(r) => {
+            temporary("the server closed the session").server_said(r.information)
         }
-        imap::Error::ConnectionLost => {
-            temporary(format!("{what}: connection closed by the server"))
-        }
-        imap::Error::No(r) => protocol(format!(
-            "{what}: the server said NO: {}",
-            escape(&r.information.clone())
-        )),
-        imap::Error::Bad(r) => protocol(format!(
-            "{what}: the server said BAD: {}",
-            escape(&r.information.clone())
-        )),
-        imap::Error::Bye(r) => temporary(format!(
-            "{what}: the server closed the session: {}",
-            escape(&r.information.clone())
-        )),
-        imap::Error::Parse(p) => protocol(format!("{what}: unreadable server response: {p}")),
-        imap::Error::Validate(v) => config(format!("{what}: {v}")),
-        other => protocol(format!("{what}: {other}")),
-    }
+        imap::Error::Parse(p) => protocol("unreadable server response").because(p.to_string()),
+        imap::Error::Validate(v) => config("invalid command").because(v.to_string()),
+        other => protocol("unexpected reply").because(other.to_string()),
+    };
+    e.context(what)
 }
 
 /// The lines of a raw response, without their line ends.

@@ -6,7 +6,6 @@
 use super::fetch::{Event, FetchReader};
 use super::session::{PER_MESSAGE, SMALL_REPLY, Session};
 use crate::error::{Error, Result, internal, protocol};
-use crate::sanitize::escape;
 
 impl Session<'_> {
     /// Send `UID FETCH set query` and stream the replies through our own
@@ -97,10 +96,11 @@ impl Session<'_> {
                     Some(Event::Done { ok: false, text })
                         if !text.to_ascii_uppercase().contains("[EXPUNGEISSUED]") =>
                     {
-                        refused = Some(protocol(format!(
-                            "UID FETCH: the server said {}",
-                            escape(&text)
-                        )));
+                        refused = Some(
+                            protocol("the server said")
+                                .server_said(text)
+                                .context("UID FETCH"),
+                        );
                     }
                     Some(Event::Done { .. }) | None => {}
                     Some(ev) => {

@@ -37,7 +37,7 @@ pub(super) fn lock(dir: &Path) -> Result<File> {
             lock_path.display()
         ))),
         Err(fs::TryLockError::Error(e)) => {
-            Err(local_io(format!("locking {}: {e}", lock_path.display())))
+            Err(local_io(format!("locking {}", lock_path.display())).because(e))
         }
     }
 }
@@ -53,7 +53,7 @@ pub(super) fn read(path: &Path) -> Result<Option<Vec<u8>>> {
         }
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) if is_symlink_refusal(&e) => Err(corrupt(path, "it is a symbolic link")),
-        Err(e) => Err(local_io(format!("opening {}: {e}", path.display()))),
+        Err(e) => Err(local_io(format!("opening {}", path.display())).because(e)),
     }
 }
 
@@ -120,7 +120,7 @@ impl Journal {
         if let Err(e) = self.file.write_all(buf) {
             // Do not leave half a record in front of later appends.
             let _ = self.file.set_len(self.len);
-            return Err(local_io(format!("writing {}: {e}", self.path.display())));
+            return Err(local_io(format!("writing {}", self.path.display())).because(e));
         }
         self.len += buf.len() as u64;
         self.dirty = true;

@@ -617,7 +617,7 @@ mod tests {
         let _l = Ledger::open(root.path(), ACCT).unwrap();
         let e = Ledger::open(root.path(), ACCT).unwrap_err();
         assert_eq!(e.kind, Kind::Temporary);
-        assert!(e.msg.contains("another fetch"), "{}", e.msg);
+        assert!(e.message().contains("another fetch"), "{}", e.message());
         // A different account is independent.
         Ledger::open(root.path(), "pop3:bob@mail.example").unwrap();
     }
@@ -695,7 +695,7 @@ mod tests {
         fs::write(journal_path(root.path()), &full).unwrap();
         let e = Ledger::open(root.path(), ACCT).unwrap_err();
         assert_eq!(e.kind, Kind::Data);
-        assert!(e.msg.contains("damaged"), "{}", e.msg);
+        assert!(e.message().contains("damaged"), "{}", e.message());
     }
 
     #[test]
@@ -716,7 +716,7 @@ mod tests {
         fs::write(&jp, &newer).unwrap();
         let e = Ledger::open(root.path(), ACCT).unwrap_err();
         assert_eq!(e.kind, Kind::Data);
-        assert!(e.msg.contains("newer version"), "{}", e.msg);
+        assert!(e.message().contains("newer version"), "{}", e.message());
 
         fs::remove_file(&jp).unwrap();
         let elsewhere = root.path().join("elsewhere");
@@ -724,7 +724,7 @@ mod tests {
         std::os::unix::fs::symlink(&elsewhere, &jp).unwrap();
         let e = Ledger::open(root.path(), ACCT).unwrap_err();
         assert_eq!(e.kind, Kind::Data);
-        assert!(e.msg.contains("symbolic link"), "{}", e.msg);
+        assert!(e.message().contains("symbolic link"), "{}", e.message());
     }
 
     #[test]

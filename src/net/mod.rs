@@ -180,7 +180,7 @@ impl Conn {
         let peer = format!("{host}:{port}");
         let addrs: Vec<_> = (host, port)
             .to_socket_addrs()
-            .map_err(|e| temporary(format!("cannot resolve {host}: {e}")))?
+            .map_err(|e| temporary(format!("cannot resolve {host}")).because(e))?
             .collect();
         let mut last = None;
         for addr in &addrs {
@@ -199,7 +199,7 @@ impl Conn {
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(timeout))
             .and_then(|_| tcp.set_write_timeout(Some(timeout)))
-            .map_err(|e| temporary(format!("{peer}: cannot set timeouts: {e}")))?;
+            .map_err(|e| temporary(format!("{peer}: cannot set timeouts")).because(e))?;
         let stream = Stream::Plain(tcp);
         Ok(Conn {
             stream,
@@ -550,8 +550,8 @@ mod tests {
                 Err(e) => break e,
             }
         };
-        assert_eq!(err.kind, Kind::Temporary, "{}", err.msg);
-        assert!(err.msg.contains("timed out"), "{}", err.msg);
+        assert_eq!(err.kind, Kind::Temporary, "{}", err.message());
+        assert!(err.message().contains("timed out"), "{}", err.message());
         let took = t.elapsed();
         assert!(took < Duration::from_millis(1500), "took {took:?}");
         drop(c);
@@ -577,7 +577,7 @@ mod tests {
             .start_tls("localhost", &TlsSettings::default())
             .unwrap_err();
         assert_eq!(err.kind, Kind::Unavailable);
-        assert!(err.msg.contains("injection"), "{}", err.msg);
+        assert!(err.message().contains("injection"), "{}", err.message());
         server.join().unwrap();
     }
 }

@@ -96,10 +96,9 @@ pub(super) fn handshake(
             "{peer}: TLS handshake timed out after {} s",
             timeout.as_secs()
         ))),
-        Err(HandshakeError::SetupFailure(e)) => Err(Error::new(
-            Kind::Internal,
-            format!("{peer}: cannot set up TLS: {e}"),
-        )),
+        Err(HandshakeError::SetupFailure(e)) => {
+            Err(Error::new(Kind::Internal, format!("{peer}: cannot set up TLS")).because(e))
+        }
         Err(HandshakeError::Failure(mid)) => Err(classify_tls_error(peer, mid.error(), mid.ssl())),
     }
 }
@@ -190,9 +189,8 @@ pub(super) fn peer_info(ssl: &SslRef, host: &str, tls: &TlsSettings) -> Option<P
 /// instead (only the issuer's file is read), and load the bundle only on
 /// systems without such a directory.
 fn client_session(host: &str, tls: &TlsSettings) -> Result<Ssl> {
-    let setup = |e: openssl::error::ErrorStack| {
-        Error::new(Kind::Internal, format!("cannot set up TLS: {e}"))
-    };
+    let setup =
+        |e: openssl::error::ErrorStack| Error::new(Kind::Internal, "cannot set up TLS").because(e);
     let mut ctx = SslContextBuilder::new(SslMethod::tls_client()).map_err(setup)?;
     let mut opts = SslOptions::ALL
         | SslOptions::NO_COMPRESSION
@@ -244,7 +242,7 @@ fn judge_trust(ssl: &openssl::ssl::SslRef, host: &str, tls: &TlsSettings) -> Opt
     let leaf = ssl.peer_certificate()?;
     let store = match trust_store(tls) {
         Ok(s) => s,
-        Err(e) => return Some(e.msg),
+        Err(e) => return Some(e.message()),
     };
     let mut stack = openssl::stack::Stack::new().ok()?;
     for c in chain {
@@ -296,10 +294,7 @@ fn dns_matches(pattern: &str, host: &str) -> bool {
 /// certificates of `--cafile`.
 fn trust_store(tls: &TlsSettings) -> Result<openssl::x509::store::X509Store> {
     let setup = |e: openssl::error::ErrorStack| {
-        Error::new(
-            Kind::Internal,
-            format!("cannot set up the TLS trust store: {e}"),
-        )
+        Error::new(Kind::Internal, "cannot set up the TLS trust store").because(e)
     };
     let mut store = X509StoreBuilder::new().map_err(setup)?;
     let probe = openssl_probe::probe();
@@ -324,7 +319,7 @@ fn trust_store(tls: &TlsSettings) -> Result<openssl::x509::store::X509Store> {
     }
     if let Some(path) = &tls.cafile {
         let pem = std::fs::read(path)
-            .map_err(|e| config(format!("cannot read CA file {}: {e}", path.display())))?;
+            .map_err(|e| config(format!("cannot read CA file {}", path.display())).because(e))?;
         let certs = split_pem_certificates(&pem);
         if certs.is_empty() {
             return Err(config(format!(
@@ -334,10 +329,7 @@ fn trust_store(tls: &TlsSettings) -> Result<openssl::x509::store::X509Store> {
         }
         for c in certs {
             let cert = X509::from_pem(c).map_err(|e| {
-                config(format!(
-                    "bad certificate in CA file {}: {e}",
-                    path.display()
-                ))
+                config(format!("bad certificate in CA file {}", path.display())).because(e)
             })?;
             // Adding a certificate that is already a system root is fine.
             let _ = store.add_cert(cert);

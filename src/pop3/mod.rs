@@ -106,10 +106,7 @@ impl<'u> Session<'u> {
         match s.read_status()? {
             Status::Ok(text) => s.greeting = text,
             Status::Err(text) | Status::Continue(text) => {
-                return Err(temporary(format!(
-                    "server refused the connection: {}",
-                    escape(&text)
-                )));
+                return Err(temporary("server refused the connection").server_said(text));
             }
         }
         s.caps = s.capa()?;
@@ -123,10 +120,10 @@ impl<'u> Session<'u> {
             match s.simple(&Command::Stls)? {
                 Status::Ok(_) => {}
                 Status::Err(text) | Status::Continue(text) => {
-                    return Err(unavailable(format!(
-                        "server refused STLS: {}; refusing to continue without encryption",
-                        escape(&text)
-                    )));
+                    return Err(unavailable(
+                        "server refused STLS, and fetch will not continue without encryption",
+                    )
+                    .server_said(text));
                 }
             }
             // Anything the server sent after +OK arrived in plaintext:
@@ -226,7 +223,7 @@ impl<'u> Session<'u> {
         let count = match stat {
             Status::Ok(text) => proto::parse_number_size(&text)?.0 as usize,
             Status::Err(t) | Status::Continue(t) => {
-                return Err(protocol(format!("STAT failed: {}", escape(&t))));
+                return Err(protocol("STAT failed").server_said(t));
             }
         };
         if count > MAX_MESSAGES {
@@ -527,12 +524,11 @@ impl<'u> Session<'u> {
 
 fn login_error(text: &str) -> Error {
     match proto::resp_code(text).as_deref() {
-        Some("IN-USE") | Some("LOGIN-DELAY") | Some("SYS/TEMP") => temporary(format!(
-            "server refused the login for now: {}",
-            escape(text)
-        )),
-        Some("SYS/PERM") => unavailable(format!("server refused the login: {}", escape(text))),
-        _ => auth(format!("authentication failed: {}", escape(text))),
+        Some("IN-USE") | Some("LOGIN-DELAY") | Some("SYS/TEMP") => {
+            temporary("server refused the login for now").server_said(text)
+        }
+        Some("SYS/PERM") => unavailable("server refused the login").server_said(text),
+        _ => auth("authentication failed").server_said(text),
     }
 }
 

@@ -50,7 +50,7 @@ pub fn watch(
         }) {
             Ok(x) => break x,
             Err(e) => {
-                ui.warn(&acct.name, &format!("idle: {}", e.msg));
+                ui.warn(&acct.name, &format!("idle: {e}"));
                 if e.kind == Kind::Auth {
                     // The runs report it; do not lock the account out.
                     return;
@@ -136,7 +136,7 @@ fn watch_folder<'u>(
                     &format!(
                         "idle on {}: {}; reconnecting in {} s",
                         escape(folder),
-                        e.msg,
+                        e.message(),
                         pause.as_secs()
                     ),
                 );

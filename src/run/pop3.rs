@@ -441,7 +441,7 @@ impl Run<'_, '_> {
                 Outcome::Failed(e) => {
                     self.ui.warn(
                         &self.acct.name,
-                        &format!("message {n} stays on the server: {}", e.msg),
+                        &format!("message {n} stays on the server: {e}"),
                     );
                     self.failures.push(e);
                 }

@@ -204,7 +204,7 @@ impl Fetcher<'_> {
             // A batch already on its way to the disk is kept (the staged
             // one is dropped, and fetched again by the next run).
             if let Err(c) = self.commit_in_flight(ledger, summary) {
-                self.ui.warn(&self.acct.name, &c.msg);
+                self.ui.warn(&self.acct.name, &c.message());
             }
             // Read what is still on its way, so the connection can serve the
             // next folder. If it cannot, the account stops: with this error
@@ -400,7 +400,7 @@ impl Fetcher<'_> {
                         &format!(
                             "{} UID {uid} stays on the server: {}",
                             escape(self.folder),
-                            e.msg
+                            e.message()
                         ),
                     );
                     self.failed_uids.push(uid);

@@ -232,11 +232,8 @@ pub(super) fn apply(
     for (from, to) in plan.changes.iter().filter_map(|c| c.rename.as_ref()) {
         crate::crash::point("before a flag rename");
         std::fs::rename(from, to).map_err(|e| {
-            crate::error::local_io(format!(
-                "renaming {} to {}: {e}",
-                from.display(),
-                to.display()
-            ))
+            crate::error::local_io(format!("renaming {} to {}", from.display(), to.display()))
+                .because(e)
         })?;
         renamed = true;
     }
@@ -278,8 +275,9 @@ pub(super) fn apply(
         if acct.imap.sync_deletes
             && let Some(p) = file
         {
-            std::fs::remove_file(p)
-                .map_err(|e| crate::error::local_io(format!("removing {}: {e}", p.display())))?;
+            std::fs::remove_file(p).map_err(|e| {
+                crate::error::local_io(format!("removing {}", p.display())).because(e)
+            })?;
         }
         ledger.removed(k);
     }

@@ -40,8 +40,9 @@ pub(super) fn resync_index(
         }
         stale.push(k.clone());
         if let Some((path, _)) = local.get(e.name.as_str()) {
-            let bytes = std::fs::read(path)
-                .map_err(|e| crate::error::local_io(format!("reading {}: {e}", path.display())))?;
+            let bytes = std::fs::read(path).map_err(|e| {
+                crate::error::local_io(format!("reading {}", path.display())).because(e)
+            })?;
             index.insert(sha256(&bytes), (e.name.clone(), bytes.len() as u64));
         }
     }
@@ -102,10 +103,7 @@ pub(super) fn scan_maildir(dir: &Path) -> Result<HashMap<String, (PathBuf, Strin
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                return Err(crate::error::local_io(format!(
-                    "reading {}: {e}",
-                    d.display()
-                )));
+                return Err(crate::error::local_io(format!("reading {}", d.display())).because(e));
             }
         };
         for entry in rd.flatten() {

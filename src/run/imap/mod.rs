@@ -86,9 +86,8 @@ pub fn run(
         }
         match run.sync_folder(name, *delim) {
             Ok(()) => {}
-            Err(mut e) if folder_only(&e) => {
-                e.msg = format!("folder {}: {}", escape(name), e.msg);
-                failures.push(e);
+            Err(e) if folder_only(&e) => {
+                failures.push(e.context(format!("folder {}", escape(name))));
             }
             Err(e) => return Err(e),
         }
@@ -110,7 +109,7 @@ pub fn run(
         1 => Err(failures.pop().expect("one")),
         n => {
             for e in &failures {
-                ui.error(&acct.name, &e.msg);
+                ui.error(&acct.name, &e.message());
             }
             let code = crate::error::combine(
                 &failures
