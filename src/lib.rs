@@ -1,20 +1,36 @@
 //! The `fetch` mail fetcher, as a library for its binary (`main.rs`), its
-//! tests and its fuzz targets. Where things live:
+//! tests and its fuzz targets.
 //!
-//! - `cli`, `config`: the command line and config file, resolved into
-//!   typed `Account`s; `generate`: man page and completions from the CLI.
-//! - `schedule`: which accounts run when (once, `-j`, `--daemon`, `--idle`);
-//!   `run`: per-account orchestration, the only place that orders delivery,
-//!   commit and server changes (`run/pop3.rs`, `run/imap.rs`; `run/idle.rs`
-//!   watches IMAP folders for news).
-//! - `pop3`, `imap`: the protocols (`pop3/proto.rs` and `imap/fetch.rs` are
-//!   sans-io); `net`: the only code that touches sockets and TLS.
-//! - `deliver`: Maildir, mbox, MDA, stdout behind one trait; `state`: the
-//!   per-account ledger (lock, journal, snapshot, recovery).
-//! - `secret`, `netrc`: passwords; `ui`, `term`, `progress`: messages to
-//!   humans; `error`: kinds and exit codes; `signals`: the SIGTERM/SIGINT
-//!   stop flag; `crash`: test-only crash points; `hash`: randomly keyed
-//!   fast hash maps for keys a server chooses.
+//! The data walks one way, and each layer imports only the ones below it
+//! (`tests/layers.rs` checks):
+//!
+//! 1. `cli`: the raw command line (clap); `generate`: man page and
+//!    completions from it.
+//! 2. `config`: the command line and the config file resolved into a
+//!    `Plan` of typed `Account`s; nothing after it sees `cli`.
+//! 3. `schedule`: which accounts run when (once, `-j`, `--daemon`,
+//!    `--idle`); `run`: one account's run, the only place that orders
+//!    delivery, commit and server changes (`run/pop3.rs`, `run/imap/`;
+//!    `run/idle.rs` watches IMAP folders for news).
+//! 4. `report`: what humans see (stderr, progress bars) and scripts read
+//!    (`--json` events, documented in `report/events.rs`).
+//!
+//! Below them, knowing nothing of those four:
+//!
+//! - `pop3`, `imap`: the protocols (`pop3/proto.rs` and `imap/fetch.rs`
+//!   are sans-io; `wire`: line ends and base64 they share); `net`: the only
+//!   code that opens sockets and TLS sessions.
+//! - `deliver`: Maildir, mbox, MDA, stdout behind one trait; `ledger`: the
+//!   per-account record of what was delivered (lock, journal, snapshot);
+//!   `durable`: directory fsync and atomic file replacement for both.
+//! - `password`, `netrc`, `secret`: where passwords come from, and the type
+//!   that holds one; `types`: the words every layer shares (protocol, TLS
+//!   mode, auth method, destination).
+//! - `error`: kinds, exit codes (one table), errors that keep their cause;
+//!   `platform`: every call into the C library, with fallbacks for other
+//!   Unixes; `signals`: the SIGTERM/SIGINT stop flag; `sanitize`: escaping
+//!   untrusted text; `crash`: test-only crash points; `hash`: randomly
+//!   keyed fast hash maps for keys a server chooses.
 
 pub mod cli;
 pub mod config;
