@@ -200,73 +200,80 @@ impl Drop for EchoOff<'_> {
     }
 }
 
-/// Whether `dir` is on a local file system, where a pid in a dotlock is a
-/// pid on this host. Unknown counts as not local.
-#[cfg(target_os = "linux")]
-pub fn is_local_fs(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    const REMOTE: &[u32] = &[
-        0x6969,      // NFS
-        0x517B,      // SMB
-        0xFF53_4D42, // CIFS
-        0xFE53_4D42, // SMB2
-        0x7375_7245, // Coda
-        0x5346_414F, // AFS
-        0x6B41_4653, // kAFS
-        0x00C3_6400, // Ceph
-        0x0102_1997, // 9P
-        0x6573_5546, // FUSE (sshfs and friends)
-        0x0116_1970, // GFS2
-        0x7461_636F, // OCFS2
-        0x0BD0_0BD0, // Lustre
-    ];
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs is plain data; c is a valid path; st is writable.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
+/// The systems whose statfs(2) says whether a file system is local.
+macro_rules! with_statfs {
+    ($($item:item)*) => {$(
+        #[cfg(any(
+            target_os = "linux",
+            target_os = "macos",
+            target_os = "freebsd",
+            target_os = "openbsd",
+            target_os = "netbsd",
+            target_os = "dragonfly"
+        ))]
+        $item
+    )*};
+}
+
+with_statfs! {
+    /// statfs(2) of `dir`.
+    fn statfs(dir: &Path) -> Option<libc::statfs> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statfs is plain data; c is a valid path; st is writable.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st)
     }
-    !REMOTE.contains(&(st.f_type as u32))
 }
 
 /// Whether `dir` is on a local file system, where a pid in a dotlock is a
-/// pid on this host: statfs(2) says so in its flags (MNT_LOCAL).
-#[cfg(any(
-    target_os = "macos",
-    target_os = "freebsd",
-    target_os = "openbsd",
-    target_os = "netbsd",
-    target_os = "dragonfly"
-))]
+/// pid on this host. Linux says so by the file system's type, the BSDs
+/// and macOS by a flag (MNT_LOCAL); elsewhere fetch cannot tell, and
+/// unknown counts as not local (a stale dotlock is then judged by its age
+/// alone).
 pub fn is_local_fs(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs is plain data; c is a valid path; st is writable.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
+    #[cfg(target_os = "linux")]
+    {
+        const REMOTE: &[u32] = &[
+            0x6969,      // NFS
+            0x517B,      // SMB
+            0xFF53_4D42, // CIFS
+            0xFE53_4D42, // SMB2
+            0x7375_7245, // Coda
+            0x5346_414F, // AFS
+            0x6B41_4653, // kAFS
+            0x00C3_6400, // Ceph
+            0x0102_1997, // 9P
+            0x6573_5546, // FUSE (sshfs and friends)
+            0x0116_1970, // GFS2
+            0x7461_636F, // OCFS2
+            0x0BD0_0BD0, // Lustre
+        ];
+        statfs(dir).is_some_and(|st| !REMOTE.contains(&(st.f_type as u32)))
     }
-    #[allow(clippy::unnecessary_cast)]
-    let local = (st.f_flags as u64) & (libc::MNT_LOCAL as u64) != 0;
-    local
-}
-
-/// Elsewhere fetch cannot tell: unknown counts as not local (a stale
-/// dotlock is then judged by its age alone).
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "macos",
-    target_os = "freebsd",
-    target_os = "openbsd",
-    target_os = "netbsd",
-    target_os = "dragonfly"
-)))]
-pub fn is_local_fs(_dir: &Path) -> bool {
-    false
+    #[cfg(any(
+        target_os = "macos",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))]
+    {
+        #[allow(clippy::unnecessary_cast)]
+        statfs(dir).is_some_and(|st| (st.f_flags as u64) & (libc::MNT_LOCAL as u64) != 0)
+    }
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    )))]
+    {
+        let _ = dir;
+        false
+    }
 }
 
 /// rename without replacing, the portable way: link(2) fails if `to`
@@ -410,6 +417,15 @@ mod tests {
         let pid = child.id() as i32;
         child.wait().unwrap();
         assert_eq!(process_exists(pid), Some(false));
+    }
+
+    #[test]
+    fn a_temporary_directory_is_on_a_local_file_system() {
+        let d = tempfile::tempdir().unwrap();
+        if cfg!(target_os = "linux") {
+            assert!(is_local_fs(d.path()));
+        }
+        assert!(!is_local_fs(&d.path().join("no such directory")));
     }
 
     #[test]
