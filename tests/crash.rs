@@ -1,10 +1,10 @@
-//! Crash at every step (issue 6, GUIDE §4). For each mode and destination:
-//! count the crash points (journal writes, torn journal records, file
-//! writes, syncs, renames, DELE, QUIT, STORE, EXPUNGE, LOGOUT) of a clean
-//! run; then, for every N, abort a fresh run at point N (SIGABRT: no
-//! destructors, no flushing), run again to completion, and check what a user
-//! would: every message exactly once and byte-exact, the server in the state
-//! the mode promises, no temporary files of ours left behind.
+//! Crash at every step. For each mode and destination: count the crash
+//! points (journal writes, torn journal records, file writes, syncs,
+//! renames, DELE, QUIT, STORE, EXPUNGE, LOGOUT) of a clean run; then, for
+//! every N, abort a fresh run at point N (SIGABRT: no destructors, no
+//! flushing), run again to completion, and check what a user would: every
+//! message exactly once and byte-exact, the server in the state the mode
+//! promises, no temporary files of ours left behind.
 //!
 //! POP3 (scripted server): delete and keep, into Maildir and mbox, and a
 //! server without UIDL. IMAP (real Dovecot): keep, --delete and --move-to

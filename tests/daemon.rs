@@ -1,8 +1,8 @@
-//! --daemon, SIGTERM and -j (issue 5): new mail is picked up while running,
-//! a signal lets the message in flight be committed and the session end
+//! --daemon, SIGTERM and -j: new mail is picked up while running, a
+//! signal lets the message in flight be committed and the session end
 //! properly (the daemon exits 0, a one-shot run 143; nothing lost or
-//! doubled), a failing account backs off
-//! without holding up the others, and accounts run in parallel.
+//! doubled), a failing account backs off without holding up the others,
+//! and accounts run in parallel.
 
 mod common;
 

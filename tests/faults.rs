@@ -1,6 +1,6 @@
-//! Local faults (issue 6 §3): disk full and I/O errors injected with strace
-//! into every file write, sync and rename of a run; a damaged ledger; runs
-//! racing for one account; umask 000; and a kill -9 soak.
+//! Local faults: disk full and I/O errors injected with strace into every
+//! file write, sync and rename of a run; a damaged ledger; runs racing for
+//! one account; umask 000; and a kill -9 soak.
 
 mod common;
 
@@ -452,7 +452,7 @@ fn files_are_private_even_under_umask_000() {
     assert!(checked >= 5, "{checked}"); // 2 messages, the mbox, lock, journal
 }
 
-/// Kill -9 at random moments (issue 6 §2). FETCH_SOAK_TRIALS sets the number
+/// Kill -9 at random moments. FETCH_SOAK_TRIALS sets the number
 /// of trials (default 4, as CI runs it; try 1000 for a long soak).
 #[test]
 fn kill_9_soak() {

@@ -1,7 +1,8 @@
-//! IMAP's "NO STARTTLS" cases (USENIX Security 2021; CVE-2021-39272 in
-//! mutt) against a scripted server: with --tls starttls, a PREAUTH greeting,
-//! a missing or refused STARTTLS, and bytes injected after the STARTTLS OK
-//! all end with exit 69 before any credential is sent.
+//! IMAP STARTTLS (RFC 3501 §6.2.1, RFC 2595 §3.1) stripped or tampered
+//! with, against a scripted server: with --tls starttls, a PREAUTH greeting
+//! (logged in before TLS could start), a missing or refused STARTTLS, and
+//! bytes injected after the STARTTLS OK all end with exit 69 before any
+//! credential is sent.
 
 mod common;
 

@@ -1,7 +1,7 @@
-//! fetch at home in cron, scripts and terminals (issue 5): a quiet run
-//! prints nothing, --json events parse and add up, --check counts without
-//! changing anything and exits 1 when there is nothing, --limit and
-//! --max-size, and progress bars drawn on a terminal but never into a file.
+//! fetch at home in cron, scripts and terminals: a quiet run prints
+//! nothing, --json events parse and add up, --check counts without changing
+//! anything and exits 1 when there is nothing, --limit and --max-size, and
+//! progress bars drawn on a terminal but never into a file.
 
 mod common;
 
