@@ -345,16 +345,16 @@ fn fixtures_round_trip_through_pop3() {
 /// message read back over POP3 and compared with the model.
 #[test]
 fn corpus_fill_is_fast_and_ordered() {
-    let files = corpus_files();
-    if files.is_empty() {
-        eprintln!("SKIP: no corpus at ../shared/corpus/messages");
+    let Some(corpus) = dovecot::corpus_dir() else {
         return;
-    }
+    };
+    let files = corpus_files();
+    assert!(!files.is_empty(), "{} holds no message", corpus.display());
     let t0 = Instant::now();
     let Some(d) = Dovecot::start() else { return };
     let t_start = t0.elapsed();
     let t1 = Instant::now();
-    d.fill_files(&[dovecot::corpus_dir().unwrap()]);
+    d.fill_files(&[corpus]);
     let t_fill = t1.elapsed();
     let t2 = Instant::now();
     let count = d.message_count();

@@ -1,7 +1,8 @@
 //! `fetch --imap` against a real Dovecot started for the test: byte-exact
 //! delivery into Maildir folders, incremental runs, two-way flag sync,
-//! UIDVALIDITY changes, delete/move. Skips (with a printed reason) without
-//! Dovecot unless FETCH_REQUIRE_DOVECOT=1.
+//! UIDVALIDITY changes, delete/move. Without Dovecot these skip with a
+//! printed reason, unless FETCH_REQUIRE lists dovecot (see
+//! tests/common/require.rs).
 
 mod common;
 

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::pop3server::{Message, Pop3Server, ServerConfig, msg};
+use common::require::{program_missing, require};
 use common::{Env, maildir_files, scripted_args};
 
 fn five() -> Vec<(String, Vec<u8>)> {
@@ -229,8 +230,8 @@ fn limit_and_max_size() {
 
 #[test]
 fn progress_bars_on_a_terminal_never_in_a_file() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIP: script(1) not available for a pseudo-terminal");
+    // script(1) runs fetch on a pseudo-terminal of its own.
+    if !require("script", program_missing("script", &["--version"])) {
         return;
     }
     let env = Env::new();

@@ -1,8 +1,8 @@
 //! `fetch` against a real Dovecot started for the test (see
 //! `scripts/dovecot-sandbox`), filled with the project's fixtures, a large
 //! attachment and, where `../shared/corpus` exists, every corpus message.
-//! Skips with a printed reason when Dovecot is absent, unless
-//! FETCH_REQUIRE_DOVECOT=1 (CI) makes that a failure.
+//! Without Dovecot (or the corpus) these skip with a printed reason, unless
+//! FETCH_REQUIRE lists it (see tests/common/require.rs).
 
 mod common;
 
@@ -14,11 +14,7 @@ use common::{Env, expected_local, maildir_files, maildir_messages, sorted};
 /// Everything we put on the server, in order.
 fn mail_files() -> Vec<PathBuf> {
     let mut files = common::fixture_files();
-    let corpus = corpus_files();
-    if corpus.is_empty() {
-        eprintln!("note: ../shared/corpus not found; testing the project's own fixtures only");
-    }
-    files.extend(corpus);
+    files.extend(corpus_files());
     files
 }
 

@@ -7,8 +7,8 @@
 //! 127.0.0.1 only, with POP3, POP3S (implicit TLS), IMAP and IMAPS on ports
 //! picked by binding 127.0.0.1:0. Dropping it stops the server.
 //!
-//! Without Dovecot installed, [`Dovecot::start`] prints `SKIP: <reason>` and
-//! returns `None`; with `FETCH_REQUIRE_DOVECOT=1` (as in CI) it panics instead.
+//! Without Dovecot installed, [`Dovecot::start`] returns `None` when
+//! [`require`] lets the test skip (`FETCH_REQUIRE` without `dovecot`).
 //!
 //! # What Dovecot 2.3 makes of the stored bytes
 //!
@@ -48,16 +48,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::require::require;
+
 /// The sandbox script.
 pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dovecot-sandbox")
 }
 
-/// The shared test corpus (`../shared/corpus/messages` next to the crate),
-/// if present.
+/// The shared test corpus (`../shared/corpus/messages` next to the crate);
+/// None (after [`require`] let the test go on without it) when absent.
 pub fn corpus_dir() -> Option<PathBuf> {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/messages");
-    d.is_dir().then_some(d)
+    let missing = (!d.is_dir()).then(|| format!("no corpus at {}", d.display()));
+    require("corpus", missing).then_some(d)
 }
 
 /// Every regular file below [`corpus_dir`], sorted by path; empty without
@@ -210,14 +213,6 @@ fn sandbox_path() -> std::ffi::OsString {
     std::env::join_paths(dirs).unwrap()
 }
 
-fn skip_or_panic(reason: &str) -> Option<Dovecot> {
-    if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
-        panic!("Dovecot is required (FETCH_REQUIRE_DOVECOT=1) but {reason}");
-    }
-    eprintln!("SKIP: {reason}");
-    None
-}
-
 /// Four distinct free ports on 127.0.0.1 (all bound at once, then released).
 fn free_ports() -> [u16; 4] {
     let ls: Vec<std::net::TcpListener> = (0..4)
@@ -258,14 +253,16 @@ pub struct Dovecot {
 impl Dovecot {
     /// Starts a private Dovecot via `scripts/dovecot-sandbox`, with ports
     /// picked by binding 127.0.0.1:0 (retried up to 3 times when another
-    /// process grabs one of them first). Returns `None` after printing
-    /// `SKIP: <reason>` when Dovecot is not installed, or panics with the
-    /// reason when `FETCH_REQUIRE_DOVECOT=1`. Any other failure panics.
+    /// process grabs one of them first). Returns `None` when Dovecot (or
+    /// what the script needs) is not installed and [`require`] lets the
+    /// test skip. Any other failure panics.
     pub fn start() -> Option<Dovecot> {
-        for prog in ["dovecot", "doveadm", "openssl", "bash"] {
-            if find_program(prog).is_none() {
-                return skip_or_panic(&format!("`{prog}` is not installed"));
-            }
+        let missing = ["dovecot", "doveadm", "openssl", "bash"]
+            .into_iter()
+            .find(|prog| find_program(prog).is_none())
+            .map(|prog| format!("`{prog}` is not installed"));
+        if !require("dovecot", missing) {
+            return None;
         }
         let mut last_err = String::new();
         for _attempt in 0..3 {

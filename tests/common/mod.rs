@@ -6,6 +6,7 @@
 pub mod dovecot;
 pub mod imapserver;
 pub mod pop3server;
+pub mod require;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
@@ -392,25 +393,16 @@ pub fn scripted_args(port: u16) -> Vec<String> {
     .collect()
 }
 
-/// Whether strace runs here. Without it a test skips what needs it, with
-/// a printed reason; with FETCH_REQUIRE_DOVECOT=1 (CI) that is a failure.
+/// Whether strace runs here, or [`require::require`] lets the test skip
+/// what needs it.
 pub fn have_strace() -> bool {
-    let ok = Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
-            panic!("strace is needed (FETCH_REQUIRE_DOVECOT=1)");
-        }
-        eprintln!("SKIP: strace not available");
-    }
-    ok
+    require::require("strace", require::program_missing("strace", &["-V"]))
 }
 
 /// An mbox read back by Python's `mailbox` module (an independent reader),
 /// with the mboxrd quoting undone: (From_ line, message bytes) in order.
-/// None (after printing why) if python3 is missing.
+/// None when python3 does not start and [`require::require`] lets the
+/// test go on.
 pub fn python_read_mbox(path: &Path) -> Option<Vec<(String, Vec<u8>)>> {
     const SCRIPT: &str = r#"
 import mailbox, re, struct, sys
@@ -431,10 +423,8 @@ for key in mb.iterkeys():
     {
         Ok(o) => o,
         Err(e) => {
-            if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
-                panic!("python3 is needed to read the mbox back: {e}");
-            }
-            eprintln!("SKIP: python3 not available to read the mbox back: {e}");
+            let why = format!("`python3` does not start to read the mbox back: {e}");
+            require::require("python3", Some(why));
             return None;
         }
     };
