@@ -7,47 +7,13 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::pop3server::{Message, Pop3Server, ServerConfig, msg};
 use common::{
     Env, expected_local, maildir_files, maildir_messages, scripted_args, sorted, tmp_files,
 };
-
-fn spawn(env: &Env, args: &[String]) -> Child {
-    env.cmd()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        assert!(start.elapsed() < limit, "did not exit within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn daemon_picks_up_new_mail_and_stops_cleanly_on_sigterm() {
@@ -63,8 +29,8 @@ fn daemon_picks_up_new_mail_and_stops_cleanly_on_sigterm() {
         "--daemon".into(),
         "1".into(),
     ]);
-    let mut child = spawn(&env, &args);
-    wait_until("the first message", Duration::from_secs(10), || {
+    let mut child = env.spawn(&args);
+    child.wait_until("the first message", Duration::from_secs(10), || {
         maildir_files(&env.maildir()).len() == 1
     });
     server.mailbox.lock().unwrap().messages.push(Message {
@@ -72,11 +38,10 @@ fn daemon_picks_up_new_mail_and_stops_cleanly_on_sigterm() {
         body: msg(2, &["second"]),
         deleted: false,
     });
-    wait_until("mail added while running", Duration::from_secs(10), || {
+    child.wait_until("mail added while running", Duration::from_secs(10), || {
         maildir_files(&env.maildir()).len() == 2
     });
-    sigterm(&child);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+    assert_eq!(child.stop(Duration::from_secs(10)).code, 0);
     assert!(server.remaining().is_empty());
     assert_eq!(maildir_files(&env.maildir()).len(), 2);
 }
@@ -102,8 +67,8 @@ fn sigterm_mid_fetch_commits_what_arrived_and_ends_the_session() {
         "--maildir".into(),
         env.maildir().to_string_lossy().into_owned(),
     ]);
-    let mut child = spawn(&env, &args);
-    wait_until("a few messages", Duration::from_secs(10), || {
+    let mut child = env.spawn(&args);
+    child.wait_until("a few messages", Duration::from_secs(10), || {
         server
             .commands()
             .iter()
@@ -111,14 +76,13 @@ fn sigterm_mid_fetch_commits_what_arrived_and_ends_the_session() {
             .count()
             >= 5
     });
-    sigterm(&child);
-    let t = Instant::now();
+    let exit = child.stop(Duration::from_secs(10));
     assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(10)),
+        exit.code,
         128 + 15,
         "a one-shot run cut short says so, as shells do"
     );
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(exit.took < Duration::from_secs(2), "{:?}", exit.took);
     let here = maildir_messages(&env.maildir());
     assert!(
         !here.is_empty() && here.len() < 40,
@@ -189,10 +153,9 @@ fn a_failing_account_backs_off_without_holding_up_the_others() {
         ]
         .concat(),
     );
-    let mut child = spawn(&env, &["--daemon".into(), "1".into()]);
+    let child = env.spawn(&["--daemon", "1"]);
     std::thread::sleep(Duration::from_millis(4500));
-    sigterm(&child);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+    assert_eq!(child.stop(Duration::from_secs(10)).code, 0);
     let (g, b) = (good.connections(), bad.connections());
     assert!(g >= 4, "the good account kept its pace: {g} runs");
     assert!(

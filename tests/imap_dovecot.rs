@@ -10,6 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use common::dovecot::{Dovecot, imap_body};
+use common::spawned::Spawned;
 use common::{Env, maildir_files, maildir_messages, sorted};
 
 /// CRLF -> LF (what we store), without adding a final newline: IMAP
@@ -753,41 +754,17 @@ fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
     assert!(flags_of(&dc, "INBOX", 1).contains("\\Seen"));
 }
 
-/// `fetch ARGS` in the background (stderr kept for the failure message).
-fn spawn_fetch(env: &Env, dc: &Dovecot, extra: &[&str]) -> std::process::Child {
+/// `fetch ARGS` in the background.
+fn spawn_fetch(env: &Env, dc: &Dovecot, extra: &[&str]) -> Spawned {
     let port = dc.imaps_port.to_string();
     let pw = format!("cat {}", dc.password_file.display());
-    env.cmd()
-        .args(["--imap", "127.0.0.1", "--port", &port, "--cafile"])
+    let mut cmd = env.cmd();
+    cmd.args(["--imap", "127.0.0.1", "--port", &port, "--cafile"])
         .arg(&dc.cafile)
         .args(["-u", &dc.user, "--password-command", &pw, "--maildir"])
         .arg(env.maildir())
-        .args(extra)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn sigterm_and_wait(child: std::process::Child) -> (i32, String) {
-    // SAFETY: our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let start = std::time::Instant::now();
-    let mut child = child;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            return (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            );
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "no exit 10 s after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        .args(extra);
+    Spawned::start(cmd)
 }
 
 /// Messages in the Maildir root and its `.Lists` folder.
@@ -796,24 +773,12 @@ fn count_all(env: &Env) -> usize {
 }
 
 /// Wait (bounded) until the Maildir and its folders hold `n` messages.
-fn wait_for_messages(env: &Env, n: usize, child: &mut std::process::Child) {
-    let start = std::time::Instant::now();
-    while count_all(env) < n {
-        if start.elapsed() > std::time::Duration::from_secs(10) {
-            let _ = child.kill();
-            let mut stderr = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut stderr);
-            }
-            let _ = child.wait();
-            panic!(
-                "{} of {n} messages after 10 s; stderr: {stderr}",
-                count_all(env)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+fn wait_for_messages(env: &Env, n: usize, child: &mut Spawned) {
+    child.wait_until(
+        &format!("{n} messages"),
+        std::time::Duration::from_secs(10),
+        || count_all(env) >= n,
+    );
 }
 
 #[test]
@@ -844,9 +809,9 @@ fn idle_fetches_new_mail_in_every_folder_at_once_and_survives_a_kick() {
     dc.fill(&[b"Subject: 5\n\nfive\n".as_slice()]);
     wait_for_messages(&env, 5, &mut child);
 
-    let (code, stderr) = sigterm_and_wait(child);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("reconnecting"), "{stderr}");
+    let exit = child.stop(std::time::Duration::from_secs(10));
+    assert_eq!(exit.code, 0, "{}", exit.stderr);
+    assert!(exit.stderr.contains("reconnecting"), "{}", exit.stderr);
     // Each message once, in its folder.
     let subjects = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = maildir_messages(dir)

@@ -43,11 +43,11 @@
 //! - `RFC822.SIZE` and the literal length are [`virtual_size`].
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::read_in_background;
 use super::require::require;
 
 /// The sandbox script.
@@ -152,18 +152,8 @@ pub fn run_limited(mut cmd: Command, limit: Duration) -> Result<Output, String> 
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
+    let t1 = read_in_background(child.stdout.take().unwrap());
+    let t2 = read_in_background(child.stderr.take().unwrap());
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {

@@ -7,10 +7,13 @@ pub mod dovecot;
 pub mod imapserver;
 pub mod pop3server;
 pub mod require;
+pub mod spawned;
 pub mod tls;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
 
 /// A fresh temporary directory that stands in for the user's world: HOME,
 /// XDG directories and NETRC all point inside it, so no test ever reads or
@@ -92,25 +95,14 @@ pub struct Out {
 // memory from /proc while it runs); clippy only recognises Child::wait.
 #[allow(clippy::zombie_processes)]
 pub fn run_bounded(mut cmd: Command, limit: std::time::Duration) -> Out {
-    use std::io::Read;
     let start = std::time::Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn fetch");
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
+    let t1 = read_in_background(child.stdout.take().unwrap());
+    let t2 = read_in_background(child.stderr.take().unwrap());
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     let mut hwm = 0i64;
@@ -150,6 +142,16 @@ pub fn run_bounded(mut cmd: Command, limit: std::time::Duration) -> Out {
         elapsed,
         max_rss_kb: hwm,
     }
+}
+
+/// Reads `r` to its end on a thread of its own (a child's pipe, which
+/// would otherwise fill and block the child).
+pub fn read_in_background<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
 }
 
 /// VmHWM of `pid` once it runs the `fetch` image (not before exec).
