@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Env;
+use common::args::scripted_imap;
+use common::dest::Dest;
 use common::spawned::Spawned;
 
 #[derive(Clone, Copy)]
@@ -114,14 +116,10 @@ fn session(
 
 /// fetch watching the server on `port` with IDLE (polling only hourly).
 fn spawn(env: &Env, port: u16) -> Spawned {
-    let mut cmd = env.cmd();
-    cmd.args(["--imap", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--tls", "none", "--allow-plaintext-auth", "--auth", "user"])
-        .args(["-u", "tester", "--password-command", "echo secret"])
-        .args(["--timeout", "2", "--idle", "--daemon", "3600", "-v"])
-        .arg("--maildir")
-        .arg(env.maildir());
-    Spawned::start(cmd)
+    let mut args = scripted_imap(port);
+    args.extend(["--timeout", "2", "--idle", "--daemon", "3600", "-v"].map(String::from));
+    args.extend(Dest::Maildir.args(env));
+    env.spawn(&args)
 }
 
 #[test]

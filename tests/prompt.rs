@@ -13,11 +13,14 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Env;
+use common::args::{remove_option, scripted_pop3};
+use common::dest::{Dest, maildir_files};
 use common::pop3server::{Pop3Server, ServerConfig, msg};
 use common::spawned::Spawned;
 
 /// `fetch` started as the leader of a new session whose controlling
-/// terminal is a fresh pty; returns fetch and the master side.
+/// terminal is a fresh pty, with no password source but the terminal;
+/// returns fetch and the master side.
 fn spawn_on_pty(env: &Env, port: u16) -> (Spawned, File) {
     let (mut master, mut slave) = (-1, -1);
     // SAFETY: openpty fills two fds; the null pointers ask for defaults.
@@ -35,25 +38,14 @@ fn spawn_on_pty(env: &Env, port: u16) -> (Spawned, File) {
     // SAFETY: both fds were just returned by openpty and are ours.
     let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
     let slave_fd = slave.as_raw_fd();
+    let mut args = scripted_pop3(port);
+    remove_option(&mut args, "--password-command");
+    args.extend(Dest::Maildir.args(env));
     let mut cmd = env.cmd();
-    cmd.args([
-        "--pop3",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--tls",
-        "none",
-        "--allow-plaintext-auth",
-        "-u",
-        "tester",
-        "--timeout",
-        "5",
-        "--maildir",
-    ])
-    .arg(env.maildir())
-    .stdin(Stdio::null())
-    .stdout(Stdio::from(slave.try_clone().unwrap()))
-    .stderr(Stdio::from(slave.try_clone().unwrap()));
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -124,13 +116,18 @@ fn echo_is_on(master: &File) -> bool {
     t.c_lflag & libc::ECHO != 0
 }
 
+/// A server with one message for tester (password secret).
+fn server() -> Pop3Server {
+    Pop3Server::start(
+        ServerConfig::default(),
+        vec![("u1".into(), msg(1, &["hi"]))],
+    )
+}
+
 #[test]
 fn a_password_typed_at_the_prompt_logs_in_without_echo() {
     let env = Env::new();
-    let server = Pop3Server::start(
-        ServerConfig::default(),
-        vec![("u1".into(), msg(1, &["hi"]))],
-    );
+    let server = server();
     let (mut child, mut master) = spawn_on_pty(&env, server.port);
     read_until(&mut master, "Password for");
     assert!(
@@ -145,17 +142,14 @@ fn a_password_typed_at_the_prompt_logs_in_without_echo() {
         "the password was echoed: {shown:?}"
     );
     assert!(echo_is_on(&master), "echo is back on");
-    assert_eq!(common::maildir_files(&env.maildir()).len(), 1);
+    assert_eq!(maildir_files(&env.maildir()).len(), 1);
     assert!(server.remaining().is_empty());
 }
 
 #[test]
 fn ctrl_c_at_the_prompt_gives_up_at_once_and_restores_echo() {
     let env = Env::new();
-    let server = Pop3Server::start(
-        ServerConfig::default(),
-        vec![("u1".into(), msg(1, &["hi"]))],
-    );
+    let server = server();
     let (mut child, mut master) = spawn_on_pty(&env, server.port);
     read_until(&mut master, "Password for");
     master.write_all(b"sec\x03").unwrap(); // Ctrl-C: SIGINT from the terminal

@@ -41,48 +41,18 @@
 //!   `~{n}` literal8);
 //! - nothing is appended: a missing final newline stays missing;
 //! - `RFC822.SIZE` and the literal length are [`virtual_size`].
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::mail::lf_to_crlf;
 use super::read_in_background;
 use super::require::require;
 
 /// The sandbox script.
 pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dovecot-sandbox")
-}
-
-/// The shared test corpus (`../shared/corpus/messages` next to the crate);
-/// None (after [`require`] let the test go on without it) when absent.
-pub fn corpus_dir() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/messages");
-    let missing = (!d.is_dir()).then(|| format!("no corpus at {}", d.display()));
-    require("corpus", missing).then_some(d)
-}
-
-/// Every regular file below [`corpus_dir`], sorted by path; empty without
-/// a corpus.
-pub fn corpus_files() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Some(root) = corpus_dir() else {
-        return out;
-    };
-    let mut stack = vec![root];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                out.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// What a POP3 client gets from Dovecot's `RETR` for a message stored as
@@ -126,19 +96,6 @@ pub fn imap_body(stored: &[u8]) -> Vec<u8> {
 /// `RETR` octets, IMAP `RFC822.SIZE`): bare LFs count as two bytes.
 pub fn virtual_size(stored: &[u8]) -> usize {
     lf_to_crlf(stored).len()
-}
-
-/// Every bare LF becomes CRLF (existing CRLF and bare CR stay), as a POP3
-/// or IMAP server serves a message stored with LF line ends.
-pub fn lf_to_crlf(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() + b.len() / 16);
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'\n' && (i == 0 || b[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Runs `cmd` with stdin from /dev/null and its output captured, killing it
@@ -341,7 +298,7 @@ impl Dovecot {
 
     /// Adds messages to INBOX, in order, byte for byte (through the script's
     /// `fill`, like [`Dovecot::fill_files`]).
-    pub fn fill(&self, msgs: &[&[u8]]) {
+    pub fn fill<M: AsRef<[u8]>>(&self, msgs: &[M]) {
         if msgs.is_empty() {
             return;
         }
