@@ -97,12 +97,7 @@ fn config_errors_exit_78_with_file_and_line() {
     let env = Env::new();
     let p = write_config(&env, "[accounts.x]\nhost = \"h\"\nkepp = true\n", 0o644);
     let out = env.run(&[]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(
-        out.stderr.contains(&format!("{}:3", p.display())),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(78, &format!("{}:3", p.display()));
     assert!(out.stderr.contains("kepp"), "{}", out.stderr);
 
     let p = write_config(
@@ -111,17 +106,11 @@ fn config_errors_exit_78_with_file_and_line() {
         0o644,
     );
     let out = env.run(&[]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(
-        out.stderr.contains(&format!("{}:3", p.display())),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(78, &format!("{}:3", p.display()));
 
     write_config(&env, "[accounts.x]\nhost = \"h\"\n", 0o644);
     let out = env.run(&["nosuch"]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(out.stderr.contains("nosuch"), "{}", out.stderr);
+    out.assert_exit(78, "nosuch");
 
     // An explicit --config that does not exist.
     let out = env.run(&["--config", "/nonexistent/fetch.toml"]);
@@ -145,12 +134,7 @@ fn a_password_in_the_config_needs_a_private_file() {
     );
     let p = write_config(&env, &text, 0o640);
     let out = env.run(&[]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(
-        out.stderr.contains(&format!("chmod 600 {}", p.display())),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(78, &format!("chmod 600 {}", p.display()));
     assert_eq!(a.connections(), 0);
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = env.run(&["-vv"]);
@@ -172,8 +156,7 @@ fn netrc_supplies_the_password_and_must_be_private() {
     .unwrap();
     std::fs::set_permissions(&netrc, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = env.run(&[]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+    out.assert_exit(78, "chmod 600");
     std::fs::set_permissions(&netrc, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = env.run(&[]);
     assert_eq!(out.code, 0, "{out:?}");

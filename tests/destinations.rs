@@ -170,8 +170,7 @@ fn a_foreign_lock_makes_fetch_wait_then_fail_cleanly() {
         &server,
         &["--mbox", mbox.to_str().unwrap(), "--timeout", "2"],
     );
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(out.stderr.contains("locked.mbox.lock"), "{}", out.stderr);
+    out.assert_exit(75, "locked.mbox.lock");
     assert!(
         out.elapsed >= Duration::from_secs(2),
         "it waited: {:?}",
@@ -194,8 +193,7 @@ fn mda_exit_status_decides() {
     let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
     // A refusing MDA (procmail's "try later"): exit 74, nothing deleted.
     let out = run(&env, &server, &["--mda", "sh -c 'cat >/dev/null; exit 75'"]);
-    assert_eq!(out.code, 74, "{out:?}");
-    assert!(out.stderr.contains("MDA"), "{}", out.stderr);
+    out.assert_exit(74, "MDA");
     assert_eq!(server.remaining().len(), 3);
 
     // An accepting MDA that files by envelope sender (%F) and user (%T).

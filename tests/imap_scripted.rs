@@ -91,8 +91,7 @@ fn preauth_while_starttls_is_required() {
         "",
     );
     let out = run(&env, port);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("PREAUTH"), "{}", out.stderr);
+    out.assert_exit(69, "PREAUTH");
     t.join().unwrap();
     no_credentials(&seen.lock().unwrap());
 }
@@ -102,15 +101,13 @@ fn starttls_not_advertised_or_refused() {
     let env = Env::new();
     let (port, seen, t) = serve("* OK hi\r\n", "IMAP4rev1 AUTH=PLAIN", "TAG OK go\r\n");
     let out = run(&env, port);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("STARTTLS"), "{}", out.stderr);
+    out.assert_exit(69, "STARTTLS");
     t.join().unwrap();
     no_credentials(&seen.lock().unwrap());
 
     let (port, seen, t) = serve("* OK hi\r\n", "IMAP4rev1 STARTTLS", "TAG NO not today\r\n");
     let out = run(&env, port);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("refused STARTTLS"), "{}", out.stderr);
+    out.assert_exit(69, "refused STARTTLS");
     t.join().unwrap();
     no_credentials(&seen.lock().unwrap());
 }
@@ -126,8 +123,7 @@ fn response_injection_after_starttls_ok() {
         "* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] noise\r\nTAG OK begin TLS\r\n* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN LOGINDISABLED] injected\r\n",
     );
     let out = run(&env, port);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("injection"), "{}", out.stderr);
+    out.assert_exit(69, "injection");
     t.join().unwrap();
     no_credentials(&seen.lock().unwrap());
 }

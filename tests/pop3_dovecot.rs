@@ -83,8 +83,7 @@ fn every_message_arrives_byte_exact_over_each_tls_mode_then_delete_empties_the_s
     let env = Env::new();
     assert_eq!(fetch(&env, &dc, "implicit", &["--keep"]).code, 0);
     let out = fetch(&env, &dc, "implicit", &["-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains(": 0 new messages"), "{}", out.stderr);
+    out.assert_exit(0, ": 0 new messages");
     assert_eq!(dc.message_count(), 0, "the server is empty");
     assert_eq!(
         maildir_messages(&env.maildir()),
@@ -121,18 +120,12 @@ fn wrong_password_and_untrusted_certificate() {
     let mut wrong = a.clone();
     set_option(&mut wrong, "--password-command", "echo wrong-password");
     let out = env.run_args(&wrong);
-    assert_eq!(out.code, 77, "{out:?}");
-    assert!(
-        out.stderr.contains("authentication failed"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(77, "authentication failed");
 
     // Dovecot's self-signed certificate is not trusted without --cafile.
     remove_option(&mut a, "--cafile");
     let out = env.run_args(&a);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+    out.assert_exit(69, "certificate");
     assert!(maildir_files(&env.maildir()).is_empty());
 }
 
@@ -159,6 +152,5 @@ fn connection_refused_is_temporary() {
         "--maildir",
         &maildir,
     ]);
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(out.stderr.contains("connection refused"), "{}", out.stderr);
+    out.assert_exit(75, "connection refused");
 }

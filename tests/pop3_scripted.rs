@@ -152,12 +152,7 @@ fn wrong_password_exits_77_and_changes_nothing() {
     };
     let server = Pop3Server::start(cfg, three());
     let out = run(&env, &server, &[]);
-    assert_eq!(out.code, 77, "{out:?}");
-    assert!(
-        out.stderr.contains("authentication failed"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(77, "authentication failed");
     assert!(
         out.stderr.starts_with("fetch: tester@127.0.0.1: "),
         "{}",
@@ -197,8 +192,7 @@ fn dropped_connection_mid_retr_then_rerun_delivers_exactly_once() {
     };
     let server = Pop3Server::start(cfg, msgs.clone());
     let out = run(&env, &server, &[]);
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(out.stderr.contains("connection"), "{}", out.stderr);
+    out.assert_exit(75, "connection");
     // Nothing half-written anywhere; the complete message 1 is kept.
     let got = maildir_messages(&env.maildir());
     assert!(!got.contains(&expected_local(&msgs[1].1)));
@@ -250,8 +244,7 @@ fn starttls_missing_exits_69_before_credentials() {
     // And with no TLS support at all.
     let server = Pop3Server::start(ServerConfig::default(), three());
     let out = run(&env, &server, &["--tls", "starttls"]);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("STLS"), "{}", out.stderr);
+    out.assert_exit(69, "STLS");
     assert!(!credentials_sent(&server));
 }
 
@@ -271,8 +264,7 @@ fn starttls_response_injection_is_refused() {
     };
     let server = Pop3Server::start(cfg, three());
     let out = run(&env, &server, &["--tls", "starttls", "--cafile", &ca_arg]);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("injection"), "{}", out.stderr);
+    out.assert_exit(69, "injection");
     assert!(!credentials_sent(&server));
 }
 
@@ -362,12 +354,7 @@ fn plaintext_login_is_refused_unless_allowed() {
         .filter(|a| a != "--allow-plaintext-auth")
         .collect();
     let out = env.run_args(&a);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(
-        out.stderr.contains("--allow-plaintext-auth"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(69, "--allow-plaintext-auth");
     assert!(!credentials_sent(&server));
 }
 
@@ -441,8 +428,7 @@ fn keep_mode_fetches_only_new_mail_and_all_refetches() {
     });
     let before = server.commands().len();
     let out = run(&env, &server, &["--keep", "-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("1 new message"), "{}", out.stderr);
+    out.assert_exit(0, "1 new message");
     let third: Vec<String> = server.commands()[before..].to_vec();
     assert_eq!(
         third
@@ -482,8 +468,7 @@ fn server_without_uidl_delete_works_keep_exits_76() {
     };
     let server = Pop3Server::start(cfg.clone(), msgs.clone());
     let out = run(&env, &server, &["--keep"]);
-    assert_eq!(out.code, 76, "{out:?}");
-    assert!(out.stderr.contains("UIDL"), "{}", out.stderr);
+    out.assert_exit(76, "UIDL");
     assert_eq!(server.remaining().len(), 3);
 
     let out = run(&env, &server, &[]);
@@ -551,8 +536,7 @@ fn refused_dele_is_reported_and_retried() {
     };
     let server = Pop3Server::start(cfg, msgs.clone());
     let out = run(&env, &server, &[]);
-    assert_eq!(out.code, 76, "{out:?}");
-    assert!(out.stderr.contains("refused to delete"), "{}", out.stderr);
+    out.assert_exit(76, "refused to delete");
     assert_eq!(server.remaining().len(), 1);
     let out = run(&env, &server, &[]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -570,8 +554,7 @@ fn no_password_source_without_a_terminal_exits_78_at_once() {
     c.args(&a);
     new_session(&mut c);
     let out = run_bounded(c, Duration::from_secs(10));
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(out.stderr.contains("--password-command"), "{}", out.stderr);
+    out.assert_exit(78, "--password-command");
     assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
     assert_eq!(server.connections(), 0, "no network before a password");
 }
@@ -589,8 +572,7 @@ fn a_second_run_on_the_same_account_exits_75_at_once() {
     let held = std::fs::File::open(&lock).unwrap();
     held.lock().unwrap();
     let out = run(&env, &server, &["--keep"]);
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(out.stderr.contains("another fetch"), "{}", out.stderr);
+    out.assert_exit(75, "another fetch");
     assert!(out.elapsed < Duration::from_secs(2));
     drop(held);
     assert_eq!(run(&env, &server, &["--keep"]).code, 0);
@@ -646,8 +628,7 @@ fn duplicate_unique_ids_are_refused() {
     };
     let server = Pop3Server::start(cfg, three());
     let out = run(&env, &server, &[]);
-    assert_eq!(out.code, 76, "{out:?}");
-    assert!(out.stderr.contains("same unique id"), "{}", out.stderr);
+    out.assert_exit(76, "same unique id");
     assert!(out.stderr.contains("messages 1 and 3"), "{}", out.stderr);
     assert_eq!(server.remaining().len(), 3);
     assert!(maildir_files(&env.maildir()).is_empty());
@@ -666,12 +647,7 @@ fn size_different_from_list_is_delivered_with_a_warning() {
     };
     let server = Pop3Server::start(cfg, msgs.clone());
     let out = run(&env, &server, &["-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        out.stderr.contains("LIST announced 5 bytes"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(0, "LIST announced 5 bytes");
     assert!(
         out.stderr.contains("LIST announced 100000 bytes"),
         "{}",
@@ -1102,8 +1078,7 @@ fn show_cert_then_pin_the_fingerprint() {
     let wrong = format!("00{}", &fp[2..]);
     let before = server.commands().len();
     let out = with(&wrong);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("pinned"), "{}", out.stderr);
+    out.assert_exit(69, "pinned");
     assert!(
         server.commands()[before..].is_empty(),
         "nothing sent after a pin mismatch"

@@ -146,6 +146,16 @@ pub struct Out {
     pub max_rss_kb: i64,
 }
 
+impl Out {
+    /// Asserts that fetch exited with `code` and that its stderr says
+    /// `words`.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32, words: &str) {
+        assert_eq!(self.code, code, "{self:?}");
+        assert!(self.stderr.contains(words), "{}", self.stderr);
+    }
+}
+
 /// Run a command to completion with a hard time limit, so a hanging
 /// `fetch` fails the test instead of hanging it.
 // The child is reaped by the waitpid loop below (which also samples its
