@@ -7,48 +7,17 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::pop3server::{Pop3Server, ServerConfig, msg};
-use common::{Env, maildir_files};
-
-fn server(user: &str, password: &str, n: usize) -> Pop3Server {
-    let msgs = (1..=n)
-        .map(|i| (format!("{user}-{i}"), msg(i, &[user])))
-        .collect();
-    Pop3Server::start(
-        ServerConfig {
-            user: user.into(),
-            password: password.into(),
-            ..Default::default()
-        },
-        msgs,
-    )
-}
-
-/// Write the default config file (`$XDG_CONFIG_HOME/fetch/config.toml`).
-fn write_config(env: &Env, text: &str, mode: u32) -> std::path::PathBuf {
-    let dir = env.path().join("config/fetch");
-    std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join("config.toml");
-    std::fs::write(&p, text).unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    p
-}
-
-fn account(name: &str, port: u16, user: &str, extra: &str, env: &Env) -> String {
-    format!(
-        "[accounts.{name}]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
-         allow_plaintext_auth = true\nuser = \"{user}\"\ntimeout = 5\n\
-         maildir = \"{}/Mail-{name}\"\n{extra}\n",
-        env.path().display()
-    )
-}
+use common::config::{account, write_config};
+use common::dest::maildir_files;
+use common::pop3server::account_server;
+use common::{Env, new_session};
 
 #[test]
 fn all_accounts_run_and_one_failure_does_not_stop_the_others() {
     let env = Env::new();
-    let a = server("alice", "pa", 2);
-    let b = server("bob", "pb", 3);
-    let c = server("carol", "pc", 1);
+    let a = account_server("alice", "pa", 2);
+    let b = account_server("bob", "pb", 3);
+    let c = account_server("carol", "pc", 1);
     let text = [
         account("a", a.port, "alice", "password_command = \"echo pa\"", &env),
         account(
@@ -106,7 +75,7 @@ fn all_accounts_run_and_one_failure_does_not_stop_the_others() {
 #[test]
 fn command_line_overrides_the_file_for_this_run() {
     let env = Env::new();
-    let a = server("alice", "pa", 2);
+    let a = account_server("alice", "pa", 2);
     let text = account(
         "a",
         a.port,
@@ -128,12 +97,7 @@ fn config_errors_exit_78_with_file_and_line() {
     let env = Env::new();
     let p = write_config(&env, "[accounts.x]\nhost = \"h\"\nkepp = true\n", 0o644);
     let out = env.run(&[]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(
-        out.stderr.contains(&format!("{}:3", p.display())),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(78, &format!("{}:3", p.display()));
     assert!(out.stderr.contains("kepp"), "{}", out.stderr);
 
     let p = write_config(
@@ -142,17 +106,11 @@ fn config_errors_exit_78_with_file_and_line() {
         0o644,
     );
     let out = env.run(&[]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(
-        out.stderr.contains(&format!("{}:3", p.display())),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(78, &format!("{}:3", p.display()));
 
     write_config(&env, "[accounts.x]\nhost = \"h\"\n", 0o644);
     let out = env.run(&["nosuch"]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(out.stderr.contains("nosuch"), "{}", out.stderr);
+    out.assert_exit(78, "nosuch");
 
     // An explicit --config that does not exist.
     let out = env.run(&["--config", "/nonexistent/fetch.toml"]);
@@ -166,7 +124,7 @@ fn config_errors_exit_78_with_file_and_line() {
 #[test]
 fn a_password_in_the_config_needs_a_private_file() {
     let env = Env::new();
-    let a = server("alice", "S3cret-in-config", 1);
+    let a = account_server("alice", "S3cret-in-config", 1);
     let text = account(
         "a",
         a.port,
@@ -176,12 +134,7 @@ fn a_password_in_the_config_needs_a_private_file() {
     );
     let p = write_config(&env, &text, 0o640);
     let out = env.run(&[]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(
-        out.stderr.contains(&format!("chmod 600 {}", p.display())),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(78, &format!("chmod 600 {}", p.display()));
     assert_eq!(a.connections(), 0);
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = env.run(&["-vv"]);
@@ -192,7 +145,7 @@ fn a_password_in_the_config_needs_a_private_file() {
 #[test]
 fn netrc_supplies_the_password_and_must_be_private() {
     let env = Env::new();
-    let a = server("alice", "from-netrc", 1);
+    let a = account_server("alice", "from-netrc", 1);
     write_config(&env, &account("a", a.port, "alice", "", &env), 0o644);
     let netrc = env.home().join(".netrc");
     std::fs::write(
@@ -203,14 +156,13 @@ fn netrc_supplies_the_password_and_must_be_private() {
     .unwrap();
     std::fs::set_permissions(&netrc, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = env.run(&[]);
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(out.stderr.contains("chmod 600"), "{}", out.stderr);
+    out.assert_exit(78, "chmod 600");
     std::fs::set_permissions(&netrc, std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = env.run(&[]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(a.remaining().is_empty());
     // password_command comes first.
-    let b = server("bob", "from-command", 1);
+    let b = account_server("bob", "from-command", 1);
     std::fs::write(&netrc, "machine 127.0.0.1 login bob password from-netrc\n").unwrap();
     write_config(
         &env,
@@ -228,17 +180,11 @@ fn netrc_supplies_the_password_and_must_be_private() {
 
 #[test]
 fn no_password_and_no_terminal_names_the_account() {
-    use std::os::unix::process::CommandExt;
     let env = Env::new();
-    let a = server("alice", "pa", 1);
+    let a = account_server("alice", "pa", 1);
     write_config(&env, &account("work", a.port, "alice", "", &env), 0o644);
     let mut c = env.cmd();
-    unsafe {
-        c.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    new_session(&mut c);
     let out = common::run_bounded(c, Duration::from_secs(10));
     assert_eq!(out.code, 78, "{out:?}");
     assert!(
@@ -252,7 +198,7 @@ fn no_password_and_no_terminal_names_the_account() {
 #[test]
 fn paths_expand_tilde_and_variables() {
     let env = Env::new();
-    let a = server("alice", "pa", 1);
+    let a = account_server("alice", "pa", 1);
     let text = format!(
         "[accounts.a]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nallow_plaintext_auth = true\n\
          user = \"alice\"\npassword_command = \"echo pa\"\nmbox = \"~/mail/$FETCH_TEST_BOX\"\n",

@@ -1,10 +1,10 @@
-//! Crash at every step (issue 6, GUIDE §4). For each mode and destination:
-//! count the crash points (journal writes, torn journal records, file
-//! writes, syncs, renames, DELE, QUIT, STORE, EXPUNGE, LOGOUT) of a clean
-//! run; then, for every N, abort a fresh run at point N (SIGABRT: no
-//! destructors, no flushing), run again to completion, and check what a user
-//! would: every message exactly once and byte-exact, the server in the state
-//! the mode promises, no temporary files of ours left behind.
+//! Crash at every step. For each mode and destination: count the crash
+//! points (journal writes, torn journal records, file writes, syncs,
+//! renames, DELE, QUIT, STORE, EXPUNGE, LOGOUT) of a clean run; then, for
+//! every N, abort a fresh run at point N (SIGABRT: no destructors, no
+//! flushing), run again to completion, and check what a user would: every
+//! message exactly once and byte-exact, the server in the state the mode
+//! promises, no temporary files of ours left behind.
 //!
 //! POP3 (scripted server): delete and keep, into Maildir and mbox, and a
 //! server without UIDL. IMAP (real Dovecot): keep, --delete and --move-to
@@ -17,43 +17,22 @@ mod common;
 
 use std::path::Path;
 
-use common::pop3server::{Pop3Server, ServerConfig, msg};
-use common::{
-    Env, expected_local, maildir_messages, python_read_mbox, scripted_args, sorted, tmp_files,
-};
+use common::Env;
+use common::args::{dovecot, scripted_pop3};
+use common::dest::{Dest, maildir_files, tmp_files};
+use common::dovecot::{Dovecot, imap_body};
+use common::mail::{expected_messages, lf, sorted};
+use common::pop3server::{Pop3Server, ServerConfig, growing};
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Dest {
-    Maildir,
-    Mbox,
-}
-
+/// 20 messages of growing size, with lines a mbox must quote and a POP3
+/// server must stuff.
 fn messages() -> Vec<(String, Vec<u8>)> {
-    (1..=20)
-        .map(|i| {
-            let lines: Vec<String> = (0..i * 30)
-                .map(|j| format!("line {j} of message {i}"))
-                .collect();
-            let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
-            let mut m = msg(i, &refs);
-            m.extend_from_slice(b"From the body\r\n.\r\n");
-            (format!("uid-{i}"), m)
-        })
-        .collect()
+    growing(20, 30, &["From the body", "."])
 }
 
 fn args(env: &Env, port: u16, dest: Dest, keep: bool) -> Vec<String> {
-    let mut a = scripted_args(port);
-    match dest {
-        Dest::Maildir => a.extend([
-            "--maildir".into(),
-            env.maildir().to_string_lossy().into_owned(),
-        ]),
-        Dest::Mbox => a.extend([
-            "--mbox".into(),
-            env.path().join("mbox").to_string_lossy().into_owned(),
-        ]),
-    }
+    let mut a = scripted_pop3(port);
+    a.extend(dest.args(env));
     if keep {
         a.push("--keep".into());
     }
@@ -75,23 +54,9 @@ fn run(env: &Env, a: &[String], crash_at: Option<usize>, log: Option<&Path>) -> 
     common::run_bounded(c, std::time::Duration::from_secs(60))
 }
 
-/// What the user has locally, as a sorted multiset of messages.
-fn local(env: &Env, dest: Dest) -> Option<Vec<Vec<u8>>> {
-    match dest {
-        Dest::Maildir => Some(maildir_messages(&env.maildir())),
-        Dest::Mbox => {
-            let p = env.path().join("mbox");
-            if !p.exists() {
-                return Some(Vec::new());
-            }
-            python_read_mbox(&p).map(|m| sorted(m.into_iter().map(|(_, d)| d).collect()))
-        }
-    }
-}
-
 fn sweep_pop3(dest: Dest, keep: bool, uidl: bool) {
     let msgs = messages();
-    let want = sorted(msgs.iter().map(|(_, b)| expected_local(b)).collect());
+    let want = expected_messages(&msgs);
     let cfg = || ServerConfig {
         capa_uidl: uidl,
         uidl_supported: uidl,
@@ -123,7 +88,7 @@ fn sweep_pop3(dest: Dest, keep: bool, uidl: bool) {
             second.code, 0,
             "{dest:?} keep={keep} uidl={uidl}: rerun after point {n}: {second:?}"
         );
-        let Some(got) = local(&env, dest) else { return };
+        let Some(got) = dest.local(&env) else { return };
         assert!(
             got == want,
             "{dest:?} keep={keep} uidl={uidl}: after a crash at point {n}, {} messages locally, want {} (each once)",
@@ -146,7 +111,7 @@ fn sweep_pop3(dest: Dest, keep: bool, uidl: bool) {
         let third = run(&env, &a, None, None);
         assert_eq!(third.code, 0);
         assert!(
-            local(&env, dest).unwrap() == want,
+            dest.local(&env).unwrap() == want,
             "point {n}: a later run delivered again"
         );
     }
@@ -205,33 +170,9 @@ fn imap_messages() -> Vec<Vec<u8>> {
 }
 
 /// `fetch --imap` arguments for the sandbox's plaintext port.
-fn imap_args(dc: &common::dovecot::Dovecot, env: &Env, dest: Dest, mode: ImapMode) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--imap",
-        "127.0.0.1",
-        "--port",
-        &dc.imap_port.to_string(),
-        "--tls",
-        "none",
-        "--allow-plaintext-auth",
-        "-u",
-        &dc.user,
-        "--password-command",
-        &format!("cat {}", dc.password_file.display()),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    match dest {
-        Dest::Maildir => a.extend([
-            "--maildir".into(),
-            env.maildir().to_string_lossy().into_owned(),
-        ]),
-        Dest::Mbox => a.extend([
-            "--mbox".into(),
-            env.path().join("mbox").to_string_lossy().into_owned(),
-        ]),
-    }
+fn imap_args(dc: &Dovecot, env: &Env, dest: Dest, mode: ImapMode) -> Vec<String> {
+    let mut a = dovecot(dc, "imap", "none");
+    a.extend(dest.args(env));
     match mode {
         ImapMode::Keep => {}
         ImapMode::Delete => a.push("--delete".into()),
@@ -241,7 +182,7 @@ fn imap_args(dc: &common::dovecot::Dovecot, env: &Env, dest: Dest, mode: ImapMod
 }
 
 /// Empty INBOX and Archive, then put `msgs` into INBOX.
-fn refill(dc: &common::dovecot::Dovecot, msgs: &[Vec<u8>]) {
+fn refill(dc: &Dovecot, msgs: &[Vec<u8>]) {
     for folder in ["INBOX", "Archive"] {
         let out = dc.doveadm(&["expunge", "-u", &dc.user, "mailbox", folder, "all"]);
         assert!(
@@ -250,13 +191,11 @@ fn refill(dc: &common::dovecot::Dovecot, msgs: &[Vec<u8>]) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    dc.fill(msgs);
     assert_eq!(dc.message_count(), msgs.len());
 }
 
 fn sweep_imap(mode: ImapMode, dest: Dest) {
-    use common::dovecot::{Dovecot, imap_body};
     let Some(dc) = Dovecot::start() else { return };
     assert!(
         dc.doveadm(&["mailbox", "create", "-u", &dc.user, "Archive"])
@@ -273,20 +212,11 @@ fn sweep_imap(mode: ImapMode, dest: Dest) {
     let out = run(&env, &imap_args(&dc, &env, dest, mode), None, Some(&log));
     assert_eq!(out.code, 0, "{out:?}");
     let points = std::fs::read_to_string(&log).unwrap().lines().count();
-    let Some(want) = local(&env, dest) else {
+    let Some(want) = dest.local(&env) else {
         return;
     };
     assert_eq!(want.len(), msgs.len());
     if dest == Dest::Maildir {
-        let lf = |b: &[u8]| {
-            let mut out = Vec::with_capacity(b.len());
-            for (i, &c) in b.iter().enumerate() {
-                if !(c == b'\r' && b.get(i + 1) == Some(&b'\n')) {
-                    out.push(c);
-                }
-            }
-            out
-        };
         assert!(want == sorted(msgs.iter().map(|m| lf(&imap_body(m))).collect()));
     }
     let mut crashed = 0;
@@ -302,7 +232,7 @@ fn sweep_imap(mode: ImapMode, dest: Dest) {
         }
         let second = run(&env, &a, None, None);
         assert_eq!(second.code, 0, "{what}: rerun after point {n}: {second:?}");
-        let got = local(&env, dest).unwrap();
+        let got = dest.local(&env).unwrap();
         assert!(
             got == want,
             "{what}: point {n}: {} local messages, want {} (each once)",
@@ -358,7 +288,6 @@ fn imap_delete_into_mbox() {
 /// the crash and a rerun, both sides hold the merge.
 #[test]
 fn imap_flag_sync() {
-    use common::dovecot::Dovecot;
     use std::collections::BTreeMap;
     let Some(dc) = Dovecot::start() else { return };
     assert!(
@@ -378,7 +307,7 @@ fn imap_flag_sync() {
         refill(&dc, &msgs);
         let a = imap_args(&dc, env, Dest::Maildir, ImapMode::Keep);
         assert_eq!(run(env, &a, None, None).code, 0);
-        for f in common::maildir_files(&env.maildir()) {
+        for f in maildir_files(&env.maildir()) {
             let n: u32 = subject(&std::fs::read(&f).unwrap()).parse().unwrap();
             if n <= 5 || n == 11 {
                 let name = f.file_name().unwrap().to_string_lossy().into_owned();
@@ -435,7 +364,7 @@ fn imap_flag_sync() {
             })
             .collect();
         assert_eq!(server, want, "{what}: server flags");
-        let files = common::maildir_files(&env.maildir());
+        let files = maildir_files(&env.maildir());
         assert_eq!(files.len(), 20, "{what}");
         for f in files {
             let n: u32 = subject(&std::fs::read(&f).unwrap()).parse().unwrap();

@@ -1,53 +1,21 @@
-//! --daemon, SIGTERM and -j (issue 5): new mail is picked up while running,
-//! a signal lets the message in flight be committed and the session end
+//! --daemon, SIGTERM and -j: new mail is picked up while running, a
+//! signal lets the message in flight be committed and the session end
 //! properly (the daemon exits 0, a one-shot run 143; nothing lost or
-//! doubled), a failing account backs off
-//! without holding up the others, and accounts run in parallel.
+//! doubled), a failing account backs off without holding up the others,
+//! and accounts run in parallel.
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::pop3server::{Message, Pop3Server, ServerConfig, msg};
-use common::{
-    Env, expected_local, maildir_files, maildir_messages, scripted_args, sorted, tmp_files,
+use common::Env;
+use common::args::scripted_pop3;
+use common::config::{account, write_config};
+use common::dest::{Dest, maildir_files, maildir_messages, tmp_files};
+use common::mail::expected_messages;
+use common::pop3server::{
+    Message, Pop3Server, ServerConfig, account_server, mail_of, msg, numbered, slow_retr,
 };
-
-fn spawn(env: &Env, args: &[String]) -> Child {
-    env.cmd()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        assert!(start.elapsed() < limit, "did not exit within {limit:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn daemon_picks_up_new_mail_and_stops_cleanly_on_sigterm() {
@@ -56,15 +24,11 @@ fn daemon_picks_up_new_mail_and_stops_cleanly_on_sigterm() {
         ServerConfig::default(),
         vec![("u1".into(), msg(1, &["first"]))],
     );
-    let mut args = scripted_args(server.port);
-    args.extend([
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-        "--daemon".into(),
-        "1".into(),
-    ]);
-    let mut child = spawn(&env, &args);
-    wait_until("the first message", Duration::from_secs(10), || {
+    let mut args = scripted_pop3(server.port);
+    args.extend(Dest::Maildir.args(&env));
+    args.extend(["--daemon".into(), "1".into()]);
+    let mut child = env.spawn(&args);
+    child.wait_until("the first message", Duration::from_secs(10), || {
         maildir_files(&env.maildir()).len() == 1
     });
     server.mailbox.lock().unwrap().messages.push(Message {
@@ -72,11 +36,10 @@ fn daemon_picks_up_new_mail_and_stops_cleanly_on_sigterm() {
         body: msg(2, &["second"]),
         deleted: false,
     });
-    wait_until("mail added while running", Duration::from_secs(10), || {
+    child.wait_until("mail added while running", Duration::from_secs(10), || {
         maildir_files(&env.maildir()).len() == 2
     });
-    sigterm(&child);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+    assert_eq!(child.stop(Duration::from_secs(10)).code, 0);
     assert!(server.remaining().is_empty());
     assert_eq!(maildir_files(&env.maildir()).len(), 2);
 }
@@ -84,26 +47,17 @@ fn daemon_picks_up_new_mail_and_stops_cleanly_on_sigterm() {
 #[test]
 fn sigterm_mid_fetch_commits_what_arrived_and_ends_the_session() {
     let env = Env::new();
-    let msgs: Vec<(String, Vec<u8>)> = (1..=40)
-        .map(|i| (format!("u{i}"), msg(i, &["x"])))
-        .collect();
+    let msgs = numbered(40, &["x"]);
     let cfg = ServerConfig {
         capa_pipelining: false, // one RETR at a time: a long, slow fetch
-        hook_on_command: Some(Arc::new(|l: &str| {
-            if l.starts_with("RETR") {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })),
+        hook_on_command: Some(slow_retr(Duration::from_millis(50))),
         ..Default::default()
     };
     let server = Pop3Server::start(cfg, msgs.clone());
-    let mut args = scripted_args(server.port);
-    args.extend([
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-    ]);
-    let mut child = spawn(&env, &args);
-    wait_until("a few messages", Duration::from_secs(10), || {
+    let mut args = scripted_pop3(server.port);
+    args.extend(Dest::Maildir.args(&env));
+    let mut child = env.spawn(&args);
+    child.wait_until("a few messages", Duration::from_secs(10), || {
         server
             .commands()
             .iter()
@@ -111,14 +65,13 @@ fn sigterm_mid_fetch_commits_what_arrived_and_ends_the_session() {
             .count()
             >= 5
     });
-    sigterm(&child);
-    let t = Instant::now();
+    let exit = child.stop(Duration::from_secs(10));
     assert_eq!(
-        wait_exit(&mut child, Duration::from_secs(10)),
+        exit.code,
         128 + 15,
         "a one-shot run cut short says so, as shells do"
     );
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(exit.took < Duration::from_secs(2), "{:?}", exit.took);
     let here = maildir_messages(&env.maildir());
     assert!(
         !here.is_empty() && here.len() < 40,
@@ -136,63 +89,40 @@ fn sigterm_mid_fetch_commits_what_arrived_and_ends_the_session() {
     );
     assert!(tmp_files(&env.maildir()).is_empty());
     // The next run takes the rest, each once.
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    assert_eq!(env.run(&refs).code, 0);
-    let want = sorted(msgs.iter().map(|(_, b)| expected_local(b)).collect());
+    assert_eq!(env.run_args(&args).code, 0);
+    let want = expected_messages(&msgs);
     assert_eq!(maildir_messages(&env.maildir()), want);
-}
-
-fn account(name: &str, port: u16, user: &str, pw: &str, env: &Env) -> String {
-    format!(
-        "[accounts.{name}]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\n\
-         allow_plaintext_auth = true\nuser = \"{user}\"\npassword_command = \"echo {pw}\"\n\
-         timeout = 5\nmaildir = \"{}/Mail-{name}\"\n",
-        env.path().display()
-    )
-}
-
-fn write_config(env: &Env, text: &str) {
-    let dir = env.path().join("config/fetch");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("config.toml"), text).unwrap();
-    std::fs::set_permissions(
-        dir.join("config.toml"),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
 }
 
 #[test]
 fn a_failing_account_backs_off_without_holding_up_the_others() {
     let env = Env::new();
-    let good = Pop3Server::start(
-        ServerConfig {
-            user: "good".into(),
-            password: "g".into(),
-            ..Default::default()
-        },
-        vec![("g1".into(), msg(1, &["good"]))],
-    );
-    let bad = Pop3Server::start(
-        ServerConfig {
-            user: "bad".into(),
-            password: "right".into(),
-            ..Default::default()
-        },
-        vec![("b1".into(), msg(1, &["bad"]))],
-    );
+    let good = account_server("good", "g", 1);
+    let bad = account_server("bad", "right", 1);
     write_config(
         &env,
         &[
-            account("bad", bad.port, "bad", "wrong", &env),
-            account("good", good.port, "good", "g", &env),
+            account(
+                "bad",
+                bad.port,
+                "bad",
+                "password_command = \"echo wrong\"",
+                &env,
+            ),
+            account(
+                "good",
+                good.port,
+                "good",
+                "password_command = \"echo g\"",
+                &env,
+            ),
         ]
         .concat(),
+        0o600,
     );
-    let mut child = spawn(&env, &["--daemon".into(), "1".into()]);
+    let child = env.spawn(&["--daemon", "1"]);
     std::thread::sleep(Duration::from_millis(4500));
-    sigterm(&child);
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 0);
+    assert_eq!(child.stop(Duration::from_secs(10)).code, 0);
     let (g, b) = (good.connections(), bad.connections());
     assert!(g >= 4, "the good account kept its pace: {g} runs");
     assert!(
@@ -210,28 +140,20 @@ fn accounts_run_in_parallel_with_jobs() {
             ServerConfig {
                 user: user.into(),
                 password: "p".into(),
-                hook_on_command: Some(Arc::new(|l: &str| {
-                    if l.starts_with("RETR") {
-                        std::thread::sleep(Duration::from_millis(300));
-                    }
-                })),
+                hook_on_command: Some(slow_retr(Duration::from_millis(300))),
                 ..Default::default()
             },
-            (1..=3)
-                .map(|i| (format!("{user}{i}"), msg(i, &[user])))
-                .collect(),
+            mail_of(user, 3),
         )
     };
     let servers: Vec<Pop3Server> = ["a", "b", "c"].iter().map(|u| slow(u)).collect();
     let text: String = ["a", "b", "c"]
         .iter()
         .zip(&servers)
-        .map(|(u, s)| account(u, s.port, u, "p", &env))
+        .map(|(u, s)| account(u, s.port, u, "password_command = \"echo p\"", &env))
         .collect();
-    write_config(&env, &text);
-    let mut c = env.cmd();
-    c.args(["-j", "3"]);
-    let out = common::run_bounded(c, Duration::from_secs(60));
+    write_config(&env, &text, 0o600);
+    let out = env.run(&["-j", "3"]);
     assert_eq!(out.code, 0, "{out:?}");
     for u in ["a", "b", "c"] {
         assert_eq!(

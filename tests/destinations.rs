@@ -8,30 +8,30 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::pop3server::{Pop3Server, ServerConfig, msg};
-use common::{Env, contains, expected_local, python_read_mbox, scripted_args};
+use common::Env;
+use common::args::{scripted_pop3, set_option};
+use common::dest::python_read_mbox;
+use common::mail::{
+    contains, expected_local, expected_messages, fixtures_and_corpus, large_message, lf_to_crlf,
+    read_all,
+};
+use common::pop3server::{Pop3Server, ServerConfig, msg, numbered};
 
 fn run(env: &Env, server: &Pop3Server, extra: &[&str]) -> common::Out {
-    let mut a = scripted_args(server.port);
+    let mut a = scripted_pop3(server.port);
     a.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-    env.run(&refs)
+    env.run_args(&a)
 }
 
 /// Fixtures, a large attachment and (when present) the shared corpus, as a
 /// server would hold them (CRLF line ends).
 fn hazards() -> Vec<(String, Vec<u8>)> {
-    let mut files = common::fixture_files();
-    files.extend(common::dovecot::corpus_files());
-    let mut msgs: Vec<(String, Vec<u8>)> = files
+    let mut msgs: Vec<(String, Vec<u8>)> = read_all(&fixtures_and_corpus())
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            let b = std::fs::read(p).unwrap();
-            (format!("h{i}"), common::dovecot::lf_to_crlf(&b))
-        })
+        .map(|(i, b)| (format!("h{i}"), lf_to_crlf(b)))
         .collect();
-    msgs.push(("big".into(), common::large_message(1 << 20, "\r\n")));
+    msgs.push(("big".into(), large_message(1 << 20, "\r\n")));
     msgs
 }
 
@@ -133,13 +133,10 @@ fn two_accounts_appending_to_one_mbox_at_once() {
         b.clone(),
     );
     let spawn = |port: u16, user: &str| {
-        let mut args = scripted_args(port);
-        let i = args.iter().position(|x| x == "tester").unwrap();
-        args[i] = user.to_string();
+        let mut args = scripted_pop3(port);
+        set_option(&mut args, "-u", user);
         args.extend(["--mbox".into(), mbox.to_string_lossy().into_owned()]);
-        let mut c = env.cmd();
-        c.args(&args);
-        std::thread::spawn(move || common::run_bounded(c, Duration::from_secs(60)))
+        env.run_in_thread(&args)
     };
     let ta = spawn(sa.port, "tester");
     let tb = spawn(sb.port, "other");
@@ -151,7 +148,7 @@ fn two_accounts_appending_to_one_mbox_at_once() {
     };
     let mut got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
     got.sort();
-    let want = common::sorted(a.iter().chain(&b).map(|(_, m)| expected_local(m)).collect());
+    let want = expected_messages(&[a, b].concat());
     assert_eq!(got.len(), 300);
     assert!(got == want, "every message exactly once");
 }
@@ -173,8 +170,7 @@ fn a_foreign_lock_makes_fetch_wait_then_fail_cleanly() {
         &server,
         &["--mbox", mbox.to_str().unwrap(), "--timeout", "2"],
     );
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(out.stderr.contains("locked.mbox.lock"), "{}", out.stderr);
+    out.assert_exit(75, "locked.mbox.lock");
     assert!(
         out.elapsed >= Duration::from_secs(2),
         "it waited: {:?}",
@@ -193,14 +189,11 @@ fn a_foreign_lock_makes_fetch_wait_then_fail_cleanly() {
 #[test]
 fn mda_exit_status_decides() {
     let env = Env::new();
-    let msgs: Vec<(String, Vec<u8>)> = (1..=3)
-        .map(|i| (format!("u{i}"), msg(i, &["hi"])))
-        .collect();
+    let msgs = numbered(3, &["hi"]);
     let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
     // A refusing MDA (procmail's "try later"): exit 74, nothing deleted.
     let out = run(&env, &server, &["--mda", "sh -c 'cat >/dev/null; exit 75'"]);
-    assert_eq!(out.code, 74, "{out:?}");
-    assert!(out.stderr.contains("MDA"), "{}", out.stderr);
+    out.assert_exit(74, "MDA");
     assert_eq!(server.remaining().len(), 3);
 
     // An accepting MDA that files by envelope sender (%F) and user (%T).
@@ -251,9 +244,7 @@ fn mda_without_shell_syntax_runs_without_a_shell() {
 #[test]
 fn stdout_streams_mboxrd_and_keeps_mail_unless_told() {
     let env = Env::new();
-    let msgs: Vec<(String, Vec<u8>)> = (1..=3)
-        .map(|i| (format!("u{i}"), msg(i, &["From inside"])))
-        .collect();
+    let msgs = numbered(3, &["From inside"]);
     let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
     let out = run(&env, &server, &["--stdout"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -292,10 +283,10 @@ fn stdout_streams_mboxrd_and_keeps_mail_unless_told() {
 fn a_closed_pipe_stops_cleanly_with_no_server_change() {
     let env = Env::new();
     let msgs: Vec<(String, Vec<u8>)> = (1..=400)
-        .map(|i| (format!("u{i}"), common::large_message(8 << 10, "\r\n")))
+        .map(|i| (format!("u{i}"), large_message(8 << 10, "\r\n")))
         .collect();
     let server = Pop3Server::start(ServerConfig::default(), msgs);
-    let mut args = scripted_args(server.port);
+    let mut args = scripted_pop3(server.port);
     args.extend(["--stdout".into(), "--delete-after-stdout".into()]);
     let mut child = env
         .cmd()

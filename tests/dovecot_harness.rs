@@ -11,9 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::dovecot::{
-    self, Dovecot, corpus_files, imap_body, pop3_content, pop3_wire, virtual_size,
-};
+use common::dovecot::{self, Dovecot, imap_body, pop3_content, pop3_wire, virtual_size};
+use common::mail::{corpus_dir, corpus_files, fixture_files, read_all};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -326,10 +325,10 @@ fn byte_exactness_of_stored_and_served_messages() {
 #[test]
 fn fixtures_round_trip_through_pop3() {
     let Some(d) = Dovecot::start() else { return };
-    let files = common::fixture_files();
+    let files = fixture_files();
     assert!(!files.is_empty());
     d.fill_files(&files);
-    let stored: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let stored = read_all(&files);
     assert_eq!(d.messages(), stored);
     let mut pop = Client::new(connect(d.pop3_port));
     pop.pop3_login(&d);
@@ -345,16 +344,14 @@ fn fixtures_round_trip_through_pop3() {
 /// message read back over POP3 and compared with the model.
 #[test]
 fn corpus_fill_is_fast_and_ordered() {
+    let Some(corpus) = corpus_dir() else { return };
     let files = corpus_files();
-    if files.is_empty() {
-        eprintln!("SKIP: no corpus at ../shared/corpus/messages");
-        return;
-    }
+    assert!(!files.is_empty(), "{} holds no message", corpus.display());
     let t0 = Instant::now();
     let Some(d) = Dovecot::start() else { return };
     let t_start = t0.elapsed();
     let t1 = Instant::now();
-    d.fill_files(&[dovecot::corpus_dir().unwrap()]);
+    d.fill_files(&[corpus]);
     let t_fill = t1.elapsed();
     let t2 = Instant::now();
     let count = d.message_count();
@@ -363,7 +360,7 @@ fn corpus_fill_is_fast_and_ordered() {
     let t3 = Instant::now();
     let got = d.messages();
     let t_messages = t3.elapsed();
-    let stored: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let stored = read_all(&files);
     assert!(got == stored, "messages() differ from the corpus files");
 
     let t4 = Instant::now();

@@ -1,6 +1,6 @@
-//! Local faults (issue 6 §3): disk full and I/O errors injected with strace
-//! into every file write, sync and rename of a run; a damaged ledger; runs
-//! racing for one account; umask 000; and a kill -9 soak.
+//! Local faults: disk full and I/O errors injected with strace into every
+//! file write, sync and rename of a run; a damaged ledger; runs racing for
+//! one account; umask 000; and a kill -9 soak.
 
 mod common;
 
@@ -8,20 +8,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use common::pop3server::{Pop3Server, ServerConfig, msg};
-use common::{
-    Env, expected_local, have_strace, maildir_files, maildir_messages, python_read_mbox,
-    scripted_args, sorted, tmp_files,
-};
+use common::args::{remove_option, scripted_pop3};
+use common::dest::{Dest, maildir_files, maildir_messages, tmp_files};
+use common::mail::{expected_local, expected_messages};
+use common::pop3server::{Pop3Server, ServerConfig, growing, slow_retr};
+use common::require::{program_missing, require};
+use common::{Env, all_files};
 
+/// `n` messages of growing size (message i has 20 * i lines).
 fn messages(n: usize) -> Vec<(String, Vec<u8>)> {
-    (1..=n)
-        .map(|i| {
-            let lines: Vec<String> = (0..i * 20).map(|j| format!("line {j} of {i}")).collect();
-            let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
-            (format!("uid-{i}"), msg(i, &refs))
-        })
-        .collect()
+    growing(n, 20, &[])
 }
 
 /// `fetch ARGS` under strace, failing the `when`-th `syscall` with `errno`
@@ -58,22 +54,12 @@ fn run_injected(
 
 /// The arguments of a sweep run, with the password in a private netrc.
 fn sweep_args(env: &Env, port: u16, dest: Dest, keep: bool) -> Vec<String> {
-    let mut args = scripted_args(port);
-    let at = args.iter().position(|a| a == "--password-command").unwrap();
-    args.drain(at..at + 2);
+    let mut args = scripted_pop3(port);
+    remove_option(&mut args, "--password-command");
     let netrc = env.home().join(".netrc");
     std::fs::write(&netrc, "machine 127.0.0.1 login tester password secret\n").unwrap();
-    std::fs::set_permissions(&netrc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-    match dest {
-        Dest::Maildir => args.extend([
-            "--maildir".into(),
-            env.maildir().to_string_lossy().into_owned(),
-        ]),
-        Dest::Mbox => args.extend([
-            "--mbox".into(),
-            env.path().join("mbox").to_string_lossy().into_owned(),
-        ]),
-    }
+    std::fs::set_permissions(&netrc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    args.extend(dest.args(env));
     if keep {
         args.push("--keep".into());
     }
@@ -95,37 +81,12 @@ fn calls_in(log: &Path, syscall: &str) -> usize {
         .count()
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Dest {
-    Maildir,
-    Mbox,
-}
-
-fn local(env: &Env, dest: Dest) -> Vec<Vec<u8>> {
-    match dest {
-        Dest::Maildir => maildir_messages(&env.maildir()),
-        Dest::Mbox => {
-            let p = env.path().join("mbox");
-            if !p.exists() {
-                return Vec::new();
-            }
-            sorted(
-                python_read_mbox(&p)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(_, d)| d)
-                    .collect(),
-            )
-        }
-    }
-}
-
 fn sweep(dest: Dest, keep: bool) {
-    if !have_strace() {
+    if !require("strace", program_missing("strace", &["-V"])) {
         return;
     }
     let msgs = messages(20);
-    let want = sorted(msgs.iter().map(|(_, b)| expected_local(b)).collect());
+    let want = expected_messages(&msgs);
     let mut injected = 0;
     let mut calls_to_fail = vec![
         ("write", "ENOSPC"),
@@ -183,7 +144,7 @@ fn sweep(dest: Dest, keep: bool) {
                 other => panic!("{what}: exit {other}: {out:?}"),
             }
             // Nothing deleted that is not here.
-            let here = local(&env, dest);
+            let Some(here) = dest.local(&env) else { return };
             let gone: Vec<Vec<u8>> = msgs
                 .iter()
                 .filter(|(u, _)| !server.remaining().iter().any(|(r, _)| r == u))
@@ -203,17 +164,10 @@ fn sweep(dest: Dest, keep: bool) {
                 );
             }
             // The next run completes, with no duplicates.
-            let out = common::run_bounded(
-                {
-                    let mut c = env.cmd();
-                    c.args(&args);
-                    c
-                },
-                Duration::from_secs(60),
-            );
+            let out = env.run_args(&args);
             assert_eq!(out.code, 0, "{what}: rerun: {out:?}");
             assert!(
-                local(&env, dest) == want,
+                dest.local(&env).unwrap() == want,
                 "{what}: after the rerun, messages missing or twice"
             );
             assert_eq!(
@@ -267,14 +221,10 @@ fn a_damaged_ledger_is_refused_never_read_as_empty() {
     let env = Env::new();
     let msgs = messages(3);
     let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
-    let mut args = scripted_args(server.port);
-    args.extend([
-        "--keep".into(),
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-    ]);
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    assert_eq!(env.run(&refs).code, 0);
+    let mut args = scripted_pop3(server.port);
+    args.push("--keep".into());
+    args.extend(Dest::Maildir.args(&env));
+    assert_eq!(env.run_args(&args).code, 0);
     let dir = ledger_dir(&env);
     let journal = dir.join("journal");
     let good = std::fs::read(&journal).unwrap();
@@ -325,7 +275,7 @@ fn a_damaged_ledger_is_refused_never_read_as_empty() {
         let _ = std::fs::remove_file(dir.join("ledger"));
         std::fs::write(&journal, &good).unwrap();
         break_it();
-        let out = env.run(&refs);
+        let out = env.run_args(&args);
         assert_eq!(out.code, 65, "{what}: {out:?}");
         assert!(
             out.stderr.contains("move the directory"),
@@ -350,16 +300,11 @@ fn a_damaged_ledger_is_refused_never_read_as_empty() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut args = scripted_args(closed);
-    args.extend([
-        "--keep".into(),
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-    ]);
-    let refs: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let out = env.run(&refs);
-    assert_eq!(out.code, 65, "{out:?}");
-    assert!(out.stderr.contains("move the directory"), "{}", out.stderr);
+    let mut args = scripted_pop3(closed);
+    args.push("--keep".into());
+    args.extend(Dest::Maildir.args(&env));
+    let out = env.run_args(&args);
+    out.assert_exit(65, "move the directory");
 }
 
 #[test]
@@ -368,26 +313,13 @@ fn concurrent_runs_on_one_account_one_works_the_others_exit_75() {
     let msgs = messages(10);
     // The winner is held up on each RETR, so the others meet its lock.
     let cfg = ServerConfig {
-        hook_on_command: Some(std::sync::Arc::new(|line: &str| {
-            if line.starts_with("RETR") {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        })),
+        hook_on_command: Some(slow_retr(Duration::from_millis(100))),
         ..Default::default()
     };
     let server = Pop3Server::start(cfg, msgs.clone());
-    let mut args = scripted_args(server.port);
-    args.extend([
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-    ]);
-    let runs: Vec<_> = (0..4)
-        .map(|_| {
-            let mut c = env.cmd();
-            c.args(&args);
-            std::thread::spawn(move || common::run_bounded(c, Duration::from_secs(60)))
-        })
-        .collect();
+    let mut args = scripted_pop3(server.port);
+    args.extend(Dest::Maildir.args(&env));
+    let runs: Vec<_> = (0..4).map(|_| env.run_in_thread(&args)).collect();
     let outs: Vec<common::Out> = runs.into_iter().map(|t| t.join().unwrap()).collect();
     let ok = outs.iter().filter(|o| o.code == 0).count();
     let locked: Vec<&common::Out> = outs.iter().filter(|o| o.code == 75).collect();
@@ -398,7 +330,7 @@ fn concurrent_runs_on_one_account_one_works_the_others_exit_75() {
         assert!(o.elapsed < Duration::from_secs(1), "{:?}", o.elapsed);
         assert!(o.stderr.contains("another fetch"), "{}", o.stderr);
     }
-    let want = sorted(msgs.iter().map(|(_, b)| expected_local(b)).collect());
+    let want = expected_messages(&msgs);
     assert_eq!(maildir_messages(&env.maildir()), want);
     assert!(server.remaining().is_empty());
 }
@@ -407,14 +339,8 @@ fn concurrent_runs_on_one_account_one_works_the_others_exit_75() {
 fn files_are_private_even_under_umask_000() {
     use std::os::unix::process::CommandExt;
     let env = Env::new();
-    let mbox = env.path().join("box");
-    for dest in [
-        vec![
-            "--maildir".to_string(),
-            env.maildir().to_string_lossy().into_owned(),
-        ],
-        vec!["--mbox".to_string(), mbox.to_string_lossy().into_owned()],
-    ] {
+    let mbox = env.mbox();
+    for dest in [Dest::Maildir.args(&env), Dest::Mbox.args(&env)] {
         // Other messages each time: it is the same account (the ledger
         // ignores the port), which would have nothing new the second time.
         let fresh = messages(2)
@@ -422,7 +348,7 @@ fn files_are_private_even_under_umask_000() {
             .map(|(u, b)| (format!("{u}-{}", dest[0]), b))
             .collect();
         let server = Pop3Server::start(ServerConfig::default(), fresh);
-        let mut args = scripted_args(server.port);
+        let mut args = scripted_pop3(server.port);
         args.extend(dest);
         args.push("--keep".into());
         let mut c = env.cmd();
@@ -438,7 +364,7 @@ fn files_are_private_even_under_umask_000() {
     }
     let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
     let mut checked = 0;
-    for (p, _) in common::all_files(env.path()) {
+    for (p, _) in all_files(env.path()) {
         if p.starts_with(env.maildir()) || p.starts_with(env.state_dir()) || p == mbox {
             assert_eq!(mode(&p), 0o600, "{}", p.display());
             checked += 1;
@@ -452,7 +378,7 @@ fn files_are_private_even_under_umask_000() {
     assert!(checked >= 5, "{checked}"); // 2 messages, the mbox, lock, journal
 }
 
-/// Kill -9 at random moments (issue 6 §2). FETCH_SOAK_TRIALS sets the number
+/// Kill -9 at random moments. FETCH_SOAK_TRIALS sets the number
 /// of trials (default 4, as CI runs it; try 1000 for a long soak).
 #[test]
 fn kill_9_soak() {
@@ -461,7 +387,7 @@ fn kill_9_soak() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
     let msgs = messages(300);
-    let want = sorted(msgs.iter().map(|(_, b)| expected_local(b)).collect());
+    let want = expected_messages(&msgs);
     let mut kills = 0;
     for trial in 0..trials {
         let mut rng = trial.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -474,11 +400,8 @@ fn kill_9_soak() {
         let keep = trial % 2 == 1;
         let env = Env::new();
         let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
-        let mut args = scripted_args(server.port);
-        args.extend([
-            "--maildir".into(),
-            env.maildir().to_string_lossy().into_owned(),
-        ]);
+        let mut args = scripted_pop3(server.port);
+        args.extend(Dest::Maildir.args(&env));
         if keep {
             args.push("--keep".into());
         }
@@ -493,9 +416,7 @@ fn kill_9_soak() {
             }
             let _ = child.wait();
         }
-        let mut c = env.cmd();
-        c.args(&args);
-        let out = common::run_bounded(c, Duration::from_secs(60));
+        let out = env.run_args(&args);
         assert_eq!(out.code, 0, "trial {trial}: {out:?}");
         assert!(
             maildir_messages(&env.maildir()) == want,

@@ -8,12 +8,14 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Env;
+use common::args::scripted_imap;
+use common::dest::Dest;
+use common::spawned::Spawned;
 
 #[derive(Clone, Copy)]
 enum AfterIdle {
@@ -112,52 +114,12 @@ fn session(
     Ok(())
 }
 
-fn spawn(env: &Env, port: u16) -> Child {
-    env.cmd()
-        .args(["--imap", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--tls", "none", "--allow-plaintext-auth", "--auth", "user"])
-        .args(["-u", "tester", "--password-command", "echo secret"])
-        .args(["--timeout", "2", "--idle", "--daemon", "3600", "-v"])
-        .arg("--maildir")
-        .arg(env.maildir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_until(what: &str, child: &mut Child, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// SIGTERM; returns the exit code, how long the exit took, and stderr.
-fn stop(child: Child) -> (i32, Duration, String) {
-    // SAFETY: our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let t = Instant::now();
-    let mut child = child;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            return (
-                out.status.code().unwrap_or(-1),
-                t.elapsed(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            );
-        }
-        if t.elapsed() > Duration::from_secs(15) {
-            let _ = child.kill();
-            panic!("fetch did not exit within 15 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// fetch watching the server on `port` with IDLE (polling only hourly).
+fn spawn(env: &Env, port: u16) -> Spawned {
+    let mut args = scripted_imap(port);
+    args.extend(["--timeout", "2", "--idle", "--daemon", "3600", "-v"].map(String::from));
+    args.extend(Dest::Maildir.args(env));
+    env.spawn(&args)
 }
 
 #[test]
@@ -165,13 +127,18 @@ fn a_server_silent_during_idle_does_not_hold_up_a_stop() {
     let env = Env::new();
     let server = serve(AfterIdle::Silent);
     let mut child = spawn(&env, server.port);
-    wait_until("IDLE", &mut child, || {
+    child.wait_until("IDLE", Duration::from_secs(10), || {
         server.idles.load(Ordering::SeqCst) >= 1
     });
-    let (code, took, stderr) = stop(child);
-    assert_eq!(code, 0, "{stderr}");
+    let exit = child.stop(Duration::from_secs(15));
+    assert_eq!(exit.code, 0, "{}", exit.stderr);
     // DONE goes unanswered: the reply clock (--timeout 2) ends the wait.
-    assert!(took < Duration::from_secs(5), "{took:?}: {stderr}");
+    assert!(
+        exit.took < Duration::from_secs(5),
+        "{:?}: {}",
+        exit.took,
+        exit.stderr
+    );
     assert!(
         server.commands.lock().unwrap().iter().any(|c| c == "DONE"),
         "the watcher ended its IDLE"
@@ -185,7 +152,7 @@ fn a_flood_during_idle_is_cut_off_and_the_watcher_reconnects() {
     let mut child = spawn(&env, server.port);
     // A second IDLE means the first connection was given up and a new one
     // made.
-    wait_until("a second IDLE", &mut child, || {
+    child.wait_until("a second IDLE", Duration::from_secs(10), || {
         server.idles.load(Ordering::SeqCst) >= 2
     });
     let pid = child.id();
@@ -195,8 +162,9 @@ fn a_flood_during_idle_is_cut_off_and_the_watcher_reconnects() {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
         .unwrap_or(0);
-    let (code, _, stderr) = stop(child);
-    assert_eq!(code, 0, "{stderr}");
+    let exit = child.stop(Duration::from_secs(15));
+    let stderr = exit.stderr;
+    assert_eq!(exit.code, 0, "{stderr}");
     assert!(
         stderr.contains("more than an idle session could need") && stderr.contains("reconnecting"),
         "{stderr}"

@@ -1,43 +1,42 @@
 //! `fetch --imap` against a real Dovecot started for the test: byte-exact
 //! delivery into Maildir folders, incremental runs, two-way flag sync,
-//! UIDVALIDITY changes, delete/move. Skips (with a printed reason) without
-//! Dovecot unless FETCH_REQUIRE_DOVECOT=1.
+//! UIDVALIDITY changes, delete/move. Without Dovecot these skip with a
+//! printed reason, unless FETCH_REQUIRE lists dovecot (see
+//! tests/common/require.rs).
 
 mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use common::args::dovecot;
+use common::dest::{Dest, maildir_files, maildir_messages};
 use common::dovecot::{Dovecot, imap_body};
-use common::{Env, maildir_files, maildir_messages, sorted};
-
-/// CRLF -> LF (what we store), without adding a final newline: IMAP
-/// carries a message's last byte exactly.
-fn lf(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
+use common::mail::{fixture_files, fixtures_and_corpus, large_message, lf, read_all, sorted};
+use common::require::{program_missing, require};
+use common::spawned::Spawned;
+use common::{Env, json_events, run_bounded};
 
 /// What a stored message looks like in our Maildir after IMAP.
 fn expected(stored: &[Vec<u8>]) -> Vec<Vec<u8>> {
     sorted(stored.iter().map(|m| lf(&imap_body(m))).collect())
 }
 
+/// A few lines from a@b.example, with the subject `i`.
+fn short_message(i: usize) -> Vec<u8> {
+    format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes()
+}
+
+/// Messages 1 to `n`, each a [`short_message`].
+fn short_messages(n: usize) -> Vec<Vec<u8>> {
+    (1..=n).map(short_message).collect()
+}
+
 fn hazards() -> Vec<Vec<u8>> {
-    let mut files = common::fixture_files();
-    files.extend(common::dovecot::corpus_files());
-    let mut v: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let mut v = read_all(&fixtures_and_corpus());
     // Larger than a FETCH command's byte bound (4 MiB): a command of its own.
-    v.push(common::large_message(5 << 20, "\n"));
+    v.push(large_message(5 << 20, "\n"));
     v
 }
 
@@ -72,27 +71,16 @@ fn add_to_folder(dc: &Dovecot, folder: &str, msg: &[u8]) {
     std::fs::rename(&tmp, dir.join("new").join(&name)).unwrap();
 }
 
+/// `fetch --imap` over implicit TLS into the test's Maildir, with `extra`.
+fn args(env: &Env, dc: &Dovecot, extra: &[&str]) -> Vec<String> {
+    let mut a = dovecot(dc, "imap", "implicit");
+    a.extend(Dest::Maildir.args(env));
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
 fn fetch(env: &Env, dc: &Dovecot, extra: &[&str]) -> common::Out {
-    let port = dc.imaps_port.to_string();
-    let pw = format!("cat {}", dc.password_file.display());
-    let cafile = dc.cafile.to_string_lossy().into_owned();
-    let maildir = env.maildir().to_string_lossy().into_owned();
-    let mut args = vec![
-        "--imap",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--cafile",
-        &cafile,
-        "-u",
-        &dc.user,
-        "--password-command",
-        &pw,
-        "--maildir",
-        &maildir,
-    ];
-    args.extend_from_slice(extra);
-    env.run(&args)
+    env.run_args(&args(env, dc, extra))
 }
 
 fn flags_of(dc: &Dovecot, folder: &str, uid: u32) -> String {
@@ -119,12 +107,8 @@ fn only_file(dir: &Path) -> PathBuf {
 fn inbox_and_a_non_ascii_folder_arrive_byte_exact_then_a_rerun_fetches_nothing() {
     let Some(dc) = Dovecot::start() else { return };
     let inbox = hazards();
-    let refs: Vec<&[u8]> = inbox.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
-    let sub: Vec<Vec<u8>> = common::fixture_files()
-        .iter()
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
+    dc.fill(&inbox);
+    let sub = read_all(&fixture_files());
     fill_folder(&dc, "Archiv.Grüße", &sub);
 
     let env = Env::new();
@@ -166,18 +150,14 @@ fn inbox_and_a_non_ascii_folder_arrive_byte_exact_then_a_rerun_fetches_nothing()
 
     // --all-folders finds both folders (the ledger already has them all).
     let out = fetch(&env, &dc, &["--all-folders", "-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains(": 0 new messages"), "{}", out.stderr);
+    out.assert_exit(0, ": 0 new messages");
 }
 
 #[test]
 fn flags_sync_both_ways() {
     let Some(dc) = Dovecot::start() else { return };
-    let msgs: Vec<Vec<u8>> = (1..=3)
-        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
-        .collect();
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    let msgs = short_messages(3);
+    dc.fill(&msgs);
     let env = Env::new();
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     assert_eq!(
@@ -191,8 +171,7 @@ fn flags_sync_both_ways() {
     dc.flags("add", "\\Seen", "INBOX", "1");
     dc.flags("add", "\\Flagged \\Answered", "INBOX", "2");
     let out = fetch(&env, &dc, &["-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("2 flags synced"), "{}", out.stderr);
+    out.assert_exit(0, "2 flags synced");
     let names: Vec<String> = maildir_files(&env.maildir())
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -252,19 +231,14 @@ fn flags_sync_both_ways() {
 /// Whether a run of fetch (as [`fetch`] would run it) lists the Maildir's
 /// `cur/` directory; None without strace.
 fn lists_cur(env: &Env, dc: &Dovecot) -> Option<bool> {
-    if !common::have_strace() {
+    if !require("strace", program_missing("strace", &["-V"])) {
         return None;
     }
     let log = env.path().join("openat.log");
     let log_s = log.to_string_lossy();
-    let port = dc.imaps_port.to_string();
-    let pw = format!("cat {}", dc.password_file.display());
     let mut c = env.cmd_wrapped(&["strace", "-f", "-qq", "-e", "trace=openat", "-o", &log_s]);
-    c.args(["--imap", "127.0.0.1", "--port", &port, "--cafile"])
-        .arg(&dc.cafile)
-        .args(["-u", &dc.user, "--password-command", &pw, "--maildir"])
-        .arg(env.maildir());
-    let out = common::run_bounded(c, std::time::Duration::from_secs(60));
+    c.args(args(env, dc, &[]));
+    let out = run_bounded(c, Duration::from_secs(60));
     assert_eq!(out.code, 0, "{out:?}");
     let cur = format!("{}\"", env.maildir().join("cur").display());
     let text = std::fs::read_to_string(&log).unwrap();
@@ -277,14 +251,13 @@ fn lists_cur(env: &Env, dc: &Dovecot) -> Option<bool> {
 #[test]
 fn a_run_after_one_that_delivered_does_not_rescan_and_flags_still_sync() {
     let Some(dc) = Dovecot::start() else { return };
-    let msg = |i: u32| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes();
-    dc.fill(&[&msg(1), &msg(2)]);
+    dc.fill(&short_messages(2));
     let env = Env::new();
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
 
     // A run that delivers into new/ only leaves a stamp the next run trusts.
-    dc.fill(&[&msg(3)]);
+    dc.fill(&[short_message(3)]);
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     if let Some(listed) = lists_cur(&env, &dc) {
         assert!(!listed, "the run after a delivery listed cur/ again");
@@ -318,7 +291,7 @@ fn a_run_after_one_that_delivered_does_not_rescan_and_flags_still_sync() {
         env.maildir().join("cur").join(format!("{name}:2,F")),
     )
     .unwrap();
-    dc.fill(&[&msg(4)]);
+    dc.fill(&[short_message(4)]);
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     let flagged: Vec<u32> = (1..=4)
         .filter(|&u| flags_of(&dc, "INBOX", u).contains("\\Flagged"))
@@ -327,7 +300,7 @@ fn a_run_after_one_that_delivered_does_not_rescan_and_flags_still_sync() {
     assert_eq!(maildir_files(&env.maildir()).len(), 4);
 
     // A server-side change after a delivering run reaches the Maildir.
-    dc.fill(&[&msg(5)]);
+    dc.fill(&[short_message(5)]);
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     dc.flags("add", "\\Answered", "INBOX", "5");
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
@@ -341,12 +314,8 @@ fn a_run_after_one_that_delivered_does_not_rescan_and_flags_still_sync() {
 #[test]
 fn a_changed_uidvalidity_stops_the_folder_and_resync_does_not_duplicate() {
     let Some(dc) = Dovecot::start() else { return };
-    let msgs: Vec<Vec<u8>> = common::fixture_files()
-        .iter()
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    let msgs = read_all(&fixture_files());
+    dc.fill(&msgs);
     let env = Env::new();
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     let before = maildir_messages(&env.maildir());
@@ -365,8 +334,7 @@ fn a_changed_uidvalidity_stops_the_folder_and_resync_does_not_duplicate() {
     );
 
     let out = fetch(&env, &dc, &[]);
-    assert_eq!(out.code, 65, "{out:?}");
-    assert!(out.stderr.contains("UIDVALIDITY changed"), "{}", out.stderr);
+    out.assert_exit(65, "UIDVALIDITY changed");
     assert!(out.stderr.contains("--resync"), "{}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert_eq!(maildir_messages(&env.maildir()), before);
@@ -374,26 +342,21 @@ fn a_changed_uidvalidity_stops_the_folder_and_resync_does_not_duplicate() {
     // New mail arrived meanwhile; --resync fetches only that.
     dc.fill(&[b"From: new@example.org\nSubject: new\n\nnew\n"]);
     let out = fetch(&env, &dc, &["--resync", "-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains(": 1 new message"), "{}", out.stderr);
+    out.assert_exit(0, ": 1 new message");
     assert_eq!(
         maildir_files(&env.maildir()).len(),
         msgs.len() + 1,
         "no duplicates"
     );
     let out = fetch(&env, &dc, &["-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains(": 0 new messages"), "{}", out.stderr);
+    out.assert_exit(0, ": 0 new messages");
 }
 
 #[test]
 fn delete_and_move_to_change_the_server_only_after_delivery() {
     let Some(dc) = Dovecot::start() else { return };
-    let msgs: Vec<Vec<u8>> = (1..=5)
-        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
-        .collect();
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    let msgs = short_messages(5);
+    dc.fill(&msgs);
     let env = Env::new();
     let out = fetch(&env, &dc, &["--move-to", "Archive"]);
     assert_ne!(
@@ -413,7 +376,7 @@ fn delete_and_move_to_change_the_server_only_after_delivery() {
     let out = dc.doveadm(&["search", "-u", &dc.user, "mailbox", "Archive", "all"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
 
-    dc.fill(&refs[..2]);
+    dc.fill(&msgs[..2]);
     let env2 = Env::new();
     let out = fetch(&env2, &dc, &["--delete"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -428,35 +391,17 @@ fn delete_and_move_to_change_the_server_only_after_delivery() {
 #[test]
 fn search_starttls_and_mbox_with_status_headers() {
     let Some(dc) = Dovecot::start() else { return };
-    let msgs: Vec<Vec<u8>> = (1..=4)
-        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
-        .collect();
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    let msgs = short_messages(4);
+    dc.fill(&msgs);
     dc.flags("add", "\\Seen", "INBOX", "1:2");
     let env = Env::new();
-    let port = dc.imap_port.to_string();
-    let pw = format!("cat {}", dc.password_file.display());
-    let cafile = dc.cafile.to_string_lossy().into_owned();
     let mbox = env.path().join("in.mbox");
-    let out = env.run(&[
-        "--imap",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--tls",
-        "starttls",
-        "--cafile",
-        &cafile,
-        "-u",
-        &dc.user,
-        "--password-command",
-        &pw,
-        "--mbox",
-        mbox.to_str().unwrap(),
-        "--search",
-        "UNSEEN",
-    ]);
+    let search = |what: &str| {
+        let mut a = dovecot(&dc, "imap", "starttls");
+        a.extend(["--mbox", mbox.to_str().unwrap(), "--search", what].map(String::from));
+        env.run_args(&a)
+    };
+    let out = search("UNSEEN");
     assert_eq!(out.code, 0, "{out:?}");
     let text = std::fs::read_to_string(&mbox).unwrap();
     assert_eq!(
@@ -470,34 +415,16 @@ fn search_starttls_and_mbox_with_status_headers() {
         "unseen mail has no Status: RO"
     );
     // And a seen one, into the mbox with its Status header.
-    let out = env.run(&[
-        "--imap",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--tls",
-        "starttls",
-        "--cafile",
-        &cafile,
-        "-u",
-        &dc.user,
-        "--password-command",
-        &pw,
-        "--mbox",
-        mbox.to_str().unwrap(),
-        "--search",
-        "SEEN",
-    ]);
+    let out = search("SEEN");
     assert_eq!(out.code, 0, "{out:?}");
     let text = std::fs::read_to_string(&mbox).unwrap();
     assert_eq!(text.matches("Status: RO\n").count(), 2, "{text}");
-    let _ = only_file;
 }
 
 #[test]
 fn a_50_mb_message_arrives_in_bounded_memory() {
     let Some(dc) = Dovecot::start() else { return };
-    let big = common::large_message(38 << 20, "\n");
+    let big = large_message(38 << 20, "\n");
     assert!(big.len() > 50_000_000);
     dc.fill(&[&big]);
     let env = Env::new();
@@ -533,33 +460,14 @@ fn mail_added_during_a_run_is_fetched_by_the_next_run_once() {
             .into_bytes()
         })
         .collect();
-    let refs: Vec<&[u8]> = first.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    dc.fill(&first);
     let env = Env::new();
-    let mut cmd = env.cmd();
-    let port = dc.imaps_port.to_string();
-    let pw = format!("cat {}", dc.password_file.display());
-    cmd.args([
-        "--imap",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--cafile",
-        dc.cafile.to_str().unwrap(),
-        "-u",
-        &dc.user,
-        "--password-command",
-        &pw,
-        "--maildir",
-        env.maildir().to_str().unwrap(),
-    ]);
-    let running =
-        std::thread::spawn(move || common::run_bounded(cmd, std::time::Duration::from_secs(60)));
+    let running = env.run_in_thread(&args(&env, &dc, &[]));
     let late: Vec<Vec<u8>> = (0..20)
         .map(|i| format!("From: a@b.example\nSubject: late {i}\n\nlate\n").into_bytes())
         .collect();
     for m in &late {
-        dc.fill(&[m.as_slice()]);
+        dc.fill(&[m]);
     }
     let out = running.join().unwrap();
     assert_eq!(out.code, 0, "{out:?}");
@@ -576,11 +484,8 @@ fn mail_added_during_a_run_is_fetched_by_the_next_run_once() {
 #[test]
 fn deletions_propagate_only_with_sync_deletes() {
     let Some(dc) = Dovecot::start() else { return };
-    let msgs: Vec<Vec<u8>> = (1..=4)
-        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
-        .collect();
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    let msgs = short_messages(4);
+    dc.fill(&msgs);
     let env = Env::new();
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     // Without --sync-deletes: a local delete stays local, a server expunge
@@ -606,7 +511,7 @@ fn deletions_propagate_only_with_sync_deletes() {
 
     // With it: both ways.
     let env = Env::new();
-    dc.fill(&refs[..1]);
+    dc.fill(&msgs[..1]);
     assert_eq!(fetch(&env, &dc, &["--sync-deletes"]).code, 0);
     assert_eq!(maildir_files(&env.maildir()).len(), 4);
     let files = maildir_files(&env.maildir());
@@ -633,11 +538,8 @@ fn deletions_propagate_only_with_sync_deletes() {
 #[test]
 fn check_counts_new_imap_mail_and_changes_nothing() {
     let Some(dc) = Dovecot::start() else { return };
-    let msgs: Vec<Vec<u8>> = (1..=3)
-        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
-        .collect();
-    let refs: Vec<&[u8]> = msgs.iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    let msgs = short_messages(3);
+    dc.fill(&msgs);
     let env = Env::new();
     let out = fetch(&env, &dc, &["--check"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -646,22 +548,19 @@ fn check_counts_new_imap_mail_and_changes_nothing() {
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     let out = fetch(&env, &dc, &["--check", "--json"]);
     assert_eq!(out.code, 1, "{out:?}");
-    let ev = common::json_events(&out).pop().unwrap();
+    let ev = json_events(&out).pop().unwrap();
     assert_eq!(ev["new"], 0);
 }
 
 #[test]
 fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
     let Some(dc) = Dovecot::start() else { return };
-    let msgs: Vec<Vec<u8>> = (1..=3)
-        .map(|i| format!("From: a@b.example\nSubject: {i}\n\nbody {i}\n").into_bytes())
-        .collect();
-    let refs: Vec<&[u8]> = msgs[..2].iter().map(|m| m.as_slice()).collect();
-    dc.fill(&refs);
+    let msgs = short_messages(3);
+    dc.fill(&msgs[..2]);
     let env = Env::new();
     assert_eq!(fetch(&env, &dc, &[]).code, 0);
     // One new message; UID 1 read locally; UID 2 flagged on the server.
-    dc.fill(&[msgs[2].as_slice()]);
+    dc.fill(&msgs[2..]);
     let f = maildir_files(&env.maildir());
     let one = f
         .iter()
@@ -713,7 +612,7 @@ fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
     // With --delete: every message in the folder, delivered or not.
     let out = fetch(&env, &dc, &["--dry-run", "--delete", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let deletes = common::json_events(&out)
+    let deletes = json_events(&out)
         .into_iter()
         .filter(|e| e["action"] == "would_delete")
         .count();
@@ -724,7 +623,7 @@ fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
         args.extend_from_slice(extra);
         let out = fetch(&env, &dc, &args);
         assert_eq!(out.code, 0, "{out:?}");
-        let ev = common::json_events(&out);
+        let ev = json_events(&out);
         let want = if extra.is_empty() {
             "would_flag"
         } else {
@@ -752,87 +651,36 @@ fn dry_run_reports_fetches_flags_and_deletes_and_changes_nothing() {
     assert!(flags_of(&dc, "INBOX", 1).contains("\\Seen"));
 }
 
-/// `fetch ARGS` in the background (stderr kept for the failure message).
-fn spawn_fetch(env: &Env, dc: &Dovecot, extra: &[&str]) -> std::process::Child {
-    let port = dc.imaps_port.to_string();
-    let pw = format!("cat {}", dc.password_file.display());
-    env.cmd()
-        .args(["--imap", "127.0.0.1", "--port", &port, "--cafile"])
-        .arg(&dc.cafile)
-        .args(["-u", &dc.user, "--password-command", &pw, "--maildir"])
-        .arg(env.maildir())
-        .args(extra)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn sigterm_and_wait(child: std::process::Child) -> (i32, String) {
-    // SAFETY: our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let start = std::time::Instant::now();
-    let mut child = child;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            return (
-                out.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            );
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "no exit 10 s after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
 /// Messages in the Maildir root and its `.Lists` folder.
 fn count_all(env: &Env) -> usize {
     maildir_files(&env.maildir()).len() + maildir_files(&env.maildir().join(".Lists")).len()
 }
 
 /// Wait (bounded) until the Maildir and its folders hold `n` messages.
-fn wait_for_messages(env: &Env, n: usize, child: &mut std::process::Child) {
-    let start = std::time::Instant::now();
-    while count_all(env) < n {
-        if start.elapsed() > std::time::Duration::from_secs(10) {
-            let _ = child.kill();
-            let mut stderr = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                use std::io::Read;
-                let _ = e.read_to_string(&mut stderr);
-            }
-            let _ = child.wait();
-            panic!(
-                "{} of {n} messages after 10 s; stderr: {stderr}",
-                count_all(env)
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+fn wait_for_messages(env: &Env, n: usize, child: &mut Spawned) {
+    child.wait_until(&format!("{n} messages"), Duration::from_secs(10), || {
+        count_all(env) >= n
+    });
 }
 
 #[test]
 fn idle_fetches_new_mail_in_every_folder_at_once_and_survives_a_kick() {
     let Some(dc) = Dovecot::start() else { return };
-    dc.fill(&[b"Subject: 1\n\none\n".as_slice()]);
+    dc.fill(&[b"Subject: 1\n\none\n"]);
     fill_folder(&dc, "Lists", &[b"Subject: 2\n\ntwo\n".to_vec()]);
     let env = Env::new();
     // Polling once an hour: only IDLE can bring mail within seconds.
-    let mut child = spawn_fetch(
+    let mut child = env.spawn(&args(
         &env,
         &dc,
         &[
             "-v", "--idle", "--daemon", "3600", "--folder", "INBOX", "--folder", "Lists",
         ],
-    );
+    ));
     wait_for_messages(&env, 2, &mut child);
     // New mail in each folder, once the watchers are idling.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    dc.fill(&[b"Subject: 3\n\nthree\n".as_slice()]);
+    std::thread::sleep(Duration::from_millis(500));
+    dc.fill(&[b"Subject: 3\n\nthree\n"]);
     wait_for_messages(&env, 3, &mut child);
     add_to_folder(&dc, "Lists", b"Subject: 4\n\nfour\n");
     wait_for_messages(&env, 4, &mut child);
@@ -840,12 +688,12 @@ fn idle_fetches_new_mail_in_every_folder_at_once_and_survives_a_kick() {
     // The server drops every connection: the watchers reconnect, and mail
     // that came meanwhile still arrives without waiting for the poll.
     assert!(dc.doveadm(&["kick", &dc.user]).status.success());
-    dc.fill(&[b"Subject: 5\n\nfive\n".as_slice()]);
+    dc.fill(&[b"Subject: 5\n\nfive\n"]);
     wait_for_messages(&env, 5, &mut child);
 
-    let (code, stderr) = sigterm_and_wait(child);
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("reconnecting"), "{stderr}");
+    let exit = child.stop(Duration::from_secs(10));
+    assert_eq!(exit.code, 0, "{}", exit.stderr);
+    assert!(exit.stderr.contains("reconnecting"), "{}", exit.stderr);
     // Each message once, in its folder.
     let subjects = |dir: &Path| -> Vec<String> {
         let mut v: Vec<String> = maildir_messages(dir)

@@ -11,8 +11,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::dest::{maildir_messages, tmp_files};
 use common::imapserver::{Msg, Script, fetch, honest_body, serve, small, stored};
-use common::{Env, maildir_messages};
+use common::{Env, walk};
 
 fn three() -> Vec<Msg> {
     vec![small(1), small(2), small(3)]
@@ -35,7 +36,7 @@ fn refused_then_honest(script: Script, what: &str) {
     dedup.dedup();
     assert_eq!(dedup, got, "{what}: a message twice");
     assert!(got.iter().all(|m| all.contains(m)), "{what}: {got:?}");
-    assert!(common::tmp_files(&env.maildir()).is_empty(), "{what}");
+    assert!(tmp_files(&env.maildir()).is_empty(), "{what}");
 
     let honest = serve(Script::new(three()));
     let out = fetch(&env, honest, &[]);
@@ -132,22 +133,6 @@ fn uidvalidity_zero_or_missing_is_refused_and_nothing_is_fetched() {
     }
 }
 
-/// Every file and directory under `root`.
-fn walk(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![root.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if e.file_type().unwrap().is_dir() {
-                todo.push(p.clone());
-            }
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn hostile_folder_names_stay_inside_the_maildir() {
     let names = [
@@ -223,13 +208,7 @@ fn a_folder_the_server_refuses_to_open_does_not_stop_the_others() {
         ..Script::new(three())
     });
     let out = fetch(&env, port, &["--all-folders"]);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(
-        out.stderr
-            .contains("folder refused: SELECT refused: the server said NO"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(69, "folder refused: SELECT refused: the server said NO");
     let md = env.maildir();
     for dir in [".", ".Archive", ".Zoo"] {
         assert_eq!(maildir_messages(&md.join(dir)), stored(&three()), "{dir}");

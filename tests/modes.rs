@@ -1,35 +1,34 @@
-//! fetch at home in cron, scripts and terminals (issue 5): a quiet run
-//! prints nothing, --json events parse and add up, --check counts without
-//! changing anything and exits 1 when there is nothing, --limit and
-//! --max-size, and progress bars drawn on a terminal but never into a file.
+//! fetch at home in cron, scripts and terminals: a quiet run prints
+//! nothing, --json events parse and add up, --check counts without changing
+//! anything and exits 1 when there is nothing, --limit and --max-size, and
+//! progress bars drawn on a terminal but never into a file.
 
 mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::pop3server::{Message, Pop3Server, ServerConfig, msg};
-use common::{Env, maildir_files, scripted_args};
+use common::args::scripted_pop3;
+use common::dest::{Dest, maildir_files};
+use common::mail::large_message;
+use common::pop3server::{Pop3Server, ServerConfig, numbered, slow_retr};
+use common::require::{program_missing, require};
+use common::{Env, json_events, run_bounded};
 
 fn five() -> Vec<(String, Vec<u8>)> {
-    (1..=5)
-        .map(|i| (format!("u{i}"), msg(i, &["hello"])))
-        .collect()
+    numbered(5, &["hello"])
+}
+
+/// The scripted server's mail into the test's Maildir, with `extra`.
+fn args(env: &Env, server: &Pop3Server, extra: &[&str]) -> Vec<String> {
+    let mut a = scripted_pop3(server.port);
+    a.extend(Dest::Maildir.args(env));
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
 }
 
 fn run(env: &Env, server: &Pop3Server, extra: &[&str]) -> common::Out {
-    let mut a = scripted_args(server.port);
-    a.extend([
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-    ]);
-    a.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-    env.run(&refs)
-}
-
-fn events(out: &common::Out) -> Vec<serde_json::Value> {
-    common::json_events(out)
+    env.run_args(&args(env, server, extra))
 }
 
 #[test]
@@ -52,7 +51,7 @@ fn json_events_parse_and_add_up() {
     let out = run(&env, &server, &["--json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(out.stderr, "");
-    let ev = events(&out);
+    let ev = json_events(&out);
     let msgs: Vec<&serde_json::Value> = ev.iter().filter(|e| e["type"] == "message").collect();
     assert_eq!(msgs.len(), 5);
     assert_eq!(msgs.len(), maildir_files(&env.maildir()).len());
@@ -86,7 +85,7 @@ fn json_events_parse_and_add_up() {
     let bad = Pop3Server::start(cfg, five());
     let out = run(&Env::new(), &bad, &["--json"]);
     assert_eq!(out.code, 77);
-    let ev = events(&out);
+    let ev = json_events(&out);
     assert_eq!(ev[0]["type"], "error");
     assert_eq!(ev[0]["kind"], "auth");
     assert!(
@@ -129,7 +128,7 @@ fn check_counts_without_changing_anything() {
     );
     let out = run(&env, &server, &["-c", "--keep", "--json"]);
     assert_eq!(out.code, 1);
-    assert_eq!(events(&out)[0]["new"], 0);
+    assert_eq!(json_events(&out)[0]["new"], 0);
 }
 
 #[test]
@@ -169,7 +168,7 @@ fn dry_run_says_what_would_happen_and_changes_nothing() {
     assert_eq!(run(&env, &server, &["--keep", "--limit", "2"]).code, 0);
     let out = run(&env, &server, &["-n", "--json"]);
     assert_eq!(out.code, 0, "{out:?}");
-    let ev = events(&out);
+    let ev = json_events(&out);
     let of = |action: &str| -> Vec<String> {
         ev.iter()
             .filter(|e| e["action"] == action)
@@ -198,7 +197,7 @@ fn dry_run_says_what_would_happen_and_changes_nothing() {
 fn limit_and_max_size() {
     let env = Env::new();
     let mut msgs = five();
-    msgs.push(("big".into(), common::large_message(200 << 10, "\r\n")));
+    msgs.push(("big".into(), large_message(200 << 10, "\r\n")));
     let server = Pop3Server::start(ServerConfig::default(), msgs);
     let out = run(
         &env,
@@ -206,7 +205,7 @@ fn limit_and_max_size() {
         &["--limit", "2", "--max-size", "100K", "--json"],
     );
     assert_eq!(out.code, 0, "{out:?}");
-    let ev = events(&out);
+    let ev = json_events(&out);
     assert_eq!(ev.iter().filter(|e| e["action"] == "delivered").count(), 2);
     let skipped: Vec<&serde_json::Value> = ev.iter().filter(|e| e["action"] == "skipped").collect();
     assert_eq!(skipped.len(), 1);
@@ -214,12 +213,7 @@ fn limit_and_max_size() {
     assert_eq!(maildir_files(&env.maildir()).len(), 2);
     // The rest, in later runs; the big one stays on the server.
     let out = run(&env, &server, &["--max-size", "100K", "-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        out.stderr.contains("larger than --max-size"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(0, "larger than --max-size");
     assert_eq!(maildir_files(&env.maildir()).len(), 5);
     let left: Vec<String> = server.remaining().into_iter().map(|(u, _)| u).collect();
     assert_eq!(left, vec!["big".to_string()]);
@@ -229,30 +223,21 @@ fn limit_and_max_size() {
 
 #[test]
 fn progress_bars_on_a_terminal_never_in_a_file() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIP: script(1) not available for a pseudo-terminal");
+    // script(1) runs fetch on a pseudo-terminal of its own.
+    if !require("script", program_missing("script", &["--version"])) {
         return;
     }
     let env = Env::new();
     let msgs: Vec<(String, Vec<u8>)> = (1..=30)
-        .map(|i| (format!("u{i}"), common::large_message(64 << 10, "\r\n")))
+        .map(|i| (format!("u{i}"), large_message(64 << 10, "\r\n")))
         .collect();
     // Slow enough that the bar has time to draw.
     let cfg = ServerConfig {
-        hook_on_command: Some(std::sync::Arc::new(|l: &str| {
-            if l.starts_with("RETR") {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })),
+        hook_on_command: Some(slow_retr(Duration::from_millis(20))),
         ..Default::default()
     };
     let server = Pop3Server::start(cfg, msgs);
-    let mut a = scripted_args(server.port);
-    a.extend([
-        "--keep".into(),
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-    ]);
+    let a = args(&env, &server, &["--keep"]);
     let quoted: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_fetch").to_string())
         .chain(a.clone())
         .map(|s| format!("'{}'", s.replace('\'', "'\\''")))
@@ -269,7 +254,7 @@ fn progress_bars_on_a_terminal_never_in_a_file() {
         }
     }
     c2.env_remove("NO_COLOR");
-    let out = common::run_bounded(c2, Duration::from_secs(60));
+    let out = run_bounded(c2, Duration::from_secs(60));
     assert_eq!(out.code, 0, "{out:?}");
     let drawn = std::fs::read(&typescript).unwrap();
     let text = String::from_utf8_lossy(&drawn);
@@ -284,19 +269,7 @@ fn progress_bars_on_a_terminal_never_in_a_file() {
 
     // The same run with stderr to a file (not a terminal): not one escape.
     let env = Env::new();
-    let mut a = scripted_args(server.port);
-    a.extend([
-        "--keep".into(),
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-    ]);
-    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-    let out = env.run(&refs);
+    let out = run(&env, &server, &["--keep"]);
     assert_eq!(out.code, 0);
     assert!(!out.stderr.contains('\u{1b}') && !out.stdout.contains('\u{1b}'));
-    let _ = Message {
-        uidl: String::new(),
-        body: Vec::new(),
-        deleted: false,
-    };
 }

@@ -1,32 +1,24 @@
 //! `fetch` against a real Dovecot started for the test (see
 //! `scripts/dovecot-sandbox`), filled with the project's fixtures, a large
 //! attachment and, where `../shared/corpus` exists, every corpus message.
-//! Skips with a printed reason when Dovecot is absent, unless
-//! FETCH_REQUIRE_DOVECOT=1 (CI) makes that a failure.
+//! Without Dovecot (or the corpus) these skip with a printed reason, unless
+//! FETCH_REQUIRE lists it (see tests/common/require.rs).
 
 mod common;
 
-use std::path::PathBuf;
+use common::Env;
+use common::args::{dovecot, remove_option, set_option};
+use common::dest::{Dest, maildir_files, maildir_messages};
+use common::dovecot::{Dovecot, pop3_content};
+use common::mail::{expected_local, fixtures_and_corpus, large_message, read_all, sorted};
 
-use common::dovecot::{Dovecot, corpus_files, pop3_content};
-use common::{Env, expected_local, maildir_files, maildir_messages, sorted};
-
-/// Everything we put on the server, in order.
-fn mail_files() -> Vec<PathBuf> {
-    let mut files = common::fixture_files();
-    let corpus = corpus_files();
-    if corpus.is_empty() {
-        eprintln!("note: ../shared/corpus not found; testing the project's own fixtures only");
-    }
-    files.extend(corpus);
-    files
-}
-
+/// Puts the fixtures, the corpus and a large message on the server;
+/// returns them in order.
 fn fill(dc: &Dovecot) -> Vec<Vec<u8>> {
-    let files = mail_files();
+    let files = fixtures_and_corpus();
     dc.fill_files(&files);
-    let mut stored: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
-    let large = common::large_message(2 << 20, "\n");
+    let mut stored = read_all(&files);
+    let large = large_message(2 << 20, "\n");
     dc.fill(&[&large]);
     stored.push(large);
     assert_eq!(dc.message_count(), stored.len());
@@ -45,35 +37,10 @@ fn expected(stored: &[Vec<u8>]) -> Vec<Vec<u8>> {
 }
 
 fn fetch(env: &Env, dc: &Dovecot, tls: &str, extra: &[&str]) -> common::Out {
-    let port = match tls {
-        "implicit" => dc.pop3s_port,
-        _ => dc.pop3_port,
-    }
-    .to_string();
-    let pw = format!("cat {}", dc.password_file.display());
-    let cafile = dc.cafile.to_string_lossy().into_owned();
-    let maildir = env.maildir().to_string_lossy().into_owned();
-    let mut args = vec![
-        "--pop3",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--tls",
-        tls,
-        "--cafile",
-        &cafile,
-        "-u",
-        &dc.user,
-        "--password-command",
-        &pw,
-        "--maildir",
-        &maildir,
-    ];
-    if tls == "none" {
-        args.push("--allow-plaintext-auth");
-    }
-    args.extend_from_slice(extra);
-    env.run(&args)
+    let mut args = dovecot(dc, "pop3", tls);
+    args.extend(Dest::Maildir.args(env));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    env.run_args(&args)
 }
 
 #[test]
@@ -116,8 +83,7 @@ fn every_message_arrives_byte_exact_over_each_tls_mode_then_delete_empties_the_s
     let env = Env::new();
     assert_eq!(fetch(&env, &dc, "implicit", &["--keep"]).code, 0);
     let out = fetch(&env, &dc, "implicit", &["-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains(": 0 new messages"), "{}", out.stderr);
+    out.assert_exit(0, ": 0 new messages");
     assert_eq!(dc.message_count(), 0, "the server is empty");
     assert_eq!(
         maildir_messages(&env.maildir()),
@@ -149,41 +115,17 @@ fn wrong_password_and_untrusted_certificate() {
     let Some(dc) = Dovecot::start() else { return };
     fill(&dc);
     let env = Env::new();
-    let port = dc.pop3s_port.to_string();
-    let maildir = env.maildir().to_string_lossy().into_owned();
-    let cafile = dc.cafile.to_string_lossy().into_owned();
-    let base = [
-        "--pop3",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "-u",
-        &dc.user,
-        "--maildir",
-        &maildir,
-    ];
-    let mut a = base.to_vec();
-    a.extend([
-        "--cafile",
-        &cafile,
-        "--password-command",
-        "echo wrong-password",
-    ]);
-    let out = env.run(&a);
-    assert_eq!(out.code, 77, "{out:?}");
-    assert!(
-        out.stderr.contains("authentication failed"),
-        "{}",
-        out.stderr
-    );
+    let mut a = dovecot(&dc, "pop3", "implicit");
+    a.extend(Dest::Maildir.args(&env));
+    let mut wrong = a.clone();
+    set_option(&mut wrong, "--password-command", "echo wrong-password");
+    let out = env.run_args(&wrong);
+    out.assert_exit(77, "authentication failed");
 
     // Dovecot's self-signed certificate is not trusted without --cafile.
-    let pw = format!("cat {}", dc.password_file.display());
-    let mut a = base.to_vec();
-    a.extend(["--password-command", &pw]);
-    let out = env.run(&a);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+    remove_option(&mut a, "--cafile");
+    let out = env.run_args(&a);
+    out.assert_exit(69, "certificate");
     assert!(maildir_files(&env.maildir()).is_empty());
 }
 
@@ -210,6 +152,5 @@ fn connection_refused_is_temporary() {
         "--maildir",
         &maildir,
     ]);
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(out.stderr.contains("connection refused"), "{}", out.stderr);
+    out.assert_exit(75, "connection refused");
 }

@@ -10,8 +10,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::pop3server::{Faults, Pop3Server, ServerConfig, TlsMode, msg};
-use common::{Env, contains, expected_local, maildir_files, maildir_messages, sorted, tmp_files};
+use common::args::{remove_option, scripted_pop3, set_option};
+use common::dest::{Dest, maildir_files, maildir_messages, tmp_files};
+use common::mail::{
+    contains, expected_local, expected_messages, fixture_files, large_message, lf_to_crlf,
+    read_all, sorted,
+};
+use common::pop3server::{Faults, Message, Pop3Server, ServerConfig, TlsMode, msg, numbered};
+use common::tls::{TestCa, Validity, acceptor, self_signed};
+use common::{Env, all_files, new_session, run_bounded, walk};
 
 fn three() -> Vec<(String, Vec<u8>)> {
     (1..=3)
@@ -24,36 +31,33 @@ fn three() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Arguments for a plaintext session with the scripted server.
+/// Arguments for a plaintext session with the scripted server, into the
+/// test's Maildir.
 fn args(env: &Env, server: &Pop3Server) -> Vec<String> {
-    vec![
-        "--pop3".into(),
-        "127.0.0.1".into(),
-        "--port".into(),
-        server.port.to_string(),
-        "--tls".into(),
-        "none".into(),
-        "--allow-plaintext-auth".into(),
-        "-u".into(),
-        "tester".into(),
-        "--password-command".into(),
-        "echo secret".into(),
-        "--maildir".into(),
-        env.maildir().to_string_lossy().into_owned(),
-        "--timeout".into(),
-        "5".into(),
-    ]
+    let mut a = scripted_pop3(server.port);
+    a.extend(Dest::Maildir.args(env));
+    a
 }
 
 fn run(env: &Env, server: &Pop3Server, extra: &[&str]) -> common::Out {
     let mut a = args(env, server);
     a.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-    env.run(&refs)
+    env.run_args(&a)
 }
 
-fn expected(msgs: &[(String, Vec<u8>)]) -> Vec<Vec<u8>> {
-    sorted(msgs.iter().map(|(_, b)| expected_local(b)).collect())
+/// A server without UIDL whose first session loses its QUIT: the
+/// messages were delivered, but the server never deleted them.
+fn no_uidl_first_quit_lost() -> ServerConfig {
+    ServerConfig {
+        capa_uidl: false,
+        uidl_supported: false,
+        faults: Faults {
+            fault_connections: Some(1),
+            drop_on_command: Some("QUIT".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
 }
 
 fn credentials_sent(server: &Pop3Server) -> bool {
@@ -78,7 +82,7 @@ fn delete_mode_fetches_everything_and_empties_the_server() {
         out.stderr, "",
         "a successful run without a terminal is silent"
     );
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     assert!(server.remaining().is_empty());
     assert!(tmp_files(&env.maildir()).is_empty());
     // The stored line "..not a terminator" (sent stuffed as "...") arrives as stored.
@@ -118,7 +122,7 @@ fn dele_only_after_the_message_is_durable_and_recorded() {
             maildir_messages(&maildir).contains(&want),
             "DELE {n} arrived before message {n} was in the Maildir"
         );
-        let recorded = common::all_files(&state)
+        let recorded = all_files(&state)
             .iter()
             .any(|(p, b)| p.ends_with("journal") && contains(b, uidl.as_bytes()));
         assert!(
@@ -148,12 +152,7 @@ fn wrong_password_exits_77_and_changes_nothing() {
     };
     let server = Pop3Server::start(cfg, three());
     let out = run(&env, &server, &[]);
-    assert_eq!(out.code, 77, "{out:?}");
-    assert!(
-        out.stderr.contains("authentication failed"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(77, "authentication failed");
     assert!(
         out.stderr.starts_with("fetch: tester@127.0.0.1: "),
         "{}",
@@ -193,8 +192,7 @@ fn dropped_connection_mid_retr_then_rerun_delivers_exactly_once() {
     };
     let server = Pop3Server::start(cfg, msgs.clone());
     let out = run(&env, &server, &[]);
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(out.stderr.contains("connection"), "{}", out.stderr);
+    out.assert_exit(75, "connection");
     // Nothing half-written anywhere; the complete message 1 is kept.
     let got = maildir_messages(&env.maildir());
     assert!(!got.contains(&expected_local(&msgs[1].1)));
@@ -211,7 +209,7 @@ fn dropped_connection_mid_retr_then_rerun_delivers_exactly_once() {
 
     let out = run(&env, &server, &[]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     assert!(server.remaining().is_empty());
     // Message 1 was committed in the first run: the second only deletes it.
     let retr1 = server.commands().iter().filter(|c| *c == "RETR 1").count();
@@ -231,10 +229,10 @@ fn starttls_missing_exits_69_before_credentials() {
             ..Default::default()
         },
     ] {
-        let ca = common::tls::TestCa::new();
-        let cert = ca.issue(&["127.0.0.1"], common::tls::Validity::Good);
+        let ca = TestCa::new();
+        let cert = ca.issue(&["127.0.0.1"], Validity::Good);
         let cfg = ServerConfig {
-            tls: TlsMode::Stls(common::tls::acceptor(&cert)),
+            tls: TlsMode::Stls(acceptor(&cert)),
             faults,
             ..Default::default()
         };
@@ -246,20 +244,18 @@ fn starttls_missing_exits_69_before_credentials() {
     // And with no TLS support at all.
     let server = Pop3Server::start(ServerConfig::default(), three());
     let out = run(&env, &server, &["--tls", "starttls"]);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("STLS"), "{}", out.stderr);
+    out.assert_exit(69, "STLS");
     assert!(!credentials_sent(&server));
 }
 
 #[test]
 fn starttls_response_injection_is_refused() {
     let env = Env::new();
-    let ca = common::tls::TestCa::new();
-    let ca_path = env.path().join("ca.pem");
-    ca.write_pem(&ca_path);
-    let cert = ca.issue(&["127.0.0.1"], common::tls::Validity::Good);
+    let ca = TestCa::new();
+    let ca_arg = ca.cafile_in(env.path());
+    let cert = ca.issue(&["127.0.0.1"], Validity::Good);
     let cfg = ServerConfig {
-        tls: TlsMode::Stls(common::tls::acceptor(&cert)),
+        tls: TlsMode::Stls(acceptor(&cert)),
         faults: Faults {
             inject_after_stls: Some(b"+OK injected\r\n".to_vec()),
             ..Default::default()
@@ -267,25 +263,21 @@ fn starttls_response_injection_is_refused() {
         ..Default::default()
     };
     let server = Pop3Server::start(cfg, three());
-    let ca_arg = ca_path.to_string_lossy().into_owned();
     let out = run(&env, &server, &["--tls", "starttls", "--cafile", &ca_arg]);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("injection"), "{}", out.stderr);
+    out.assert_exit(69, "injection");
     assert!(!credentials_sent(&server));
 }
 
 #[test]
 fn starttls_and_implicit_tls_work_with_a_trusted_ca() {
     let env = Env::new();
-    let ca = common::tls::TestCa::new();
-    let ca_path = env.path().join("ca.pem");
-    ca.write_pem(&ca_path);
-    let ca_arg = ca_path.to_string_lossy().into_owned();
-    let cert = ca.issue(&["127.0.0.1"], common::tls::Validity::Good);
+    let ca = TestCa::new();
+    let ca_arg = ca.cafile_in(env.path());
+    let cert = ca.issue(&["127.0.0.1"], Validity::Good);
     let msgs = three();
 
     let cfg = ServerConfig {
-        tls: TlsMode::Stls(common::tls::acceptor(&cert)),
+        tls: TlsMode::Stls(acceptor(&cert)),
         plaintext_auth_allowed: false,
         ..Default::default()
     };
@@ -298,7 +290,7 @@ fn starttls_and_implicit_tls_work_with_a_trusted_ca() {
     );
 
     let cfg = ServerConfig {
-        tls: TlsMode::Implicit(common::tls::acceptor(&cert)),
+        tls: TlsMode::Implicit(acceptor(&cert)),
         ..Default::default()
     };
     let server = Pop3Server::start(cfg, msgs.clone());
@@ -309,12 +301,9 @@ fn starttls_and_implicit_tls_work_with_a_trusted_ca() {
 
 #[test]
 fn untrusted_certificates_exit_69_before_credentials() {
-    use common::tls::{TestCa, Validity, self_signed};
     let env = Env::new();
     let ca = TestCa::new();
-    let ca_path = env.path().join("ca.pem");
-    ca.write_pem(&ca_path);
-    let ca_arg = ca_path.to_string_lossy().into_owned();
+    let ca_arg = ca.cafile_in(env.path());
     let cases = [
         ("self-signed", self_signed(&["127.0.0.1"]), true),
         (
@@ -341,7 +330,7 @@ fn untrusted_certificates_exit_69_before_credentials() {
     ];
     for (what, cert, with_cafile) in cases {
         let cfg = ServerConfig {
-            tls: TlsMode::Implicit(common::tls::acceptor(&cert)),
+            tls: TlsMode::Implicit(acceptor(&cert)),
             ..Default::default()
         };
         let server = Pop3Server::start(cfg, three());
@@ -364,14 +353,8 @@ fn plaintext_login_is_refused_unless_allowed() {
         .into_iter()
         .filter(|a| a != "--allow-plaintext-auth")
         .collect();
-    let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-    let out = env.run(&refs);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(
-        out.stderr.contains("--allow-plaintext-auth"),
-        "{}",
-        out.stderr
-    );
+    let out = env.run_args(&a);
+    out.assert_exit(69, "--allow-plaintext-auth");
     assert!(!credentials_sent(&server));
 }
 
@@ -427,7 +410,7 @@ fn keep_mode_fetches_only_new_mail_and_all_refetches() {
     let msgs = three();
     let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
     assert_eq!(run(&env, &server, &["--keep"]).code, 0);
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     assert_eq!(server.remaining().len(), 3);
     assert!(!server.commands().iter().any(|c| c.starts_with("DELE")));
 
@@ -438,20 +421,14 @@ fn keep_mode_fetches_only_new_mail_and_all_refetches() {
     assert_eq!(maildir_files(&env.maildir()).len(), 3);
 
     let new = msg(4, &["a new one"]);
-    server
-        .mailbox
-        .lock()
-        .unwrap()
-        .messages
-        .push(common::pop3server::Message {
-            uidl: "uid-4".into(),
-            body: new.clone(),
-            deleted: false,
-        });
+    server.mailbox.lock().unwrap().messages.push(Message {
+        uidl: "uid-4".into(),
+        body: new.clone(),
+        deleted: false,
+    });
     let before = server.commands().len();
     let out = run(&env, &server, &["--keep", "-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("1 new message"), "{}", out.stderr);
+    out.assert_exit(0, "1 new message");
     let third: Vec<String> = server.commands()[before..].to_vec();
     assert_eq!(
         third
@@ -491,13 +468,12 @@ fn server_without_uidl_delete_works_keep_exits_76() {
     };
     let server = Pop3Server::start(cfg.clone(), msgs.clone());
     let out = run(&env, &server, &["--keep"]);
-    assert_eq!(out.code, 76, "{out:?}");
-    assert!(out.stderr.contains("UIDL"), "{}", out.stderr);
+    out.assert_exit(76, "UIDL");
     assert_eq!(server.remaining().len(), 3);
 
     let out = run(&env, &server, &[]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     assert!(server.remaining().is_empty());
 }
 
@@ -505,26 +481,16 @@ fn server_without_uidl_delete_works_keep_exits_76() {
 fn no_uidl_interrupted_before_quit_is_not_delivered_twice() {
     let env = Env::new();
     let msgs = three();
-    let cfg = ServerConfig {
-        capa_uidl: false,
-        uidl_supported: false,
-        faults: Faults {
-            fault_connections: Some(1),
-            drop_on_command: Some("QUIT".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let server = Pop3Server::start(cfg, msgs.clone());
+    let server = Pop3Server::start(no_uidl_first_quit_lost(), msgs.clone());
     let out = run(&env, &server, &[]);
     assert_ne!(out.code, 0, "{out:?}");
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     assert_eq!(server.remaining().len(), 3, "QUIT never completed");
     let out = run(&env, &server, &[]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(
         maildir_messages(&env.maildir()),
-        expected(&msgs),
+        expected_messages(&msgs),
         "no duplicates"
     );
     assert!(server.remaining().is_empty());
@@ -552,7 +518,7 @@ fn interrupted_quit_with_uidl_deletes_on_next_run_without_refetch() {
             .iter()
             .any(|c| c.starts_with("RETR"))
     );
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     assert!(server.remaining().is_empty());
 }
 
@@ -570,36 +536,25 @@ fn refused_dele_is_reported_and_retried() {
     };
     let server = Pop3Server::start(cfg, msgs.clone());
     let out = run(&env, &server, &[]);
-    assert_eq!(out.code, 76, "{out:?}");
-    assert!(out.stderr.contains("refused to delete"), "{}", out.stderr);
+    out.assert_exit(76, "refused to delete");
     assert_eq!(server.remaining().len(), 1);
     let out = run(&env, &server, &[]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(server.remaining().is_empty());
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
 }
 
 #[test]
 fn no_password_source_without_a_terminal_exits_78_at_once() {
-    use std::os::unix::process::CommandExt;
     let env = Env::new();
     let server = Pop3Server::start(ServerConfig::default(), three());
-    let a: Vec<String> = args(&env, &server)
-        .into_iter()
-        .filter(|a| a != "--password-command" && a != "echo secret")
-        .collect();
+    let mut a = args(&env, &server);
+    remove_option(&mut a, "--password-command");
     let mut c = env.cmd();
     c.args(&a);
-    // A new session has no controlling terminal, as under cron.
-    unsafe {
-        c.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let out = common::run_bounded(c, Duration::from_secs(10));
-    assert_eq!(out.code, 78, "{out:?}");
-    assert!(out.stderr.contains("--password-command"), "{}", out.stderr);
+    new_session(&mut c);
+    let out = run_bounded(c, Duration::from_secs(10));
+    out.assert_exit(78, "--password-command");
     assert!(out.elapsed < Duration::from_secs(2), "{:?}", out.elapsed);
     assert_eq!(server.connections(), 0, "no network before a password");
 }
@@ -609,7 +564,7 @@ fn a_second_run_on_the_same_account_exits_75_at_once() {
     let env = Env::new();
     let server = Pop3Server::start(ServerConfig::default(), three());
     assert_eq!(run(&env, &server, &["--keep"]).code, 0);
-    let lock: PathBuf = common::all_files(&env.state_dir())
+    let lock: PathBuf = all_files(&env.state_dir())
         .into_iter()
         .map(|(p, _)| p)
         .find(|p| p.ends_with("lock"))
@@ -617,8 +572,7 @@ fn a_second_run_on_the_same_account_exits_75_at_once() {
     let held = std::fs::File::open(&lock).unwrap();
     held.lock().unwrap();
     let out = run(&env, &server, &["--keep"]);
-    assert_eq!(out.code, 75, "{out:?}");
-    assert!(out.stderr.contains("another fetch"), "{}", out.stderr);
+    out.assert_exit(75, "another fetch");
     assert!(out.elapsed < Duration::from_secs(2));
     drop(held);
     assert_eq!(run(&env, &server, &["--keep"]).code, 0);
@@ -645,7 +599,7 @@ fn hostile_unique_ids_are_ledger_keys_never_paths() {
     let server = Pop3Server::start(cfg, msgs.clone());
     let out = run(&env, &server, &["--keep"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     for f in maildir_files(&env.maildir()) {
         let name = f.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
@@ -674,8 +628,7 @@ fn duplicate_unique_ids_are_refused() {
     };
     let server = Pop3Server::start(cfg, three());
     let out = run(&env, &server, &[]);
-    assert_eq!(out.code, 76, "{out:?}");
-    assert!(out.stderr.contains("same unique id"), "{}", out.stderr);
+    out.assert_exit(76, "same unique id");
     assert!(out.stderr.contains("messages 1 and 3"), "{}", out.stderr);
     assert_eq!(server.remaining().len(), 3);
     assert!(maildir_files(&env.maildir()).is_empty());
@@ -694,18 +647,13 @@ fn size_different_from_list_is_delivered_with_a_warning() {
     };
     let server = Pop3Server::start(cfg, msgs.clone());
     let out = run(&env, &server, &["-v"]);
-    assert_eq!(out.code, 0, "{out:?}");
-    assert!(
-        out.stderr.contains("LIST announced 5 bytes"),
-        "{}",
-        out.stderr
-    );
+    out.assert_exit(0, "LIST announced 5 bytes");
     assert!(
         out.stderr.contains("LIST announced 100000 bytes"),
         "{}",
         out.stderr
     );
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
 }
 
 #[test]
@@ -799,16 +747,14 @@ fn many_messages_span_several_batches() {
     let server = Pop3Server::start(ServerConfig::default(), msgs.clone());
     let out = run(&env, &server, &[]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     assert!(server.remaining().is_empty());
 }
 
 #[test]
 fn without_pipelining_one_command_at_a_time_still_works() {
     let env = Env::new();
-    let msgs: Vec<(String, Vec<u8>)> = (1..=20)
-        .map(|i| (format!("u{i}"), msg(i, &["x"])))
-        .collect();
+    let msgs = numbered(20, &["x"]);
     let cfg = ServerConfig {
         capa_pipelining: false,
         capa_enabled: false,
@@ -817,23 +763,20 @@ fn without_pipelining_one_command_at_a_time_still_works() {
     let server = Pop3Server::start(cfg, msgs.clone());
     let out = run(&env, &server, &[]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(maildir_messages(&env.maildir()), expected(&msgs));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&msgs));
     assert!(server.remaining().is_empty());
 }
 
 #[test]
 fn own_fixtures_and_a_large_attachment_arrive_byte_exact() {
     let env = Env::new();
-    let mut originals: Vec<Vec<u8>> = common::fixture_files()
-        .iter()
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
-    originals.push(common::large_message(3 << 20, "\r\n"));
-    originals.push(common::large_message(1 << 20, "\n"));
+    let mut originals = read_all(&fixture_files());
+    originals.push(large_message(3 << 20, "\r\n"));
+    originals.push(large_message(1 << 20, "\n"));
     let msgs: Vec<(String, Vec<u8>)> = originals
         .iter()
         .enumerate()
-        .map(|(i, b)| (format!("f{i}"), common::dovecot::lf_to_crlf(b)))
+        .map(|(i, b)| (format!("f{i}"), lf_to_crlf(b)))
         .collect();
     let server = Pop3Server::start(ServerConfig::default(), msgs);
     let out = run(&env, &server, &[]);
@@ -845,7 +788,7 @@ fn own_fixtures_and_a_large_attachment_arrive_byte_exact() {
 #[test]
 fn a_50_mb_message_streams_in_bounded_memory() {
     let env = Env::new();
-    let big = common::large_message(38 << 20, "\r\n"); // ~51 MB of base64
+    let big = large_message(38 << 20, "\r\n"); // ~51 MB of base64
     assert!(big.len() > 50_000_000);
     let want = expected_local(&big);
     let server = Pop3Server::start(ServerConfig::default(), vec![("big".into(), big)]);
@@ -880,19 +823,10 @@ fn the_password_appears_in_no_output_and_no_state_file() {
             ..Default::default()
         };
         let server = Pop3Server::start(cfg, three());
-        let a: Vec<String> = args(&env, &server)
-            .into_iter()
-            .map(|a| {
-                if a == "echo secret" {
-                    format!("echo {SENTINEL}")
-                } else {
-                    a
-                }
-            })
-            .collect();
-        let mut refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-        refs.push("-vv");
-        let out = env.run(&refs);
+        let mut a = args(&env, &server);
+        set_option(&mut a, "--password-command", &format!("echo {SENTINEL}"));
+        a.push("-vv".into());
+        let out = env.run_args(&a);
         assert_eq!(out.code, 0, "{out:?}");
         // The trace shows the exchange, with the login redacted.
         assert!(out.stderr.contains("C: RETR 1"), "{}", out.stderr);
@@ -911,7 +845,7 @@ fn the_password_appears_in_no_output_and_no_state_file() {
         ) {
             assert!(!out.stderr.contains(&needle), "{needle} in stderr");
             assert!(!out.stdout.contains(&needle), "{needle} in stdout");
-            for (path, bytes) in common::all_files(env.path()) {
+            for (path, bytes) in all_files(env.path()) {
                 assert!(!contains(&bytes, needle.as_bytes()), "{needle} in {path:?}");
             }
         }
@@ -942,7 +876,10 @@ fn nobody_can_read_environ_of(pid: u32) -> bool {
 #[test]
 fn the_process_is_not_dumpable_while_it_holds_a_password() {
     // Seen from outside only when fetch runs as another user than root
-    // (root may read any process).
+    // (root may read any process). Running as root is a matter of the
+    // environment, not a tool to install, so these skips stay plain ones
+    // that FETCH_REQUIRE does not govern (CI runs as root; setpriv comes
+    // with util-linux).
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {
         println!("SKIP: needs root and setpriv, to run fetch as nobody");
@@ -969,7 +906,8 @@ fn the_process_is_not_dumpable_while_it_holds_a_password() {
     assert!(control, "the control process was not readable");
 
     let env = Env::new();
-    for d in common::walk_dirs(env.path()) {
+    let dirs = walk(env.path()).into_iter().filter(|p| p.is_dir());
+    for d in dirs.chain([env.path().to_path_buf()]) {
         std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     }
     let cfg = ServerConfig {
@@ -1003,12 +941,9 @@ fn the_process_is_not_dumpable_while_it_holds_a_password() {
 
 #[test]
 fn host_names_are_verified_by_dns_name_too() {
-    use common::tls::{TestCa, Validity};
     let env = Env::new();
     let ca = TestCa::new();
-    let ca_path = env.path().join("ca.pem");
-    ca.write_pem(&ca_path);
-    let ca_arg = ca_path.to_string_lossy().into_owned();
+    let ca_arg = ca.cafile_in(env.path());
     for (names, ok) in [
         (&["localhost"][..], true),
         (&["*.localhost"][..], false),
@@ -1017,23 +952,14 @@ fn host_names_are_verified_by_dns_name_too() {
     ] {
         let cert = ca.issue(names, Validity::Good);
         let cfg = ServerConfig {
-            tls: TlsMode::Implicit(common::tls::acceptor(&cert)),
+            tls: TlsMode::Implicit(acceptor(&cert)),
             ..Default::default()
         };
         let server = Pop3Server::start(cfg, three());
-        let a: Vec<String> = args(&env, &server)
-            .into_iter()
-            .map(|a| {
-                if a == "127.0.0.1" {
-                    "localhost".into()
-                } else {
-                    a
-                }
-            })
-            .collect();
-        let mut refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-        refs.extend(["--tls", "implicit", "--cafile", &ca_arg, "--keep"]);
-        let out = env.run(&refs);
+        let mut a = args(&env, &server);
+        set_option(&mut a, "--pop3", "localhost");
+        a.extend(["--tls", "implicit", "--cafile", &ca_arg, "--keep"].map(String::from));
+        let out = env.run_args(&a);
         if ok {
             assert_eq!(out.code, 0, "{names:?}: {out:?}");
         } else {
@@ -1052,24 +978,14 @@ fn host_names_are_verified_by_dns_name_too() {
 fn no_uidl_new_mail_before_already_delivered_mail_is_delivered_in_the_same_run() {
     let env = Env::new();
     let msgs = three();
-    let cfg = ServerConfig {
-        capa_uidl: false,
-        uidl_supported: false,
-        faults: Faults {
-            fault_connections: Some(1),
-            drop_on_command: Some("QUIT".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let server = Pop3Server::start(cfg, msgs.clone());
+    let server = Pop3Server::start(no_uidl_first_quit_lost(), msgs.clone());
     assert_ne!(run(&env, &server, &[]).code, 0);
     // New mail arrives in front of the three already delivered ones, so the
     // last messages of the next run are all "already delivered".
     let new = msg(9, &["new in front"]);
     server.mailbox.lock().unwrap().messages.insert(
         0,
-        common::pop3server::Message {
+        Message {
             uidl: "new".into(),
             body: new.clone(),
             deleted: false,
@@ -1079,7 +995,7 @@ fn no_uidl_new_mail_before_already_delivered_mail_is_delivered_in_the_same_run()
     assert_eq!(out.code, 0, "{out:?}");
     let mut all = msgs.clone();
     all.push(("new".into(), new));
-    assert_eq!(maildir_messages(&env.maildir()), expected(&all));
+    assert_eq!(maildir_messages(&env.maildir()), expected_messages(&all));
     assert!(server.remaining().is_empty());
     assert!(tmp_files(&env.maildir()).is_empty());
 }
@@ -1110,7 +1026,6 @@ fn poison_messages_arrive_and_do_not_stop_the_rest() {
 
 #[test]
 fn show_cert_then_pin_the_fingerprint() {
-    use common::tls::{TestCa, Validity, self_signed};
     let env = Env::new();
     let cert = self_signed(&["127.0.0.1"]);
     let fp: String = openssl::x509::X509::from_pem(cert.cert_pem.as_bytes())
@@ -1122,7 +1037,7 @@ fn show_cert_then_pin_the_fingerprint() {
         .collect::<Vec<_>>()
         .join(":");
     let cfg = ServerConfig {
-        tls: TlsMode::Implicit(common::tls::acceptor(&cert)),
+        tls: TlsMode::Implicit(acceptor(&cert)),
         ..Default::default()
     };
     let server = Pop3Server::start(cfg, three());
@@ -1146,15 +1061,13 @@ fn show_cert_then_pin_the_fingerprint() {
     assert!(out.stdout.contains("PIPELINING"), "{}", out.stdout);
     assert!(!credentials_sent(&server));
 
-    let base = args(&env, &server)
-        .into_iter()
-        .filter(|a| a != "--tls" && a != "none" && a != "--allow-plaintext-auth")
-        .collect::<Vec<_>>();
+    let mut base = args(&env, &server);
+    remove_option(&mut base, "--tls");
+    base.retain(|a| a != "--allow-plaintext-auth");
     let with = |pin: &str| {
         let mut a = base.clone();
         a.extend(["--fingerprint".into(), pin.into(), "--keep".into()]);
-        let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
-        env.run(&refs)
+        env.run_args(&a)
     };
     let out = with(&fp.to_lowercase());
     assert_eq!(
@@ -1165,8 +1078,7 @@ fn show_cert_then_pin_the_fingerprint() {
     let wrong = format!("00{}", &fp[2..]);
     let before = server.commands().len();
     let out = with(&wrong);
-    assert_eq!(out.code, 69, "{out:?}");
-    assert!(out.stderr.contains("pinned"), "{}", out.stderr);
+    out.assert_exit(69, "pinned");
     assert!(
         server.commands()[before..].is_empty(),
         "nothing sent after a pin mismatch"
@@ -1175,12 +1087,11 @@ fn show_cert_then_pin_the_fingerprint() {
     // A pin replaces the CA check: a CA-trusted certificate with another
     // fingerprint is refused too.
     let ca = TestCa::new();
-    let ca_path = env.path().join("ca.pem");
-    ca.write_pem(&ca_path);
+    let ca_arg = ca.cafile_in(env.path());
     let good = ca.issue(&["127.0.0.1"], Validity::Good);
     let server2 = Pop3Server::start(
         ServerConfig {
-            tls: TlsMode::Implicit(common::tls::acceptor(&good)),
+            tls: TlsMode::Implicit(acceptor(&good)),
             ..Default::default()
         },
         three(),
@@ -1196,7 +1107,7 @@ fn show_cert_then_pin_the_fingerprint() {
         "--password-command",
         "echo secret",
         "--cafile",
-        ca_path.to_str().unwrap(),
+        &ca_arg,
         "--fingerprint",
         &fp,
         "--maildir",

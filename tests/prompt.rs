@@ -9,15 +9,19 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::Env;
+use common::args::{remove_option, scripted_pop3};
+use common::dest::{Dest, maildir_files};
 use common::pop3server::{Pop3Server, ServerConfig, msg};
+use common::spawned::Spawned;
 
 /// `fetch` started as the leader of a new session whose controlling
-/// terminal is a fresh pty; returns the child and the master side.
-fn spawn_on_pty(env: &Env, port: u16) -> (Child, File) {
+/// terminal is a fresh pty, with no password source but the terminal;
+/// returns fetch and the master side.
+fn spawn_on_pty(env: &Env, port: u16) -> (Spawned, File) {
     let (mut master, mut slave) = (-1, -1);
     // SAFETY: openpty fills two fds; the null pointers ask for defaults.
     let rc = unsafe {
@@ -34,25 +38,14 @@ fn spawn_on_pty(env: &Env, port: u16) -> (Child, File) {
     // SAFETY: both fds were just returned by openpty and are ours.
     let (master, slave) = unsafe { (File::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
     let slave_fd = slave.as_raw_fd();
+    let mut args = scripted_pop3(port);
+    remove_option(&mut args, "--password-command");
+    args.extend(Dest::Maildir.args(env));
     let mut cmd = env.cmd();
-    cmd.args([
-        "--pop3",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--tls",
-        "none",
-        "--allow-plaintext-auth",
-        "-u",
-        "tester",
-        "--timeout",
-        "5",
-        "--maildir",
-    ])
-    .arg(env.maildir())
-    .stdin(Stdio::null())
-    .stdout(Stdio::from(slave.try_clone().unwrap()))
-    .stderr(Stdio::from(slave.try_clone().unwrap()));
+    cmd.args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
     // SAFETY: only async-signal-safe calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
@@ -64,7 +57,7 @@ fn spawn_on_pty(env: &Env, port: u16) -> (Child, File) {
     }
     let child = cmd.spawn().unwrap();
     drop(slave);
-    (child, master)
+    (Spawned::adopt(child), master)
 }
 
 /// Read from the master until `want` shows up (or fail after a while).
@@ -123,27 +116,18 @@ fn echo_is_on(master: &File) -> bool {
     t.c_lflag & libc::ECHO != 0
 }
 
-fn wait_exit(child: &mut Child) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code().unwrap_or(-1);
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("fetch did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// A server with one message for tester (password secret).
+fn server() -> Pop3Server {
+    Pop3Server::start(
+        ServerConfig::default(),
+        vec![("u1".into(), msg(1, &["hi"]))],
+    )
 }
 
 #[test]
 fn a_password_typed_at_the_prompt_logs_in_without_echo() {
     let env = Env::new();
-    let server = Pop3Server::start(
-        ServerConfig::default(),
-        vec![("u1".into(), msg(1, &["hi"]))],
-    );
+    let server = server();
     let (mut child, mut master) = spawn_on_pty(&env, server.port);
     read_until(&mut master, "Password for");
     assert!(
@@ -151,29 +135,30 @@ fn a_password_typed_at_the_prompt_logs_in_without_echo() {
         "echo is off while the password is typed"
     );
     master.write_all(b"secret\n").unwrap();
-    assert_eq!(wait_exit(&mut child), 0);
+    assert_eq!(child.wait_exit(Duration::from_secs(10)).code, 0);
     let shown = drain(&mut master);
     assert!(
         !shown.contains("secret"),
         "the password was echoed: {shown:?}"
     );
     assert!(echo_is_on(&master), "echo is back on");
-    assert_eq!(common::maildir_files(&env.maildir()).len(), 1);
+    assert_eq!(maildir_files(&env.maildir()).len(), 1);
     assert!(server.remaining().is_empty());
 }
 
 #[test]
 fn ctrl_c_at_the_prompt_gives_up_at_once_and_restores_echo() {
     let env = Env::new();
-    let server = Pop3Server::start(
-        ServerConfig::default(),
-        vec![("u1".into(), msg(1, &["hi"]))],
-    );
+    let server = server();
     let (mut child, mut master) = spawn_on_pty(&env, server.port);
     read_until(&mut master, "Password for");
     master.write_all(b"sec\x03").unwrap(); // Ctrl-C: SIGINT from the terminal
     let shown = read_until(&mut master, "interrupted at the password prompt");
-    assert_eq!(wait_exit(&mut child), 130, "{shown:?}");
+    assert_eq!(
+        child.wait_exit(Duration::from_secs(10)).code,
+        130,
+        "{shown:?}"
+    );
     assert!(echo_is_on(&master), "echo is back on");
     assert!(!shown.contains("sec"), "{shown:?}");
     assert!(

@@ -1,8 +1,8 @@
-//! Properties (issue 6 §5), over the library's public API: the POP3
-//! multi-line decoder undoes what a server's dot-stuffing does, for any
-//! message and any split of the stream; mboxrd quoting round-trips; the
-//! ledger keeps exactly what was committed across reopens and compactions.
-//! (Folder-name escaping is property-tested in src/imap/names.rs.)
+//! Properties, over the library's public API: the POP3 multi-line decoder
+//! undoes what a server's dot-stuffing does, for any message and any split
+//! of the stream; mboxrd quoting round-trips; the ledger keeps exactly what
+//! was committed across reopens and compactions. (Folder-name escaping is
+//! property-tested in src/imap/names.rs.)
 
 use std::collections::HashMap;
 

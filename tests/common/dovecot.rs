@@ -7,8 +7,8 @@
 //! 127.0.0.1 only, with POP3, POP3S (implicit TLS), IMAP and IMAPS on ports
 //! picked by binding 127.0.0.1:0. Dropping it stops the server.
 //!
-//! Without Dovecot installed, [`Dovecot::start`] prints `SKIP: <reason>` and
-//! returns `None`; with `FETCH_REQUIRE_DOVECOT=1` (as in CI) it panics instead.
+//! Without Dovecot installed, [`Dovecot::start`] returns `None` when
+//! [`require`] lets the test skip (`FETCH_REQUIRE` without `dovecot`).
 //!
 //! # What Dovecot 2.3 makes of the stored bytes
 //!
@@ -41,45 +41,18 @@
 //!   `~{n}` literal8);
 //! - nothing is appended: a missing final newline stays missing;
 //! - `RFC822.SIZE` and the literal length are [`virtual_size`].
-#![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use super::mail::lf_to_crlf;
+use super::read_in_background;
+use super::require::require;
+
 /// The sandbox script.
 pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dovecot-sandbox")
-}
-
-/// The shared test corpus (`../shared/corpus/messages` next to the crate),
-/// if present.
-pub fn corpus_dir() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/messages");
-    d.is_dir().then_some(d)
-}
-
-/// Every regular file below [`corpus_dir`], sorted by path; empty without
-/// a corpus.
-pub fn corpus_files() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Some(root) = corpus_dir() else {
-        return out;
-    };
-    let mut stack = vec![root];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(e.path());
-            } else if ft.is_file() {
-                out.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// What a POP3 client gets from Dovecot's `RETR` for a message stored as
@@ -125,19 +98,6 @@ pub fn virtual_size(stored: &[u8]) -> usize {
     lf_to_crlf(stored).len()
 }
 
-/// Every bare LF becomes CRLF (existing CRLF and bare CR stay), as a POP3
-/// or IMAP server serves a message stored with LF line ends.
-pub fn lf_to_crlf(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len() + b.len() / 16);
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'\n' && (i == 0 || b[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Runs `cmd` with stdin from /dev/null and its output captured, killing it
 /// after `limit`. Never waits for pipe holders other than the child itself
 /// once the limit has passed.
@@ -149,18 +109,8 @@ pub fn run_limited(mut cmd: Command, limit: Duration) -> Result<Output, String> 
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
+    let t1 = read_in_background(child.stdout.take().unwrap());
+    let t2 = read_in_background(child.stderr.take().unwrap());
     let start = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -210,14 +160,6 @@ fn sandbox_path() -> std::ffi::OsString {
     std::env::join_paths(dirs).unwrap()
 }
 
-fn skip_or_panic(reason: &str) -> Option<Dovecot> {
-    if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
-        panic!("Dovecot is required (FETCH_REQUIRE_DOVECOT=1) but {reason}");
-    }
-    eprintln!("SKIP: {reason}");
-    None
-}
-
 /// Four distinct free ports on 127.0.0.1 (all bound at once, then released).
 fn free_ports() -> [u16; 4] {
     let ls: Vec<std::net::TcpListener> = (0..4)
@@ -258,14 +200,16 @@ pub struct Dovecot {
 impl Dovecot {
     /// Starts a private Dovecot via `scripts/dovecot-sandbox`, with ports
     /// picked by binding 127.0.0.1:0 (retried up to 3 times when another
-    /// process grabs one of them first). Returns `None` after printing
-    /// `SKIP: <reason>` when Dovecot is not installed, or panics with the
-    /// reason when `FETCH_REQUIRE_DOVECOT=1`. Any other failure panics.
+    /// process grabs one of them first). Returns `None` when Dovecot (or
+    /// what the script needs) is not installed and [`require`] lets the
+    /// test skip. Any other failure panics.
     pub fn start() -> Option<Dovecot> {
-        for prog in ["dovecot", "doveadm", "openssl", "bash"] {
-            if find_program(prog).is_none() {
-                return skip_or_panic(&format!("`{prog}` is not installed"));
-            }
+        let missing = ["dovecot", "doveadm", "openssl", "bash"]
+            .into_iter()
+            .find(|prog| find_program(prog).is_none())
+            .map(|prog| format!("`{prog}` is not installed"));
+        if !require("dovecot", missing) {
+            return None;
         }
         let mut last_err = String::new();
         for _attempt in 0..3 {
@@ -354,7 +298,7 @@ impl Dovecot {
 
     /// Adds messages to INBOX, in order, byte for byte (through the script's
     /// `fill`, like [`Dovecot::fill_files`]).
-    pub fn fill(&self, msgs: &[&[u8]]) {
+    pub fn fill<M: AsRef<[u8]>>(&self, msgs: &[M]) {
         if msgs.is_empty() {
             return;
         }

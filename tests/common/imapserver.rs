@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Env;
+use super::args::scripted_imap;
+use super::dest::Dest;
+use super::mail::lf;
 
 pub struct Msg {
     pub uid: u32,
@@ -62,17 +65,6 @@ pub fn big(len: usize, seed: u8) -> Vec<u8> {
     }
     v.truncate(len);
     v
-}
-
-/// CRLF -> LF: what fetch stores of a body.
-pub fn lf(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    for (i, &c) in b.iter().enumerate() {
-        if !(c == b'\r' && b.get(i + 1) == Some(&b'\n')) {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Makes the reply to a body FETCH of a message (number `seq`): the bytes,
@@ -312,28 +304,8 @@ fn session(mut s: TcpStream, sc: &Script) -> std::io::Result<()> {
 /// 5 s timeout unless `extra` gives one, into the environment's Maildir),
 /// with `extra` arguments.
 pub fn fetch(env: &Env, port: u16, extra: &[&str]) -> super::Out {
-    let port = port.to_string();
-    let md = env.maildir();
-    let mut args = vec![
-        "--imap",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--tls",
-        "none",
-        "--allow-plaintext-auth",
-        "--auth",
-        "user",
-        "-u",
-        "tester",
-        "--password-command",
-        "echo secret",
-        "--maildir",
-        md.to_str().unwrap(),
-    ];
-    if !extra.contains(&"--timeout") {
-        args.extend(["--timeout", "5"]);
-    }
-    args.extend_from_slice(extra);
-    env.run(&args)
+    let mut args = scripted_imap(port);
+    args.extend(Dest::Maildir.args(env));
+    args.extend(extra.iter().map(|s| s.to_string()));
+    env.run_args(&args)
 }

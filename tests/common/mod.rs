@@ -1,15 +1,37 @@
-//! Shared integration-test support: a hermetic environment for running the
-//! `fetch` binary, the scripted in-process POP3 server, and the real Dovecot
-//! sandbox. Each test file does `mod common;` and uses what it needs.
+//! Shared integration-test support. Each test file does `mod common;` and
+//! uses what it needs. Here: a hermetic environment for running the `fetch`
+//! binary ([`Env`]) to completion within a limit ([`run_bounded`]). Around
+//! it:
+//!
+//! - `args`: command lines for fetch against each test server;
+//! - `config`: the config file;
+//! - `dest`: the Maildir or mbox a run delivers into, read back;
+//! - `dovecot`: a private Dovecot, and what it makes of stored bytes;
+//! - `imapserver`, `pop3server`: the scripted servers;
+//! - `mail`: fixtures, corpus, large messages, line-ending conversions;
+//! - `require`: skipping or failing without a tool (`FETCH_REQUIRE`);
+//! - `spawned`: fetch in the background, SIGTERM, bounded waits;
+//! - `tls`: test certificates.
+// Each test binary uses a part of these modules; the rest is dead code there.
 #![allow(dead_code)]
 
+pub mod args;
+pub mod config;
+pub mod dest;
 pub mod dovecot;
 pub mod imapserver;
+pub mod mail;
 pub mod pop3server;
+pub mod require;
+pub mod spawned;
 pub mod tls;
 
+use std::ffi::OsStr;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// A fresh temporary directory that stands in for the user's world: HOME,
 /// XDG directories and NETRC all point inside it, so no test ever reads or
@@ -42,6 +64,10 @@ impl Env {
     pub fn maildir(&self) -> PathBuf {
         self.path().join("Maildir")
     }
+    /// The default mbox used by tests.
+    pub fn mbox(&self) -> PathBuf {
+        self.path().join("mbox")
+    }
     /// A `fetch` command with a clean environment and no stdin.
     pub fn cmd(&self) -> Command {
         self.cmd_wrapped(&[])
@@ -69,6 +95,41 @@ impl Env {
             .stdin(Stdio::null());
         c
     }
+
+    /// Run `fetch` with `args`, at most 60 s.
+    pub fn run(&self, args: &[&str]) -> Out {
+        self.run_args(args)
+    }
+
+    /// [`Env::run`] for arguments of any string type (a built `Vec<String>`).
+    pub fn run_args<S: AsRef<OsStr>>(&self, args: &[S]) -> Out {
+        let mut c = self.cmd();
+        c.args(args);
+        run_bounded(c, RUN_LIMIT)
+    }
+
+    /// [`Env::run_args`] on a thread of its own, for runs that overlap.
+    pub fn run_in_thread<S: AsRef<OsStr>>(&self, args: &[S]) -> JoinHandle<Out> {
+        let mut c = self.cmd();
+        c.args(args);
+        std::thread::spawn(move || run_bounded(c, RUN_LIMIT))
+    }
+}
+
+/// How long [`Env::run`] lets fetch take.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Makes `cmd` the leader of a new session, without a controlling
+/// terminal, as under cron: a password prompt is impossible.
+pub fn new_session(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe, so fine between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
 }
 
 /// The outcome of one `fetch` run.
@@ -77,7 +138,7 @@ pub struct Out {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
-    pub elapsed: std::time::Duration,
+    pub elapsed: Duration,
     /// Peak resident set size of the `fetch` image, in KiB: the highest
     /// `VmHWM` seen in /proc while it ran. (wait4's ru_maxrss would also
     /// count the moment before exec, when the child still shares the test
@@ -85,31 +146,30 @@ pub struct Out {
     pub max_rss_kb: i64,
 }
 
+impl Out {
+    /// Asserts that fetch exited with `code` and that its stderr says
+    /// `words`.
+    #[track_caller]
+    pub fn assert_exit(&self, code: i32, words: &str) {
+        assert_eq!(self.code, code, "{self:?}");
+        assert!(self.stderr.contains(words), "{}", self.stderr);
+    }
+}
+
 /// Run a command to completion with a hard time limit, so a hanging
 /// `fetch` fails the test instead of hanging it.
 // The child is reaped by the waitpid loop below (which also samples its
 // memory from /proc while it runs); clippy only recognises Child::wait.
 #[allow(clippy::zombie_processes)]
-pub fn run_bounded(mut cmd: Command, limit: std::time::Duration) -> Out {
-    use std::io::Read;
+pub fn run_bounded(mut cmd: Command, limit: Duration) -> Out {
     let start = std::time::Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn fetch");
-    let mut so = child.stdout.take().unwrap();
-    let mut se = child.stderr.take().unwrap();
-    let t1 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let t2 = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
+    let t1 = read_in_background(child.stdout.take().unwrap());
+    let t2 = read_in_background(child.stderr.take().unwrap());
     let pid = child.id() as libc::pid_t;
     let mut status: libc::c_int = 0;
     let mut hwm = 0i64;
@@ -132,7 +192,7 @@ pub fn run_bounded(mut cmd: Command, limit: std::time::Duration) -> Out {
             let _ = child.wait();
             panic!("fetch did not finish within {limit:?}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(2));
     }
     let elapsed = start.elapsed();
     let stdout = String::from_utf8_lossy(&t1.join().unwrap()).into_owned();
@@ -167,15 +227,6 @@ fn vm_hwm_kb(pid: libc::pid_t) -> Option<i64> {
         .ok()
 }
 
-impl Env {
-    /// Run `fetch` with `args`, at most 60 s.
-    pub fn run(&self, args: &[&str]) -> Out {
-        let mut c = self.cmd();
-        c.args(args);
-        run_bounded(c, std::time::Duration::from_secs(60))
-    }
-}
-
 /// The `--json` events of a run, each checked against the schema the man
 /// page documents (`fetch::report::events::SCHEMA`).
 pub fn json_events(out: &Out) -> Vec<serde_json::Value> {
@@ -190,272 +241,41 @@ pub fn json_events(out: &Out) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `root` and every directory under it.
-pub fn walk_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut out = vec![root.to_path_buf()];
-    let mut i = 0;
-    while i < out.len() {
-        if let Ok(rd) = std::fs::read_dir(&out[i]) {
-            for e in rd.flatten() {
-                if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    out.push(e.path());
-                }
-            }
-        }
-        i += 1;
-    }
-    out
+/// Reads `r` to its end on a thread of its own (a child's pipe, which
+/// would otherwise fill and block the child).
+pub fn read_in_background<R: Read + Send + 'static>(mut r: R) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
 }
 
-/// The message files in a Maildir's `new/` and `cur/`.
-pub fn maildir_files(md: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for sub in ["new", "cur"] {
-        if let Ok(rd) = std::fs::read_dir(md.join(sub)) {
-            for e in rd.flatten() {
-                v.push(e.path());
-            }
-        }
-    }
-    v.sort();
-    v
-}
-
-/// The contents of every message in a Maildir, sorted (a multiset).
-pub fn maildir_messages(md: &Path) -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = maildir_files(md)
-        .iter()
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Entries in a Maildir's `tmp/`.
-pub fn tmp_files(md: &Path) -> Vec<PathBuf> {
-    match std::fs::read_dir(md.join("tmp")) {
-        Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-/// What a message stored on a server should look like in the Maildir:
-/// CRLF line endings become LF. POP3 cannot carry a missing final line
-/// break (the terminator needs one), so a message without one gains "\n".
-pub fn expected_local(server: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(server.len());
-    let mut i = 0;
-    while i < server.len() {
-        if server[i] == b'\r' && server.get(i + 1) == Some(&b'\n') {
-            i += 1;
+/// Every file and directory under `root` (symbolic links not followed;
+/// what vanishes while it looks is left out).
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
             continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p.clone());
+            }
+            out.push(p);
         }
-        out.push(server[i]);
-        i += 1;
-    }
-    if !out.is_empty() && !out.ends_with(b"\n") {
-        out.push(b'\n');
     }
     out
-}
-
-/// Sorted copy, for multiset comparisons.
-pub fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    v.sort();
-    v
 }
 
 /// Every file under `dir`, recursively, as (path, bytes).
 pub fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        if let Ok(rd) = std::fs::read_dir(&d) {
-            for e in rd.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else if let Ok(b) = std::fs::read(&p) {
-                    out.push((p, b));
-                }
-            }
-        }
-    }
-    out
-}
-
-pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    needle.is_empty() || hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The project's own fixture messages (`tests/fixtures/*.eml`), sorted by name.
-pub fn fixture_files() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-        .collect();
-    v.sort();
-    v
-}
-
-/// A deterministic message with a base64 attachment of `attachment_bytes`
-/// pseudo-random bytes, lines ending in `eol`.
-pub fn large_message(attachment_bytes: usize, eol: &str) -> Vec<u8> {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(attachment_bytes * 4 / 3 + 4096);
-    for line in [
-        "From: Large Sender <large@example.org>",
-        "To: bob@example.net",
-        "Subject: a large attachment",
-        "Date: Mon, 23 Nov 2026 10:00:00 +0000",
-        "Message-ID: <large@fixtures.fetch>",
-        "MIME-Version: 1.0",
-        "Content-Type: multipart/mixed; boundary=\"b0undary\"",
-        "",
-        "--b0undary",
-        "Content-Type: text/plain",
-        "",
-        "See the attachment.",
-        "--b0undary",
-        "Content-Type: application/octet-stream",
-        "Content-Disposition: attachment; filename=\"blob.bin\"",
-        "Content-Transfer-Encoding: base64",
-        "",
-    ] {
-        out.extend_from_slice(line.as_bytes());
-        out.extend_from_slice(eol.as_bytes());
-    }
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut line = Vec::with_capacity(80);
-    let mut left = attachment_bytes;
-    while left > 0 {
-        // 57 raw bytes make one 76-character base64 line.
-        let n = left.min(57);
-        let mut raw = [0u8; 57];
-        for b in raw.iter_mut().take(n) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            *b = x as u8;
-        }
-        line.clear();
-        for c in raw[..n].chunks(3) {
-            let v = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            line.push(B64[(v >> 18) as usize & 63]);
-            line.push(B64[(v >> 12) as usize & 63]);
-            line.push(if c.len() > 1 {
-                B64[(v >> 6) as usize & 63]
-            } else {
-                b'='
-            });
-            line.push(if c.len() > 2 {
-                B64[v as usize & 63]
-            } else {
-                b'='
-            });
-        }
-        out.extend_from_slice(&line);
-        out.extend_from_slice(eol.as_bytes());
-        left -= n;
-    }
-    out.extend_from_slice(b"--b0undary--");
-    out.extend_from_slice(eol.as_bytes());
-    out
-}
-
-/// Arguments for a plaintext session with the scripted POP3 server on
-/// `port` (user tester, password secret), delivering nowhere yet: callers
-/// add a destination.
-pub fn scripted_args(port: u16) -> Vec<String> {
-    [
-        "--pop3",
-        "127.0.0.1",
-        "--port",
-        &port.to_string(),
-        "--tls",
-        "none",
-        "--allow-plaintext-auth",
-        "-u",
-        "tester",
-        "--password-command",
-        "echo secret",
-        "--timeout",
-        "5",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-/// Whether strace runs here. Without it a test skips what needs it, with
-/// a printed reason; with FETCH_REQUIRE_DOVECOT=1 (CI) that is a failure.
-pub fn have_strace() -> bool {
-    let ok = Command::new("strace")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
-            panic!("strace is needed (FETCH_REQUIRE_DOVECOT=1)");
-        }
-        eprintln!("SKIP: strace not available");
-    }
-    ok
-}
-
-/// An mbox read back by Python's `mailbox` module (an independent reader),
-/// with the mboxrd quoting undone: (From_ line, message bytes) in order.
-/// None (after printing why) if python3 is missing.
-pub fn python_read_mbox(path: &Path) -> Option<Vec<(String, Vec<u8>)>> {
-    const SCRIPT: &str = r#"
-import mailbox, re, struct, sys
-out = sys.stdout.buffer
-mb = mailbox.mbox(sys.argv[1], create=False)
-for key in mb.iterkeys():
-    data = re.sub(rb'(?m)^>(>*From )', rb'\1', mb.get_bytes(key))
-    frm = mb.get_message(key).get_from().encode()
-    for part in (frm, data):
-        out.write(struct.pack('>Q', len(part)))
-        out.write(part)
-"#;
-    let out = match Command::new("python3")
-        .args(["-c", SCRIPT])
-        .arg(path)
-        .stdin(Stdio::null())
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            if std::env::var("FETCH_REQUIRE_DOVECOT").as_deref() == Ok("1") {
-                panic!("python3 is needed to read the mbox back: {e}");
-            }
-            eprintln!("SKIP: python3 not available to read the mbox back: {e}");
-            return None;
-        }
-    };
-    assert!(
-        out.status.success(),
-        "python could not read the mbox: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    fn take(rest: &mut &[u8]) -> Vec<u8> {
-        let (len, r) = rest.split_at(8);
-        let len = u64::from_be_bytes(len.try_into().unwrap()) as usize;
-        let (part, r) = r.split_at(len);
-        *rest = r;
-        part.to_vec()
-    }
-    let mut rest = &out.stdout[..];
-    let mut msgs = Vec::new();
-    while !rest.is_empty() {
-        let from = String::from_utf8(take(&mut rest)).unwrap();
-        let data = take(&mut rest);
-        msgs.push((from, data));
-    }
-    Some(msgs)
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.is_file())
+        .filter_map(|p| Some((p.clone(), std::fs::read(&p).ok()?)))
+        .collect()
 }

@@ -1281,6 +1281,55 @@ pub fn msg(i: usize, body_lines: &[&str]) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Messages 1 to `n` with UIDLs `u1`, `u2`..., each [`msg`] with `body_lines`.
+pub fn numbered(n: usize, body_lines: &[&str]) -> Vec<(String, Vec<u8>)> {
+    (1..=n)
+        .map(|i| (format!("u{i}"), msg(i, body_lines)))
+        .collect()
+}
+
+/// `n` messages of `user`'s own: UIDLs `<user>-1`, `<user>-2`..., each
+/// [`msg`] with the one body line `user`.
+pub fn mail_of(user: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (1..=n)
+        .map(|i| (format!("{user}-{i}"), msg(i, &[user])))
+        .collect()
+}
+
+/// A server for one account, `user` with `password`, holding
+/// [`mail_of`]`(user, n)`.
+pub fn account_server(user: &str, password: &str, n: usize) -> Pop3Server {
+    let cfg = ServerConfig {
+        user: user.into(),
+        password: password.into(),
+        ..Default::default()
+    };
+    Pop3Server::start(cfg, mail_of(user, n))
+}
+
+/// Messages 1 to `n` with UIDLs `uid-1`, `uid-2`..., of growing size:
+/// message i has i * `step` numbered lines, then `tail`.
+pub fn growing(n: usize, step: usize, tail: &[&str]) -> Vec<(String, Vec<u8>)> {
+    (1..=n)
+        .map(|i| {
+            let lines: Vec<String> = (0..i * step).map(|j| format!("line {j} of {i}")).collect();
+            let mut refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
+            refs.extend_from_slice(tail);
+            (format!("uid-{i}"), msg(i, &refs))
+        })
+        .collect()
+}
+
+/// A [`ServerConfig::hook_on_command`] that holds up every RETR for
+/// `pause`: a fetch slow enough to interrupt or to overlap with another.
+pub fn slow_retr(pause: Duration) -> CommandHook {
+    Arc::new(move |line: &str| {
+        if line.starts_with("RETR") {
+            thread::sleep(pause);
+        }
+    })
+}
+
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Standard base64 with padding.

@@ -104,6 +104,14 @@ impl TestCa {
     pub fn write_pem(&self, path: &Path) {
         std::fs::write(path, &self.cert_pem).expect("write CA PEM");
     }
+
+    /// Writes the CA certificate to `ca.pem` in `dir`; returns that path,
+    /// for `--cafile`.
+    pub fn cafile_in(&self, dir: &Path) -> String {
+        let path = dir.join("ca.pem");
+        self.write_pem(&path);
+        path.to_string_lossy().into_owned()
+    }
 }
 
 fn leaf_params(names: &[&str]) -> CertificateParams {
