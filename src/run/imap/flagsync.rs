@@ -5,21 +5,18 @@
 //! CHANGEDSINCE when the server has CONDSTORE (cost: what changed), else
 //! from every message's flags; local changes from the file names.
 //!
-//! [`plan`] gathers what both sides say and [`decide`] (pure, no I/O)
-//! works out the changes; [`apply`] carries them out, or `--dry-run`
-//! reports them.
+//! `AccountRun::plan_flags` gathers what both sides say and [`decide`]
+//! (pure, no I/O) works out the changes; `AccountRun::apply_flags` carries
+//! them out, or `--dry-run` reports them.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use super::{key, local, parse_key};
-use crate::config::Account;
+use super::{AccountRun, Opened, key, local, parse_key};
 use crate::durable::sync_dir;
 use crate::error::Result;
 use crate::imap::flags::{self, Flags};
-use crate::imap::{Selected, Session};
-use crate::ledger::{FolderState, Ledger};
-use crate::report::Ui;
+use crate::ledger::FolderState;
 use crate::sanitize::escape;
 
 /// One message whose flags a sync changes.
@@ -35,8 +32,8 @@ pub(super) struct FlagChange {
     pub(super) base: Option<String>,
 }
 
-/// What a flag sync of one folder would do ([`plan`]), done by [`apply`]
-/// or reported by `--dry-run`.
+/// What a flag sync of one folder would do (`AccountRun::plan_flags`),
+/// done by `AccountRun::apply_flags` or reported by `--dry-run`.
 #[derive(Default)]
 pub(super) struct FlagPlan {
     pub(super) changes: Vec<FlagChange>,
@@ -69,91 +66,6 @@ pub(super) struct Sides {
     pub existing: Option<HashSet<u32>>,
     /// The local files: base name -> (path, flag letters).
     pub local: HashMap<String, (PathBuf, String)>,
-}
-
-/// Work out what a flag sync of one folder would change, changing
-/// nothing: ask the server (only what changed, with CONDSTORE) and look at
-/// the Maildir (only where it changed), then [`decide`].
-#[allow(clippy::too_many_arguments)]
-pub(super) fn plan(
-    acct: &Account,
-    ledger: &Ledger,
-    session: &mut Session,
-    folder: &str,
-    sel: &Selected,
-    st: &FolderState,
-    dir: &Path,
-    stamp_now: u64,
-) -> Result<FlagPlan> {
-    let uv = sel.uid_validity;
-    if st.last_uid == 0 {
-        return Ok(FlagPlan::default());
-    }
-    let local_unchanged = st.local_stamp != 0 && st.local_stamp == stamp_now;
-    let incremental = session.condstore() && st.mod_seq > 0;
-    let server_unchanged = incremental && sel.highest_mod_seq == Some(st.mod_seq);
-    if local_unchanged && server_unchanged && !acct.imap.sync_deletes {
-        return Ok(FlagPlan::default()); // O(1): nothing changed on either side
-    }
-    let mut sides = Sides::default();
-    if !server_unchanged {
-        sides.server = session
-            .flags(st.last_uid, incremental.then_some(st.mod_seq))?
-            .into_iter()
-            .map(|(u, f)| (u, Flags::parse(f.iter().map(String::as_str))))
-            .collect();
-    }
-    // Without CONDSTORE the listing is complete: a UID missing from it was
-    // expunged on the server. With it, only --sync-deletes asks (one UID
-    // SEARCH) which UIDs still exist.
-    sides.existing = if !incremental {
-        Some(sides.server.keys().copied().collect())
-    } else if acct.imap.sync_deletes {
-        Some(session.new_uids(0, None)?.into_iter().collect())
-    } else {
-        None
-    };
-    // The messages to look at: all of the folder's, or (nothing changed
-    // locally, nothing to learn about deletions) just those the server
-    // says changed.
-    let mine: Vec<Known> = if local_unchanged && sides.existing.is_none() {
-        sides
-            .server
-            .keys()
-            .filter_map(|&uid| {
-                let k = key(uv, uid, folder);
-                let e = ledger.get(&k)?;
-                Some(Known {
-                    uid,
-                    key: k,
-                    name: e.name.clone(),
-                    base: e.flags.clone(),
-                })
-            })
-            .collect()
-    } else {
-        ledger
-            .entries()
-            .filter_map(|(k, e)| match parse_key(k) {
-                Some((v, uid, f)) if v == uv && f == folder => Some(Known {
-                    uid,
-                    key: k.clone(),
-                    name: e.name.clone(),
-                    base: e.flags.clone(),
-                }),
-                _ => None,
-            })
-            .collect()
-    };
-    if mine.is_empty() {
-        return Ok(FlagPlan::default());
-    }
-    sides.local = if local_unchanged {
-        local::locate(dir, &mine)?
-    } else {
-        local::scan_maildir(dir)?
-    };
-    Ok(decide(mine, &sides, acct.imap.sync_deletes, dir))
 }
 
 /// The changes a flag sync makes to `mine`, from what both sides say: the
@@ -215,90 +127,173 @@ pub(super) fn decide(mine: Vec<Known>, sides: &Sides, sync_deletes: bool, dir: &
     plan
 }
 
-/// Carry out a [`FlagPlan`]. Order, so that a crash never reverts a user's
-/// change: rename local files (and fsync the directories), then UID STORE
-/// on the server, and only then record the new base in the ledger.
-pub(super) fn apply(
-    acct: &Account,
-    ui: &Ui,
-    ledger: &mut Ledger,
-    session: &mut Session,
-    folder: &str,
-    dir: &Path,
-    plan: FlagPlan,
-) -> Result<(usize, bool)> {
-    // 1. Local side.
-    let mut renamed = false;
-    for (from, to) in plan.changes.iter().filter_map(|c| c.rename.as_ref()) {
-        crate::crash::point("before a flag rename");
-        std::fs::rename(from, to).map_err(|e| {
-            crate::error::local_io(format!("renaming {} to {}", from.display(), to.display()))
-                .because(e)
-        })?;
-        renamed = true;
-    }
-    if renamed {
-        sync_dir(&dir.join("new"))?;
-        sync_dir(&dir.join("cur"))?;
-    }
-    // 2. Server side, one STORE per distinct set of flags.
-    let mut store_add: HashMap<String, Vec<u32>> = HashMap::new();
-    let mut store_remove: HashMap<String, Vec<u32>> = HashMap::new();
-    for c in &plan.changes {
-        if !c.add.is_empty() {
-            store_add.entry(c.add.imap_list()).or_default().push(c.uid);
+impl AccountRun<'_, '_, '_> {
+    /// Work out what a flag sync of one folder would change, changing
+    /// nothing: ask the server (only what changed, with CONDSTORE) and look at
+    /// the Maildir (only where it changed), then [`decide`].
+    pub(super) fn plan_flags(
+        &mut self,
+        f: &Opened,
+        st: &FolderState,
+        dir: &Path,
+    ) -> Result<FlagPlan> {
+        let (acct, ledger, session) = (self.acct, &*self.ledger, &mut *self.session);
+        let (folder, sel, stamp_now) = (f.name, &f.sel, f.stamp_at_start);
+        let uv = sel.uid_validity;
+        if st.last_uid == 0 {
+            return Ok(FlagPlan::default());
         }
-        if !c.remove.is_empty() {
-            store_remove
-                .entry(c.remove.imap_list())
-                .or_default()
-                .push(c.uid);
+        let local_unchanged = st.local_stamp != 0 && st.local_stamp == stamp_now;
+        let incremental = session.condstore() && st.mod_seq > 0;
+        let server_unchanged = incremental && sel.highest_mod_seq == Some(st.mod_seq);
+        if local_unchanged && server_unchanged && !acct.imap.sync_deletes {
+            return Ok(FlagPlan::default()); // O(1): nothing changed on either side
         }
-    }
-    for (list, uids) in &store_add {
-        session.store(uids, "+FLAGS.SILENT", list)?;
-    }
-    for (list, uids) in &store_remove {
-        session.store(uids, "-FLAGS.SILENT", list)?;
-    }
-    // 3. The new base.
-    let mut rebased = 0;
-    for c in &plan.changes {
-        if let Some(f) = &c.base {
-            ledger.set_flags(&c.key, f);
-            rebased += 1;
+        let mut sides = Sides::default();
+        if !server_unchanged {
+            sides.server = session
+                .flags(st.last_uid, incremental.then_some(st.mod_seq))?
+                .into_iter()
+                .map(|(u, f)| (u, Flags::parse(f.iter().map(String::as_str))))
+                .collect();
         }
+        // Without CONDSTORE the listing is complete: a UID missing from it was
+        // expunged on the server. With it, only --sync-deletes asks (one UID
+        // SEARCH) which UIDs still exist.
+        sides.existing = if !incremental {
+            Some(sides.server.keys().copied().collect())
+        } else if acct.imap.sync_deletes {
+            Some(session.new_uids(0, None)?.into_iter().collect())
+        } else {
+            None
+        };
+        // The messages to look at: all of the folder's, or (nothing changed
+        // locally, nothing to learn about deletions) just those the server
+        // says changed.
+        let mine: Vec<Known> = if local_unchanged && sides.existing.is_none() {
+            sides
+                .server
+                .keys()
+                .filter_map(|&uid| {
+                    let k = key(uv, uid, folder);
+                    let e = ledger.get(&k)?;
+                    Some(Known {
+                        uid,
+                        key: k,
+                        name: e.name.clone(),
+                        base: e.flags.clone(),
+                    })
+                })
+                .collect()
+        } else {
+            ledger
+                .entries()
+                .filter_map(|(k, e)| match parse_key(k) {
+                    Some((v, uid, f)) if v == uv && f == folder => Some(Known {
+                        uid,
+                        key: k.clone(),
+                        name: e.name.clone(),
+                        base: e.flags.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect()
+        };
+        if mine.is_empty() {
+            return Ok(FlagPlan::default());
+        }
+        sides.local = if local_unchanged {
+            local::locate(dir, &mine)?
+        } else {
+            local::scan_maildir(dir)?
+        };
+        Ok(decide(mine, &sides, acct.imap.sync_deletes, dir))
     }
-    // Deletions, only with --sync-deletes; otherwise a message gone on one
-    // side stays on the other, and the ledger stops tracking server-gone ones.
-    for (_, k, file) in &plan.gone_on_server {
-        if acct.imap.sync_deletes
-            && let Some(p) = file
-        {
-            std::fs::remove_file(p).map_err(|e| {
-                crate::error::local_io(format!("removing {}", p.display())).because(e)
+
+    /// Carry out a [`FlagPlan`]. Order, so that a crash never reverts a user's
+    /// change: rename local files (and fsync the directories), then UID STORE
+    /// on the server, and only then record the new base in the ledger.
+    pub(super) fn apply_flags(
+        &mut self,
+        folder: &str,
+        dir: &Path,
+        plan: FlagPlan,
+    ) -> Result<(usize, bool)> {
+        let (acct, ui) = (self.acct, self.ui);
+        let (ledger, session) = (&mut *self.ledger, &mut *self.session);
+        // 1. Local side.
+        let mut renamed = false;
+        for (from, to) in plan.changes.iter().filter_map(|c| c.rename.as_ref()) {
+            crate::crash::point("before a flag rename");
+            std::fs::rename(from, to).map_err(|e| {
+                crate::error::local_io(format!("renaming {} to {}", from.display(), to.display()))
+                    .because(e)
             })?;
+            renamed = true;
         }
-        ledger.removed(k);
-    }
-    if !plan.expunge_local_gone.is_empty() {
-        ledger.commit()?;
-        let uids: Vec<u32> = plan.expunge_local_gone.iter().map(|(u, _)| *u).collect();
-        session.store(&uids, "+FLAGS.SILENT", "(\\Deleted)")?;
-        session.uid_expunge(&uids)?;
-        for (_, k) in &plan.expunge_local_gone {
+        if renamed {
+            sync_dir(&dir.join("new"))?;
+            sync_dir(&dir.join("cur"))?;
+        }
+        // 2. Server side, one STORE per distinct set of flags.
+        let mut store_add: HashMap<String, Vec<u32>> = HashMap::new();
+        let mut store_remove: HashMap<String, Vec<u32>> = HashMap::new();
+        for c in &plan.changes {
+            if !c.add.is_empty() {
+                store_add.entry(c.add.imap_list()).or_default().push(c.uid);
+            }
+            if !c.remove.is_empty() {
+                store_remove
+                    .entry(c.remove.imap_list())
+                    .or_default()
+                    .push(c.uid);
+            }
+        }
+        for (list, uids) in &store_add {
+            session.store(uids, "+FLAGS.SILENT", list)?;
+        }
+        for (list, uids) in &store_remove {
+            session.store(uids, "-FLAGS.SILENT", list)?;
+        }
+        // 3. The new base.
+        let mut rebased = 0;
+        for c in &plan.changes {
+            if let Some(f) = &c.base {
+                ledger.set_flags(&c.key, f);
+                rebased += 1;
+            }
+        }
+        // Deletions, only with --sync-deletes; otherwise a message gone on one
+        // side stays on the other, and the ledger stops tracking server-gone ones.
+        for (_, k, file) in &plan.gone_on_server {
+            if acct.imap.sync_deletes
+                && let Some(p) = file
+            {
+                std::fs::remove_file(p).map_err(|e| {
+                    crate::error::local_io(format!("removing {}", p.display())).because(e)
+                })?;
+            }
             ledger.removed(k);
         }
+        if !plan.expunge_local_gone.is_empty() {
+            ledger.commit()?;
+            let uids: Vec<u32> = plan.expunge_local_gone.iter().map(|(u, _)| *u).collect();
+            session.store(&uids, "+FLAGS.SILENT", "(\\Deleted)")?;
+            session.uid_expunge(&uids)?;
+            for (_, k) in &plan.expunge_local_gone {
+                ledger.removed(k);
+            }
+        }
+        let changed = rebased + plan.gone_on_server.len() + plan.expunge_local_gone.len();
+        if changed > 0 {
+            ui.detail(
+                &acct.name,
+                &format!("{}: flags of {rebased} message(s) synced", escape(folder)),
+            );
+        }
+        let touched = renamed || (acct.imap.sync_deletes && !plan.gone_on_server.is_empty());
+        Ok((changed, touched))
     }
-    let changed = rebased + plan.gone_on_server.len() + plan.expunge_local_gone.len();
-    if changed > 0 {
-        ui.detail(
-            &acct.name,
-            &format!("{}: flags of {rebased} message(s) synced", escape(folder)),
-        );
-    }
-    let touched = renamed || (acct.imap.sync_deletes && !plan.gone_on_server.is_empty());
-    Ok((changed, touched))
 }
 
 #[cfg(test)]

@@ -381,28 +381,13 @@ impl AccountRun<'_, '_, '_> {
         // As in a real run: flags are synced in a Maildir, in keep mode,
         // for a folder synced before under the same UIDVALIDITY.
         let flag_plan = match (&f.dir, f.same_uv()) {
-            (Some(dir), Some(st)) if !self.acct.deletes() && !f.resyncing => flagsync::plan(
-                self.acct,
-                self.ledger,
-                self.session,
-                f.name,
-                &f.sel,
-                st,
-                dir,
-                f.stamp_at_start,
-            )?,
+            (Some(dir), Some(st)) if !self.acct.deletes() && !f.resyncing => {
+                let st = st.clone();
+                self.plan_flags(f, &st, dir)?
+            }
             _ => flagsync::FlagPlan::default(),
         };
-        report::dry_run(
-            self.acct,
-            self.ui,
-            self.ledger,
-            f.name,
-            f.uv(),
-            metas,
-            &flag_plan,
-            &mut self.summary,
-        );
+        self.report_dry_run(f, metas, &flag_plan);
         Ok(())
     }
 
@@ -516,25 +501,8 @@ impl AccountRun<'_, '_, '_> {
         let (changed, touched) = if first_time {
             (0, false)
         } else {
-            let plan = flagsync::plan(
-                self.acct,
-                self.ledger,
-                self.session,
-                f.name,
-                &f.sel,
-                &st,
-                dir,
-                f.stamp_at_start,
-            )?;
-            flagsync::apply(
-                self.acct,
-                self.ui,
-                self.ledger,
-                self.session,
-                f.name,
-                dir,
-                plan,
-            )?
+            let plan = self.plan_flags(f, &st, dir)?;
+            self.apply_flags(f.name, dir, plan)?
         };
         self.summary.flags_synced += changed;
         if let Some(m) = f.sel.highest_mod_seq {
