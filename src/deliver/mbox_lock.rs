@@ -12,8 +12,8 @@
 //!
 //! Stale dotlocks are removed, and only regular files are ever judged:
 //! - by age: a `PATH.lock` last modified more than [`STALE_AGE`] ago (as
-//!   procmail and mutt do; hold the lock longer and call
-//!   [`MboxLock::refresh`] now and then);
+//!   procmail and mutt do; fetch holds one only for a local copy of a
+//!   batch, far less than that);
 //! - by pid: a `PATH.lock` whose whole content is a decimal pid (surrounding
 //!   whitespace allowed) of a process that does not exist (`kill(pid, 0)`
 //!   fails with ESRCH), but only when the directory is on a local file

@@ -26,7 +26,7 @@ pub struct TlsSettings {
     /// one, whoever signed it.
     pub fingerprint: Option<[u8; 32]>,
     /// Complete the handshake whatever the certificate (`--show-cert` only,
-    /// which sends nothing after it); [`Conn::peer_info`] says whether it
+    /// which sends nothing after it); [`super::Conn::peer_info`] says whether it
     /// was trusted.
     pub inspect_only: bool,
 }

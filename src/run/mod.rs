@@ -1,6 +1,6 @@
 //! Per-account orchestration, and the only place that decides the order of
 //! delivery, commit and server mutation (`pop3.rs`, `imap/`). Common to
-//! both: password -> lock ledger -> recover ([`recover`]) -> the protocol's
+//! both: password -> lock ledger -> recover (`recover.rs`) -> the protocol's
 //! run, in which a batch of messages streams into the destination, the
 //! destination's commit makes it durable and recorded (e.g. Maildir: fsync
 //! files -> journal intents -> rename into new/ + fsync new/ -> journal
