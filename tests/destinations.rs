@@ -224,6 +224,25 @@ fn mda_exit_status_decides() {
     }
 }
 
+/// What the documentation promises of an MDA: exit status 0 is what counts,
+/// so one that delivers and then fails gets the message again next run.
+#[test]
+fn an_mda_that_delivers_then_fails_gets_the_message_again() {
+    let env = Env::new();
+    let server = Pop3Server::start(ServerConfig::default(), numbered(1, &["once"]));
+    let got = env.path().join("got");
+    let deliver = |status: u8| format!("sh -c 'cat >> {}; exit {status}'", got.display());
+    let out = run(&env, &server, &["--mda", &deliver(1)]);
+    out.assert_exit(74, "MDA");
+    assert_eq!(server.remaining().len(), 1, "nothing deleted");
+    let once = std::fs::read(&got).unwrap();
+    assert!(!once.is_empty());
+    let out = run(&env, &server, &["--mda", &deliver(0)]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(server.remaining().is_empty());
+    assert_eq!(std::fs::read(&got).unwrap(), [once.clone(), once].concat());
+}
+
 #[test]
 fn mda_without_shell_syntax_runs_without_a_shell() {
     let env = Env::new();

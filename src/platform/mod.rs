@@ -200,30 +200,22 @@ impl Drop for EchoOff<'_> {
     }
 }
 
-/// The systems whose statfs(2) says whether a file system is local.
-macro_rules! with_statfs {
-    ($($item:item)*) => {$(
-        #[cfg(any(
-            target_os = "linux",
-            target_os = "macos",
-            target_os = "freebsd",
-            target_os = "openbsd",
-            target_os = "netbsd",
-            target_os = "dragonfly"
-        ))]
-        $item
-    )*};
-}
-
-with_statfs! {
-    /// statfs(2) of `dir`.
-    fn statfs(dir: &Path) -> Option<libc::statfs> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-        // SAFETY: statfs is plain data; c is a valid path; st is writable.
-        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st)
-    }
+/// statfs(2) of `dir`, on the systems whose statfs says whether a file
+/// system is local (see [`is_local_fs`]).
+#[cfg(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "freebsd",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    target_os = "dragonfly"
+))]
+fn statfs(dir: &Path) -> Option<libc::statfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs is plain data; c is a valid path; st is writable.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st)
 }
 
 /// Whether `dir` is on a local file system, where a pid in a dotlock is a

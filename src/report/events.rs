@@ -26,9 +26,8 @@ pub struct Message<'a> {
     pub action: Action,
 }
 
-/// What became of a message, or would.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// What became of a message, or would; in events as its [`Action::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Delivered,
     Skipped,
@@ -52,15 +51,25 @@ impl Action {
 
     /// The name in events (and in `-v` lines).
     pub fn name(self) -> &'static str {
-        match self {
-            Action::Delivered => "delivered",
-            Action::Skipped => "skipped",
-            Action::WouldFetch => "would_fetch",
-            Action::WouldDelete => "would_delete",
-            Action::WouldMove => "would_move",
-            Action::WouldFlag => "would_flag",
-            Action::WouldRemoveLocal => "would_remove_local",
-        }
+        ACTION_NAMES[self as usize]
+    }
+}
+
+/// The actions' names, in [`Action`]'s order: what events carry and what
+/// [`SCHEMA`] lists.
+const ACTION_NAMES: [&str; 7] = [
+    "delivered",
+    "skipped",
+    "would_fetch",
+    "would_delete",
+    "would_move",
+    "would_flag",
+    "would_remove_local",
+];
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -157,15 +166,7 @@ pub const SCHEMA: &[Doc] = &[
                 name: "action",
                 ty: Type::String,
                 nullable: false,
-                values: &[
-                    "delivered",
-                    "skipped",
-                    "would_fetch",
-                    "would_delete",
-                    "would_move",
-                    "would_flag",
-                    "would_remove_local",
-                ],
+                values: &ACTION_NAMES,
                 about: "delivered, or skipped (larger than --max-size); with --dry-run, what a run would do: fetch, delete or move it on the server, sync its flags (either way), or remove the local copy (--sync-deletes)",
             },
         ],

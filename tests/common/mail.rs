@@ -116,7 +116,6 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// A deterministic message with a base64 attachment of `attachment_bytes`
 /// pseudo-random bytes, lines ending in `eol`.
 pub fn large_message(attachment_bytes: usize, eol: &str) -> Vec<u8> {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = Vec::with_capacity(attachment_bytes * 4 / 3 + 4096);
     for line in [
         "From: Large Sender <large@example.org>",
@@ -154,23 +153,7 @@ pub fn large_message(attachment_bytes: usize, eol: &str) -> Vec<u8> {
             *b = x as u8;
         }
         line.clear();
-        for c in raw[..n].chunks(3) {
-            let v = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            line.push(B64[(v >> 18) as usize & 63]);
-            line.push(B64[(v >> 12) as usize & 63]);
-            line.push(if c.len() > 1 {
-                B64[(v >> 6) as usize & 63]
-            } else {
-                b'='
-            });
-            line.push(if c.len() > 2 {
-                B64[v as usize & 63]
-            } else {
-                b'='
-            });
-        }
+        fetch::wire::base64_encode(&raw[..n], &mut line);
         out.extend_from_slice(&line);
         out.extend_from_slice(eol.as_bytes());
         left -= n;

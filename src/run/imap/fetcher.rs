@@ -4,13 +4,13 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use super::{folder_only, key};
+use super::{Opened, folder_only, key};
 use crate::config::Account;
 use crate::deliver::{CrlfToLf, Deliver, MessageInfo, Outcome};
 use crate::error::{Error, Result};
 use crate::imap::fetch::Event;
 use crate::imap::flags::{self, Flags};
-use crate::imap::{Meta, Session, names, uid_set};
+use crate::imap::{Meta, Session, uid_set};
 use crate::ledger::Ledger;
 use crate::report::progress::Progress;
 use crate::report::{Action, Ui};
@@ -59,6 +59,8 @@ pub(super) struct Fetcher<'a> {
     acct: &'a Account,
     ui: &'a Ui,
     folder: &'a str,
+    /// The folder's name decoded, for reports.
+    shown: &'a str,
     uv: u32,
     dest: &'a mut dyn Deliver,
     /// Staged and in flight, not yet committed: (uid, key, flags for the
@@ -381,11 +383,9 @@ impl Fetcher<'_> {
                 Outcome::Delivered { entry, location } => {
                     summary.fetched += 1;
                     summary.bytes += entry.size;
-                    let shown = names::decode_mutf7(self.folder)
-                        .unwrap_or_else(|_| self.folder.to_string());
                     self.ui.message(
                         &self.acct.name,
-                        Some(&shown),
+                        Some(self.shown),
                         Some(&uid.to_string()),
                         entry.size,
                         Some(&location),
@@ -428,8 +428,7 @@ impl<'a> Fetcher<'a> {
     pub(super) fn new(
         acct: &'a Account,
         ui: &'a Ui,
-        folder: &'a str,
-        uv: u32,
+        folder: &'a Opened,
         dest: &'a mut dyn Deliver,
         resync: Option<HashMap<[u8; 32], (String, u64)>>,
         progress: &'a mut Progress,
@@ -437,8 +436,9 @@ impl<'a> Fetcher<'a> {
         Fetcher {
             acct,
             ui,
-            folder,
-            uv,
+            folder: folder.name,
+            shown: &folder.shown,
+            uv: folder.uv(),
             dest,
             batches: Batches::default(),
             committed: Vec::new(),

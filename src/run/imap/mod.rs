@@ -410,8 +410,7 @@ impl AccountRun<'_, '_, '_> {
         let mut fetcher = Fetcher::new(
             self.acct,
             self.ui,
-            f.name,
-            f.uv(),
+            f,
             dest.as_mut(),
             resync,
             &mut self.progress,

@@ -3,7 +3,7 @@
 
 use super::flagsync::FlagPlan;
 use super::{AccountRun, Opened, parse_key};
-use crate::imap::{Meta, names};
+use crate::imap::Meta;
 use crate::report::Action;
 use crate::sanitize::escape;
 
@@ -14,9 +14,9 @@ impl AccountRun<'_, '_, '_> {
         let (acct, ui, ledger, summary) = (self.acct, self.ui, &*self.ledger, &mut self.summary);
         let (folder, uv) = (f.name, f.uv());
         let name = &acct.name;
-        let shown = names::decode_mutf7(folder).unwrap_or_else(|_| folder.to_string());
+        let shown = &f.shown;
         let f = Some(shown.as_str());
-        let label = |uid: u32| format!("{} UID {uid}", escape(&shown));
+        let label = |uid: u32| format!("{} UID {uid}", escape(shown));
         let action = match acct.imap.move_to {
             Some(_) => Action::WouldMove,
             None => Action::WouldDelete,
