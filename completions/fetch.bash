@@ -70,7 +70,7 @@ _fetch() {
                     return 0
                     ;;
                 --auth)
-                    COMPREPLY=($(compgen -W "auto plain user apop" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "auto plain user apop xoauth2 oauthbearer" -- "${cur}"))
                     return 0
                     ;;
                 --password-command)

@@ -12,7 +12,9 @@ none\t'No encryption'"
 complete -c fetch -l auth -d 'Login method: auto (SASL PLAIN when offered, else USER/PASS), or force one. APOP is only used when asked for' -r -f -a "auto\t'SASL PLAIN if the server offers it, else USER/PASS'
 plain\t'SASL PLAIN (RFC 5034)'
 user\t'USER and PASS (RFC 1939)'
-apop\t'APOP (RFC 1939 section 7); needs a timestamp in the server greeting'"
+apop\t'APOP (RFC 1939 section 7); needs a timestamp in the server greeting'
+xoauth2\t'SASL XOAUTH2 with an OAuth 2.0 access token (Google, Microsoft)'
+oauthbearer\t'SASL OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token'"
 complete -c fetch -l password-command -d 'Shell command that prints the password; the first line of its output is used. Without it, fetch asks on the terminal' -r
 complete -c fetch -l cafile -d 'Also trust the certificate authorities in this PEM file' -r -F
 complete -c fetch -l maildir -d 'Deliver into this Maildir (created if missing) [default: ~/Maildir]' -r

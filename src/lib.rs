@@ -50,6 +50,7 @@ pub mod pop3;
 pub mod report;
 pub mod run;
 pub mod sanitize;
+pub mod sasl;
 pub mod schedule;
 pub mod secret;
 pub mod signals;

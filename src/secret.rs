@@ -1,4 +1,4 @@
-//! The [`Secret`] type that carries a password (or, later, a token), and
+//! The [`Secret`] type that carries a password (or an OAuth token), and
 //! [`Login`], what a protocol session needs to log in. Where a password
 //! comes from is `password.rs`'s business.
 //!
@@ -49,7 +49,12 @@ pub use crate::platform::make_undumpable;
 /// What a protocol session needs to log in, as resolved for one account.
 pub struct Login<'a> {
     pub user: &'a str,
+    /// The password, or with an OAuth method the access token.
     pub password: &'a Secret,
+    /// The server as the account names it (OAUTHBEARER sends it along, so
+    /// that a token cannot be replayed to another server).
+    pub host: &'a str,
+    pub port: u16,
     pub method: AuthMethod,
     /// Send the password even over a connection without TLS.
     pub allow_plaintext: bool,

@@ -47,6 +47,17 @@ pub enum AuthMethod {
     User,
     /// APOP (RFC 1939 section 7); needs a timestamp in the server greeting.
     Apop,
+    /// SASL XOAUTH2 with an OAuth 2.0 access token (Google, Microsoft).
+    Xoauth2,
+    /// SASL OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token.
+    Oauthbearer,
+}
+
+impl AuthMethod {
+    /// Whether the secret this method sends is an OAuth 2.0 access token.
+    pub fn is_oauth(self) -> bool {
+        matches!(self, AuthMethod::Xoauth2 | AuthMethod::Oauthbearer)
+    }
 }
 
 /// Where an account's mail goes.

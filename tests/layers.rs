@@ -143,7 +143,7 @@ fn lower_layers_never_reach_up() {
         "cli", "config", "run", "schedule", "report", "generate", "password",
     ];
     for lower in [
-        "imap", "pop3", "deliver", "ledger", "net", "wire", "durable", "platform", "types",
+        "imap", "pop3", "deliver", "ledger", "net", "wire", "durable", "platform", "types", "sasl",
     ] {
         let deps = &g[lower];
         for u in upper {

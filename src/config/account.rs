@@ -105,6 +105,8 @@ impl Account {
         Login {
             user: &self.user,
             password,
+            host: &self.host,
+            port: self.port,
             method: self.auth,
             allow_plaintext: self.allow_plaintext_auth,
         }

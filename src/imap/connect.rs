@@ -3,6 +3,7 @@
 //! required means no PREAUTH and no credentials in plaintext, and nothing
 //! the server sent before the handshake is trusted), then log in.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::caps::Caps;
@@ -10,6 +11,7 @@ use super::session::{MAX_LINE, SMALL_REPLY, lib_error};
 use crate::error::{Error, Result, auth, config, protocol, temporary, unavailable};
 use crate::net::{Clock, Conn, Endpoint, PeerInfo, SharedConn, Trace};
 use crate::sanitize::escape;
+use crate::sasl::{self, Mechanism};
 use crate::secret::{Login, Secret};
 use crate::types::{AuthMethod, TlsMode};
 
@@ -50,20 +52,24 @@ fn simple_command(
     Err(protocol(format!("no reply to {cmd} after 1000 lines")))
 }
 
-struct PlainAuth<'a> {
-    user: &'a str,
-    password: &'a str,
+/// A SASL exchange for the `imap` crate: the initial response (unless it
+/// rode with the command, SASL-IR), then, for a second challenge, the
+/// answer that lets the server finish, keeping that challenge: it is the
+/// server's reason (RFC 7628 section 3.2.2).
+struct SaslAuth {
+    mech: Mechanism,
+    first: RefCell<Option<Secret>>,
+    challenge: RefCell<Option<Vec<u8>>>,
 }
 
-impl imap::Authenticator for PlainAuth<'_> {
+impl imap::Authenticator for SaslAuth {
     type Response = Vec<u8>;
-    fn process(&self, _challenge: &[u8]) -> Vec<u8> {
-        let mut v = Vec::with_capacity(self.user.len() + self.password.len() + 2);
-        v.push(0);
-        v.extend_from_slice(self.user.as_bytes());
-        v.push(0);
-        v.extend_from_slice(self.password.as_bytes());
-        v
+    fn process(&self, challenge: &[u8]) -> Vec<u8> {
+        if let Some(ir) = self.first.borrow_mut().take() {
+            return ir.expose().as_bytes().to_vec();
+        }
+        *self.challenge.borrow_mut() = Some(challenge.to_vec());
+        sasl::error_answer(self.mech).to_vec()
     }
 }
 
@@ -150,10 +156,10 @@ pub(super) struct LoggedIn {
     pub clock: Rc<Clock>,
 }
 
-/// Log in on `conn`, whose capabilities before login are `caps`: SASL
-/// PLAIN (with the credentials in the command when the server has SASL-IR,
-/// RFC 4959) or LOGIN. Refuses to send a password without TLS unless
-/// allowed.
+/// Log in on `conn`, whose capabilities before login are `caps`: by SASL
+/// (PLAIN, XOAUTH2 or OAUTHBEARER; the initial response in the command
+/// when the server has SASL-IR, RFC 4959) or LOGIN. Refuses to send a
+/// password or token without TLS unless allowed.
 pub(super) fn log_in(
     conn: Conn,
     caps: &Caps,
@@ -171,54 +177,73 @@ pub(super) fn log_in(
              --tls implicit or --tls starttls, or --allow-plaintext-auth if you must",
         ));
     }
-    let user = login.user;
-    let pass = login.password.expose();
-    if user.contains(['\r', '\n']) || pass.contains(['\r', '\n']) {
-        return Err(config(
-            "the user name or password contains a line break, which IMAP cannot carry",
-        ));
-    }
-    let plain = match login.method {
-        AuthMethod::Plain => true,
-        AuthMethod::User => false,
+    let method = match login.method {
+        AuthMethod::Auto if caps.has("AUTH=PLAIN") => AuthMethod::Plain,
+        AuthMethod::Auto => AuthMethod::User,
         AuthMethod::Apop => {
             return Err(config(
-                "--auth apop is for POP3; IMAP uses plain or user (LOGIN)",
+                "--auth apop is for POP3; IMAP uses plain, user (LOGIN), xoauth2 or oauthbearer",
             ));
         }
-        AuthMethod::Auto => caps.has("AUTH=PLAIN"),
+        m => m,
     };
     clock.begin(SMALL_REPLY);
-    trace.line(
-        "C:",
-        if plain {
-            "AUTHENTICATE PLAIN [REDACTED]"
-        } else {
-            "LOGIN [REDACTED]"
-        },
-    );
-    let logged_in = if plain {
-        let auth = PlainAuth {
-            user,
-            password: pass,
+    let Some(mech) = sasl::Mechanism::of(method) else {
+        let (user, pass) = (login.user, login.password.expose());
+        if user.contains(['\r', '\n']) || pass.contains(['\r', '\n']) {
+            return Err(config(
+                "the user name or password contains a line break, which IMAP cannot carry",
+            ));
+        }
+        trace.line("C:", "LOGIN [REDACTED]");
+        return match client.login(user, pass) {
+            Ok(inner) => Ok(LoggedIn { inner, raw, clock }),
+            Err((imap::Error::No(r), _)) => Err(login_error(&r.information)),
+            Err((e, _)) => Err(lib_error("login", e)),
         };
-        // The credentials ride with the command, saving a round trip. Held
-        // in a Secret: wiped when dropped.
-        let method = Secret::new(if caps.has("SASL-IR") {
-            use imap::Authenticator;
-            let mut ir = b"PLAIN ".to_vec();
-            crate::wire::base64_encode(&auth.process(b""), &mut ir);
-            String::from_utf8(ir).expect("base64 is ASCII")
-        } else {
-            "PLAIN".into()
-        });
-        client.authenticate(method.expose(), &auth)
-    } else {
-        client.login(user, pass)
     };
-    match logged_in {
+    if mech.is_oauth() && !caps.has(&format!("AUTH={}", mech.name())) {
+        return Err(unavailable(format!(
+            "the server does not offer {} (its capabilities: {})",
+            mech.name(),
+            escape(&caps.words().join(" "))
+        )));
+    }
+    let creds = sasl::Credentials {
+        user: login.user,
+        secret: login.password,
+        host: login.host,
+        port: login.port,
+    };
+    sasl::check(mech, &creds).map_err(config)?;
+    let ir = sasl::initial_response(mech, &creds);
+    trace.line("C:", &format!("AUTHENTICATE {} [REDACTED]", mech.name()));
+    // With SASL-IR (RFC 4959) the initial response rides with the command,
+    // saving a round trip. Held in a Secret: wiped when dropped.
+    let (command, first) = if caps.has("SASL-IR") {
+        let mut cmd = format!("{} ", mech.name()).into_bytes();
+        crate::wire::base64_encode(ir.expose().as_bytes(), &mut cmd);
+        let cmd = Secret::new(String::from_utf8(cmd).expect("base64 is ASCII"));
+        (cmd, None)
+    } else {
+        (Secret::new(mech.name().into()), Some(ir))
+    };
+    let auth = SaslAuth {
+        mech,
+        first: RefCell::new(first),
+        challenge: RefCell::new(None),
+    };
+    match client.authenticate(command.expose(), &auth) {
         Ok(inner) => Ok(LoggedIn { inner, raw, clock }),
-        Err((imap::Error::No(r), _)) => Err(login_error(&r.information)),
+        Err((imap::Error::No(r), _)) => {
+            let e = login_error(&r.information);
+            Err(match auth.challenge.take() {
+                Some(c) if e.kind == crate::error::Kind::Auth => {
+                    sasl::rejected(mech, &c).server_said(&r.information)
+                }
+                _ => e,
+            })
+        }
         Err((e, _)) => Err(lib_error("login", e)),
     }
 }

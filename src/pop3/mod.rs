@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use crate::error::{Error, Result, auth, internal, protocol, temporary, unavailable};
 use crate::net::{Conn, Endpoint, Trace};
 use crate::sanitize::escape;
+use crate::sasl::{self, Mechanism};
 use crate::secret::Login;
 use crate::types::{AuthMethod, TlsMode};
 use proto::{BodyDecoder, Capabilities, Command, Lines, ListingDecoder, MAX_LINE, Status};
@@ -160,22 +161,6 @@ impl<'u> Session<'u> {
         let user = login.user;
         let pass = login.password.expose();
         let reply = match method {
-            AuthMethod::Plain => {
-                let r = self.simple(&Command::AuthPlain {
-                    authcid: user,
-                    password: pass,
-                })?;
-                if let Status::Continue(_) = r {
-                    // The server wants the response in a second round; we
-                    // sent it already, so this server is broken: cancel.
-                    self.send_line(b"*\r\n")?;
-                    let _ = self.read_status();
-                    return Err(protocol(
-                        "server did not accept the SASL PLAIN initial response",
-                    ));
-                }
-                r
-            }
             AuthMethod::User => match self.simple(&Command::User(user))? {
                 Status::Ok(_) => self.simple(&Command::Pass(pass))?,
                 other => other,
@@ -189,11 +174,77 @@ impl<'u> Session<'u> {
                 let digest = apop_digest(ts, pass);
                 self.simple(&Command::Apop { user, digest })?
             }
-            AuthMethod::Auto => unreachable!("resolved above"),
+            sasl_method => {
+                let mech = Mechanism::of(sasl_method).expect("the rest are SASL");
+                return self.sasl(mech, login);
+            }
         };
         match reply {
             Status::Ok(_) => Ok(()),
             Status::Err(text) | Status::Continue(text) => Err(login_error(&text)),
+        }
+    }
+
+    /// `AUTH` with `mech` (RFC 5034): the initial response in the command
+    /// when the command stays within POP3's 255 octets (RFC 2449), else in
+    /// answer to the first challenge; a later challenge is the server's
+    /// error status, answered so that the server finishes with -ERR.
+    fn sasl(&mut self, mech: Mechanism, login: &Login) -> Result<()> {
+        if mech.is_oauth() && self.caps.known && !self.caps.sasl.iter().any(|m| m == mech.name()) {
+            return Err(unavailable(format!(
+                "the server does not offer SASL {} (it offers: {})",
+                mech.name(),
+                escape(&self.caps.sasl.join(" "))
+            )));
+        }
+        let creds = sasl::Credentials {
+            user: login.user,
+            secret: login.password,
+            host: login.host,
+            port: login.port,
+        };
+        sasl::check(mech, &creds).map_err(crate::error::config)?;
+        let ir = sasl::initial_response(mech, &creds);
+        let ir = ir.expose().as_bytes();
+        // "AUTH " + name + " " + base64 + CRLF.
+        let fits = 5 + mech.name().len() + 1 + ir.len().div_ceil(3) * 4 + 2 <= 255;
+        let mut reply = self.simple(&Command::Auth {
+            mech: mech.name(),
+            ir: fits.then_some(ir),
+        })?;
+        if !fits && let Status::Continue(_) = reply {
+            reply = self.simple(&Command::SaslAnswer(ir))?;
+        }
+        // A challenge now is the server's reason for refusing: answer it
+        // so that it finishes, and keep it for the message.
+        let mut challenge = None;
+        if let Status::Continue(text) = &reply {
+            challenge = Some(
+                crate::wire::base64_decode(text.trim())
+                    .unwrap_or_else(|| text.clone().into_bytes()),
+            );
+            reply = self.simple(&Command::SaslAnswer(sasl::error_answer(mech)))?;
+        }
+        match reply {
+            Status::Ok(_) => Ok(()),
+            Status::Continue(_) => {
+                // A third round: no mechanism here has one. Cancel.
+                self.send_line(b"*\r\n")?;
+                let _ = self.read_status();
+                Err(protocol(format!(
+                    "the server asked for more than {} has to say",
+                    mech.name()
+                )))
+            }
+            Status::Err(text) => {
+                let e = login_error(&text);
+                Err(match challenge {
+                    Some(c) if e.kind == crate::error::Kind::Auth => {
+                        sasl::rejected(mech, &c).server_said(text)
+                    }
+                    _ => e,
+                })
+            }
         }
     }
 

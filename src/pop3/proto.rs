@@ -21,12 +21,17 @@ pub enum Command<'a> {
     Capa,
     Stls,
     User(&'a str),
-    /// `PASS`, `AUTH PLAIN <ir>` and `APOP` carry secrets: see [`Command::redacted`].
+    /// `PASS`, `AUTH` with an initial response, a SASL answer and `APOP`
+    /// carry secrets: see [`Command::redacted`].
     Pass(&'a str),
-    AuthPlain {
-        authcid: &'a str,
-        password: &'a str,
+    /// `AUTH MECH [initial response]` (RFC 5034); the response raw, sent in
+    /// base64 (`=` when empty).
+    Auth {
+        mech: &'static str,
+        ir: Option<&'a [u8]>,
     },
+    /// The answer to a SASL challenge, raw (sent in base64).
+    SaslAnswer(&'a [u8]),
     Apop {
         user: &'a str,
         digest: String,
@@ -48,22 +53,19 @@ impl Command<'_> {
             Command::Stls => out.extend_from_slice(b"STLS"),
             Command::User(u) => push_args(out, &["USER ", u])?,
             Command::Pass(p) => push_args(out, &["PASS ", p])?,
-            Command::AuthPlain { authcid, password } => {
-                check_arg(authcid)?;
-                check_arg(password)?;
-                if authcid.contains('\0') || password.contains('\0') {
-                    return Err(crate::error::config(
-                        "user name or password contains a NUL byte, which SASL PLAIN cannot carry",
-                    ));
+            Command::Auth { mech, ir } => {
+                out.extend_from_slice(b"AUTH ");
+                out.extend_from_slice(mech.as_bytes());
+                match ir {
+                    Some([]) => out.extend_from_slice(b" ="),
+                    Some(raw) => {
+                        out.push(b' ');
+                        crate::wire::base64_encode(raw, out);
+                    }
+                    None => {}
                 }
-                let mut raw = Vec::with_capacity(authcid.len() + password.len() + 2);
-                raw.push(0);
-                raw.extend_from_slice(authcid.as_bytes());
-                raw.push(0);
-                raw.extend_from_slice(password.as_bytes());
-                out.extend_from_slice(b"AUTH PLAIN ");
-                crate::wire::base64_encode(&raw, out);
             }
+            Command::SaslAnswer(raw) => crate::wire::base64_encode(raw, out),
             Command::Apop { user, digest } => push_args(out, &["APOP ", user, " ", digest])?,
             Command::Stat => out.extend_from_slice(b"STAT"),
             Command::Uidl => out.extend_from_slice(b"UIDL"),
@@ -81,7 +83,8 @@ impl Command<'_> {
     pub fn redacted(&self) -> String {
         match self {
             Command::Pass(_) => "PASS [REDACTED]".into(),
-            Command::AuthPlain { .. } => "AUTH PLAIN [REDACTED]".into(),
+            Command::Auth { mech, ir: Some(_) } => format!("AUTH {mech} [REDACTED]"),
+            Command::SaslAnswer(_) => "[REDACTED]".into(),
             Command::Apop { user, .. } => format!("APOP {user} [REDACTED]"),
             other => {
                 let mut v = Vec::new();
@@ -420,6 +423,8 @@ pub struct Capabilities {
     pub uidl: bool,
     pub pipelining: bool,
     pub sasl_plain: bool,
+    /// The SASL mechanisms offered, upper case.
+    pub sasl: Vec<String>,
     /// False when the server answered CAPA with -ERR (a pre-RFC 2449 server).
     pub known: bool,
     /// The raw lines, for reporting.
@@ -441,7 +446,10 @@ impl Capabilities {
                 "USER" => c.user = true,
                 "UIDL" => c.uidl = true,
                 "PIPELINING" => c.pipelining = true,
-                "SASL" => c.sasl_plain |= words.any(|w| w.eq_ignore_ascii_case("PLAIN")),
+                "SASL" => {
+                    c.sasl.extend(words.map(|w| w.to_ascii_uppercase()));
+                    c.sasl_plain = c.sasl.iter().any(|w| w == "PLAIN");
+                }
                 _ => {}
             }
         }
@@ -725,6 +733,7 @@ mod tests {
         .collect();
         let c = Capabilities::parse(lines.iter().map(String::as_str));
         assert!(c.stls && c.user && c.uidl && c.pipelining && c.sasl_plain && c.known);
+        assert_eq!(c.sasl, ["LOGIN", "PLAIN"]);
         let c = Capabilities::parse(["SASL LOGIN"]);
         assert!(!c.sasl_plain && !c.stls);
     }
@@ -759,13 +768,22 @@ mod tests {
         Command::Dele(7).encode(&mut v).unwrap();
         assert_eq!(v, b"RETR 7\r\nDELE 7\r\n");
         let mut v = Vec::new();
-        Command::AuthPlain {
-            authcid: "tim",
-            password: "tanstaaftanstaaf",
+        Command::Auth {
+            mech: "PLAIN",
+            ir: Some(b"\0tim\0tanstaaftanstaaf"),
         }
         .encode(&mut v)
         .unwrap();
         assert_eq!(v, b"AUTH PLAIN AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n");
+        let mut v = Vec::new();
+        let empty = Command::Auth {
+            mech: "XOAUTH2",
+            ir: Some(b""),
+        };
+        empty.encode(&mut v).unwrap();
+        Command::SaslAnswer(b"\x01").encode(&mut v).unwrap();
+        assert_eq!(v, b"AUTH XOAUTH2 =\r\nAQ==\r\n");
+        assert_eq!(Command::SaslAnswer(b"x").redacted(), "[REDACTED]");
         assert!(
             Command::User("a\r\nDELE 1")
                 .encode(&mut Vec::new())
@@ -773,13 +791,13 @@ mod tests {
         );
         assert!(Command::Pass("x\ny").encode(&mut Vec::new()).is_err());
         assert_eq!(Command::Pass("sekrit").redacted(), "PASS [REDACTED]");
-        assert!(
-            !Command::AuthPlain {
-                authcid: "u",
-                password: "sekrit"
+        assert_eq!(
+            Command::Auth {
+                mech: "PLAIN",
+                ir: Some(b"\0u\0sekrit")
             }
-            .redacted()
-            .contains("sekrit")
+            .redacted(),
+            "AUTH PLAIN [REDACTED]"
         );
         assert_eq!(Command::Retr(3).redacted(), "RETR 3");
     }

@@ -204,6 +204,16 @@ impl Dovecot {
     /// what the script needs) is not installed and [`require`] lets the
     /// test skip. Any other failure panics.
     pub fn start() -> Option<Dovecot> {
+        Dovecot::start_with(&[])
+    }
+
+    /// [`Dovecot::start`], also offering XOAUTH2 and OAUTHBEARER with tokens
+    /// checked at `introspection_url` (`tests/common/tokenserver.rs`).
+    pub fn start_oauth2(introspection_url: &str) -> Option<Dovecot> {
+        Dovecot::start_with(&["--oauth2", introspection_url])
+    }
+
+    fn start_with(extra: &[&str]) -> Option<Dovecot> {
         let missing = ["dovecot", "doveadm", "openssl", "bash"]
             .into_iter()
             .find(|prog| find_program(prog).is_none())
@@ -226,6 +236,7 @@ impl Dovecot {
                 .args(["--pop3s", &pop3s.to_string()])
                 .args(["--imap", &imap.to_string()])
                 .args(["--imaps", &imaps.to_string()])
+                .args(extra)
                 .env("PATH", sandbox_path());
             let out = match run_limited(cmd, Duration::from_secs(30)) {
                 Ok(o) => o,

@@ -25,6 +25,7 @@ pub mod pop3server;
 pub mod require;
 pub mod spawned;
 pub mod tls;
+pub mod tokenserver;
 
 use std::ffi::OsStr;
 use std::io::Read;
