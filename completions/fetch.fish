@@ -47,6 +47,7 @@ complete -c fetch -l json -d 'Write newline-delimited JSON events on stdout (one
 complete -c fetch -s c -l check -d 'Only count new messages, downloading nothing and changing nothing; print the count per account. Exit status 0 if there is new mail, 1 if there is none'
 complete -c fetch -s n -l dry-run -d 'Connect and say, one line per message on stdout, what a run would fetch, delete, move and which flags it would sync, changing nothing (on the server, in the destination, or in the ledger)'
 complete -c fetch -l show-cert -d 'Connect, print the server\'s TLS version, certificate (subject, issuer, validity, names, SHA-256 fingerprint, whether it is trusted) and capabilities, and exit; no credential is sent'
+complete -c fetch -l login -d 'Authorize the accounts that have an OAuth client (oauth2_client_id, or a provider preset): print the URL to open in a browser (and, with a device endpoint, the code to enter there), wait for the grant, and keep the refresh token in the account\'s state directory (mode 0600). Later runs refresh the access token by themselves'
 complete -c fetch -l idle -d 'With --daemon (or alone, polling every 300 seconds): also fetch an IMAP account as soon as one of its folders has new mail, watching up to 8 folders per account with IDLE. POP3 accounts are polled'
 complete -c fetch -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c fetch -s V -l version -d 'Print version'

@@ -211,6 +211,14 @@ pub struct Cli {
     #[arg(long)]
     pub show_cert: bool,
 
+    /// Authorize the accounts that have an OAuth client (oauth2_client_id,
+    /// or a provider preset): print the URL to open in a browser (and, with
+    /// a device endpoint, the code to enter there), wait for the grant, and
+    /// keep the refresh token in the account's state directory (mode 0600).
+    /// Later runs refresh the access token by themselves.
+    #[arg(long, conflicts_with_all = ["check", "dry_run", "show_cert", "daemon", "idle"])]
+    pub login: bool,
+
     /// Keep running: fetch every account every SECONDS until SIGTERM or
     /// SIGINT (which let the message in flight be committed, end the session
     /// properly, and exit 0). An account that fails is retried later and

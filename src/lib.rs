@@ -44,6 +44,7 @@ pub mod imap;
 pub mod ledger;
 pub mod net;
 pub mod netrc;
+pub mod oauth2;
 pub mod password;
 pub mod platform;
 pub mod pop3;

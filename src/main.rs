@@ -44,6 +44,9 @@ fn real_main() -> i32 {
     drop(cli);
     signals::install();
     let ui = report::Ui::new(plan.output);
+    if plan.mode == Mode::Login {
+        return fetch::run::login::all(&plan.accounts, &ui);
+    }
     if let Some(daemon) = plan.daemon {
         return schedule::daemon(&plan.accounts, plan.jobs, daemon, &ui);
     }

@@ -23,12 +23,20 @@ pub struct Sources<'a> {
     pub command: Option<&'a str>,
     /// A password written in a (private) config file.
     pub config: Option<&'a Secret>,
+    /// The built-in OAuth client, whose access tokens are kept in
+    /// `state_dir` (used when there is no command).
+    pub oauth2: Option<&'a crate::oauth2::Client>,
+    pub state_dir: Option<std::path::PathBuf>,
+    pub timeout: Duration,
 }
 
 /// The password from the first of `src` that has one.
 pub fn obtain(src: &Sources) -> Result<Secret> {
     if let Some(cmd) = src.command {
         return from_command(cmd);
+    }
+    if let Some(client) = src.oauth2 {
+        return oauth2_token(src, client, false);
     }
     if let Some(path) = netrc_path()
         && let Some(pw) = crate::netrc::lookup_file(&path, src.host, src.user)?
@@ -49,6 +57,23 @@ pub fn obtain(src: &Sources) -> Result<Secret> {
             src.host, src.user
         ))
     })
+}
+
+/// After the server rejected a token from the built-in OAuth store: a
+/// freshly refreshed one (`None` when the secret did not come from there).
+pub fn renew(src: &Sources) -> Result<Option<Secret>> {
+    match (src.command, src.oauth2) {
+        (None, Some(client)) => oauth2_token(src, client, true).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn oauth2_token(src: &Sources, client: &crate::oauth2::Client, renew: bool) -> Result<Secret> {
+    let dir = src
+        .state_dir
+        .as_deref()
+        .ok_or_else(|| config("cannot find a state directory: set XDG_STATE_HOME or HOME"))?;
+    crate::oauth2::access_token(client, src.account, dir, src.timeout, renew)
 }
 
 /// `$NETRC`, else `~/.netrc`.

@@ -20,7 +20,7 @@ use crate::{run, signals};
 /// Where runs get their passwords. A one-shot run asks each time (once per
 /// account); a daemon asks once and keeps the password in memory (as
 /// fetchmail does: a prompt every poll would be useless), forgetting it
-/// when the server rejects it.
+/// when the server rejects it. OAuth tokens are never kept here.
 struct Passwords {
     keep: bool,
     cache: Mutex<HashMap<usize, Secret>>,
@@ -35,7 +35,9 @@ impl Passwords {
     }
 
     fn get(&self, i: usize, acct: &Account) -> Result<Secret> {
-        if !self.keep {
+        // An OAuth access token expires within the hour: its source (the
+        // token store, or a helper that caches) is asked every time.
+        if !self.keep || acct.auth.is_oauth() {
             return crate::password::obtain(&acct.password_sources());
         }
         // Held while asking, so two threads never prompt at once.

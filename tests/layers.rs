@@ -144,6 +144,7 @@ fn lower_layers_never_reach_up() {
     ];
     for lower in [
         "imap", "pop3", "deliver", "ledger", "net", "wire", "durable", "platform", "types", "sasl",
+        "oauth2",
     ] {
         let deps = &g[lower];
         for u in upper {

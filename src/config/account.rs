@@ -31,6 +31,9 @@ pub struct Account {
     pub cafile: Option<PathBuf>,
     pub allow_plaintext_auth: bool,
     pub auth: AuthMethod,
+    /// The built-in OAuth client: the access token comes from its store
+    /// (unless a password command gives it).
+    pub oauth2: Option<crate::oauth2::Client>,
     pub password_command: Option<String>,
     /// A password written in the config file (only accepted from a file
     /// that is private to the user).
@@ -120,7 +123,16 @@ impl Account {
             user: &self.user,
             command: self.password_command.as_deref(),
             config: self.config_password.as_deref(),
+            oauth2: self.oauth2.as_ref().filter(|_| self.auth.is_oauth()),
+            state_dir: self.state_dir(),
+            timeout: self.timeout,
         }
+    }
+
+    /// The account's state directory (ledger, lock, OAuth tokens).
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        crate::ledger::default_root()
+            .map(|root| root.join(crate::ledger::account_dir_name(&self.ledger_id())))
     }
 
     /// What a destination needs beyond where it is.
@@ -155,7 +167,9 @@ impl Account {
 }
 
 /// One account from its merged layers of settings.
-pub(super) fn build(name: String, s: Settings, mode: Mode) -> Result<Account> {
+pub(super) fn build(name: String, mut s: Settings, mode: Mode) -> Result<Account> {
+    super::provider::apply(&mut s)?;
+    let oauth2 = super::provider::client(&s)?;
     let acct_hint = if name.is_empty() {
         String::new()
     } else {
@@ -272,6 +286,23 @@ pub(super) fn build(name: String, s: Settings, mode: Mode) -> Result<Account> {
     if timeout == 0 {
         return Err(usage("the timeout must be at least 1 second"));
     }
+    let auth = match s.auth {
+        Some(a) => a,
+        None if oauth2.is_some() => AuthMethod::Xoauth2,
+        None => AuthMethod::Auto,
+    };
+    if auth.is_oauth() && oauth2.is_none() && s.password_command.is_none() {
+        return Err(cfg(format!(
+            "--auth {} sends an OAuth access token: give password_command (a token helper such as \
+             oama) or the account's OAuth client (oauth2_client_id, or provider = ...) and run \
+             fetch --login",
+            if auth == AuthMethod::Xoauth2 {
+                "xoauth2"
+            } else {
+                "oauthbearer"
+            }
+        )));
+    }
     let display = if name.is_empty() {
         format!("{user}@{host}")
     } else {
@@ -286,7 +317,8 @@ pub(super) fn build(name: String, s: Settings, mode: Mode) -> Result<Account> {
         tls,
         cafile: s.cafile.as_deref().map(expand_path).transpose()?,
         allow_plaintext_auth: s.allow_plaintext_auth.unwrap_or(false),
-        auth: s.auth.unwrap_or(AuthMethod::Auto),
+        auth,
+        oauth2,
         password_command: s.password_command,
         config_password: s.password.map(|p| Arc::new(Secret::new(p))),
         keep: s.keep.unwrap_or(false),

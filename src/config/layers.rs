@@ -46,6 +46,16 @@ pub(super) struct Settings {
     pub(super) max_size: Option<SizeSetting>,
     pub(super) fingerprint: Option<String>,
     pub(super) delete_after: Option<u64>,
+    // Config-file only: a provider preset and the account's OAuth client
+    // (`provider.rs`).
+    pub(super) provider: Option<String>,
+    pub(super) oauth2_client_id: Option<String>,
+    pub(super) oauth2_client_secret: Option<String>,
+    pub(super) oauth2_scope: Option<String>,
+    pub(super) oauth2_token_url: Option<String>,
+    pub(super) oauth2_authorize_url: Option<String>,
+    pub(super) oauth2_device_url: Option<String>,
+    pub(super) oauth2_authorize_params: Option<Vec<String>>,
 }
 
 /// A size in the config file: a number of bytes, or text like "10M".
@@ -146,6 +156,7 @@ impl Settings {
             max_size: cli.max_size.map(SizeSetting::Bytes),
             fingerprint: cli.fingerprint.clone(),
             delete_after: cli.delete_after,
+            ..Default::default()
         }
     }
 }

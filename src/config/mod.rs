@@ -26,6 +26,7 @@
 mod account;
 mod layers;
 mod paths;
+mod provider;
 
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ pub enum Mode {
     /// `--show-cert`: print the server's certificate and capabilities,
     /// send no credential.
     ShowCert,
+    /// `--login`: authorize the account's OAuth client, fetch nothing.
+    Login,
 }
 
 /// `--daemon` and `--idle`.
@@ -103,6 +106,8 @@ pub fn resolve(cli: &Cli) -> Result<Plan> {
         Mode::DryRun
     } else if cli.show_cert {
         Mode::ShowCert
+    } else if cli.login {
+        Mode::Login
     } else {
         Mode::Fetch
     };

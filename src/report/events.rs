@@ -13,6 +13,15 @@ pub enum Event<'a> {
     Message(Message<'a>),
     Account(AccountEvent<'a>),
     Error(ErrorEvent<'a>),
+    Authorize(AuthorizeEvent<'a>),
+}
+
+/// `--login`: what the user must open (and, device flow, the code to type).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthorizeEvent<'a> {
+    pub account: &'a str,
+    pub url: &'a str,
+    pub user_code: Option<&'a str>,
 }
 
 /// A message delivered, skipped, or (`--dry-run`) what a run would do.
@@ -218,6 +227,20 @@ pub const SCHEMA: &[Doc] = &[
         ],
     },
     Doc {
+        name: "authorize",
+        about: "With --login: the URL to open in a browser (device flow: where to type user_code).",
+        fields: &[
+            field("account", Type::String, false, "the account's name"),
+            field("url", Type::String, false, "the URL to open"),
+            field(
+                "user_code",
+                Type::String,
+                true,
+                "device flow: the code to enter at url; null for the browser flow",
+            ),
+        ],
+    },
+    Doc {
         name: "error",
         about: "Before the account event of a failed account.",
         fields: &[
@@ -336,6 +359,14 @@ mod tests {
                 would_flag: planned,
                 seconds: 0.25,
                 exit_code: 0,
+            });
+            check(&line(&e)).unwrap();
+        }
+        for user_code in [None, Some("WDJB-MJHT")] {
+            let e = Event::Authorize(AuthorizeEvent {
+                account: "a",
+                url: "https://example.org/device",
+                user_code,
             });
             check(&line(&e)).unwrap();
         }

@@ -10,6 +10,7 @@
 mod batch;
 pub mod idle;
 pub mod imap;
+pub mod login;
 pub mod pop3;
 mod recover;
 mod show_cert;
@@ -112,10 +113,27 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
         let mut ledger = LedgerSoon {
             state: Loading::Running(scope.spawn(|| prepare(locked, acct, ui))),
         };
-        let result = match acct.protocol {
+        let mut result = match acct.protocol {
             Protocol::Pop3 => pop3::run(acct, ui, &mut ledger, password),
             Protocol::Imap => imap::run(acct, ui, &mut ledger, password),
         };
+        // A token from the built-in store that the server turned down
+        // although it should be valid (revoked early, clock skew): refresh
+        // it once and log in again. Only a login fails with Auth, so
+        // nothing has happened yet but the login.
+        if let Err(e) = &result
+            && e.kind == crate::error::Kind::Auth
+            && let Some(fresh) = crate::password::renew(&acct.password_sources())?
+        {
+            ui.detail(
+                &acct.name,
+                "the server rejected the OAuth access token; refreshed it",
+            );
+            result = match acct.protocol {
+                Protocol::Pop3 => pop3::run(acct, ui, &mut ledger, fresh),
+                Protocol::Imap => imap::run(acct, ui, &mut ledger, fresh),
+            };
+        }
         // A damaged ledger is the thing to report, whatever became of the
         // session meanwhile.
         let outcome = match (result, ledger.get()) {

@@ -88,6 +88,12 @@ impl State {
         t
     }
 
+    /// Forget the access tokens issued, refresh tokens kept (a provider
+    /// that invalidates access tokens early).
+    pub fn forget_access(&mut self) {
+        self.access.clear();
+    }
+
     /// Revoke every token (the user withdrew consent).
     pub fn revoke_all(&mut self) {
         self.access.clear();
