@@ -111,6 +111,29 @@ pub mod fuzzing {
         crate::ledger::fuzz_parse(data);
     }
 
+    /// A SASL error challenge, as a server sends it (base64) and decoded.
+    pub fn sasl_challenge(data: &[u8]) {
+        let _ = crate::sasl::describe_challenge(data);
+        if let Ok(s) = std::str::from_utf8(data)
+            && let Some(raw) = crate::wire::base64_decode(s)
+        {
+            assert!(raw.len() <= s.len());
+            let _ = crate::sasl::describe_challenge(&raw);
+        }
+    }
+
+    /// An OAuth token or device endpoint's answer; the first two bytes are
+    /// the HTTP status.
+    pub fn oauth2_token(data: &[u8]) {
+        let status = match data {
+            [a, b, ..] => u16::from_be_bytes([*a, *b]) % 700,
+            _ => 200,
+        };
+        let body = data.get(2..).unwrap_or(&[]);
+        let _ = crate::oauth2::token::parse_token_reply(status, body);
+        let _ = crate::oauth2::token::parse_device_reply(status, body);
+    }
+
     /// Folder names: modified UTF-7 and the Maildir++ escaping.
     pub fn folder_name(data: &[u8]) {
         if let Ok(s) = std::str::from_utf8(data) {
