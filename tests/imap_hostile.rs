@@ -263,3 +263,49 @@ fn a_greeting_that_never_ends_times_out() {
     assert!(took < Duration::from_millis(3500), "took {took:?}");
     assert!(maildir_messages(&env.maildir()).is_empty());
 }
+
+#[test]
+fn all_folders_leaves_out_special_use_views_and_bins_unless_named() {
+    // Gmail's LIST: All Mail and Starred hold the messages of the other
+    // folders again (RFC 6154 \All, \Flagged); Spam and Bin are \Junk and
+    // \Trash.
+    let list: Vec<String> = [
+        "(\\HasNoChildren) Work",
+        "(\\All \\HasNoChildren) \"[Gmail]/All Mail\"",
+        "(\\Flagged) \"[Gmail]/Starred\"",
+        "(\\Junk) \"[Gmail]/Spam\"",
+        "(\\HasNoChildren \\Trash) \"[Gmail]/Bin\"",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let folders = |env: &Env| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(env.maildir())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    };
+    let env = Env::new();
+    let port = serve(Script {
+        list: list.clone(),
+        ..Script::new(three())
+    });
+    let out = fetch(&env, port, &["--all-folders"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(folders(&env), [".Work"]);
+    assert_eq!(maildir_messages(&env.maildir()).len(), 3);
+    assert_eq!(maildir_messages(&env.maildir().join(".Work")).len(), 3);
+    // Named, a bin is fetched with the rest.
+    let env = Env::new();
+    let port = serve(Script {
+        list,
+        ..Script::new(three())
+    });
+    let out = fetch(&env, port, &["--all-folders", "--folder", "[Gmail]/Spam"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(folders(&env).len(), 2, "{:?}", folders(&env));
+}

@@ -54,6 +54,10 @@ pub struct Folder {
     pub name: String,
     pub delimiter: Option<char>,
     pub selectable: bool,
+    /// A special-use attribute (RFC 6154) that marks a folder whose
+    /// messages are elsewhere too (`\All`, `\Flagged`: views of other
+    /// folders) or that the user rarely wants (`\Junk`, `\Trash`).
+    pub special: Option<&'static str>,
 }
 
 pub struct Session<'u> {
@@ -209,6 +213,13 @@ impl<'u> Session<'u> {
                         x.eq_ignore_ascii_case("\\NonExistent")
                     }
                     _ => false,
+                }),
+                special: n.attributes().iter().find_map(|a| match a {
+                    imap_proto::NameAttribute::All => Some("\\All"),
+                    imap_proto::NameAttribute::Flagged => Some("\\Flagged"),
+                    imap_proto::NameAttribute::Junk => Some("\\Junk"),
+                    imap_proto::NameAttribute::Trash => Some("\\Trash"),
+                    _ => None,
                 }),
             })
             .collect();

@@ -82,7 +82,8 @@ pub struct Script {
     /// SELECT's UIDVALIDITY line (None: not sent at all).
     pub uid_validity: Option<u32>,
     /// Folder names LIST returns, as they go on the wire (quoted or a
-    /// literal), with "/" as the delimiter. INBOX is always there.
+    /// literal), with "/" as the delimiter, each optionally after its
+    /// attributes (`(\\All) "[Gmail]/All Mail"`). INBOX is always there.
     pub list: Vec<String>,
     /// Hold the data of the first body FETCH until the second comes, then
     /// send the second's before the first's (as a server running pipelined
@@ -206,14 +207,18 @@ fn session(mut s: TcpStream, sc: &Script) -> std::io::Result<()> {
             out.extend(b"* CAPABILITY IMAP4rev1 UIDPLUS\r\n");
         } else if upper.starts_with("LIST") {
             out.extend(b"* LIST () \"/\" INBOX\r\n");
-            for name in &sc.list {
-                out.extend(format!("* LIST () \"/\" {name}\r\n").as_bytes());
+            for entry in &sc.list {
+                let (attrs, name) = split_attrs(entry);
+                out.extend(format!("* LIST ({attrs}) \"/\" {name}\r\n").as_bytes());
             }
         } else if upper.starts_with("SELECT") || upper.starts_with("EXAMINE") {
             // Only a folder LIST gave, by its real name.
             let arg = cmd.split_once(' ').map_or("", |x| x.1);
             let known = wire_name(arg).eq_ignore_ascii_case("INBOX")
-                || sc.list.iter().any(|n| wire_name(n) == wire_name(arg))
+                || sc
+                    .list
+                    .iter()
+                    .any(|n| wire_name(split_attrs(n).1) == wire_name(arg))
                     && !wire_name(arg).contains("refused");
             if !known {
                 s.write_all(format!("{tag} NO [NONEXISTENT] no {arg}\r\n").as_bytes())?;
@@ -308,4 +313,12 @@ pub fn fetch(env: &Env, port: u16, extra: &[&str]) -> super::Out {
     args.extend(Dest::Maildir.args(env));
     args.extend(extra.iter().map(|s| s.to_string()));
     env.run_args(&args)
+}
+
+/// A `Script::list` entry's attributes and name.
+fn split_attrs(entry: &str) -> (&str, &str) {
+    match entry.strip_prefix('(').and_then(|r| r.split_once(") ")) {
+        Some((attrs, name)) => (attrs, name),
+        None => ("", entry),
+    }
 }

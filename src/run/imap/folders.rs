@@ -1,5 +1,5 @@
 //! Which folders of an IMAP account a run fetches: INBOX, the ones named,
-//! or every one the server lists.
+//! or every one the server lists but the special-use views and bins.
 
 use std::collections::HashMap;
 
@@ -31,6 +31,10 @@ pub(crate) fn choose_folders(
         return Ok(listed
             .into_iter()
             .filter(|f| f.selectable)
+            // RFC 6154: \All and \Flagged show messages that live in other
+            // folders too (Gmail's All Mail and Starred); \Junk and \Trash
+            // are rarely wanted. Fetched only when named with --folder.
+            .filter(|f| f.special.is_none() || wanted.contains(&f.name))
             .filter(|f| {
                 acct.imap
                     .move_to
