@@ -132,7 +132,28 @@ impl<'u> Session<'u> {
             s.caps = s.capa()?;
         }
         s.pipelining = s.caps.pipelining;
+        s.enable_utf8()?;
         Ok(s)
+    }
+
+    /// Enter UTF-8 mode (RFC 6856) when CAPA offers it. It can only be
+    /// asked for now, in the AUTHORIZATION state, and after STLS (whose
+    /// capabilities are the ones that count). Without it a server may
+    /// change messages whose headers are 8-bit before sending them (Courier
+    /// sends a generated "cannot display" message instead, the original
+    /// as an attachment), so the user would not get the message as it was
+    /// stored. A -ERR leaves the session as it would be without the
+    /// command, so the run goes on: nothing is lost that asking could save.
+    fn enable_utf8(&mut self) -> Result<()> {
+        if !self.caps.utf8 {
+            return Ok(());
+        }
+        match self.simple(&Command::Utf8)? {
+            Status::Ok(_) | Status::Err(_) => Ok(()),
+            Status::Continue(text) => {
+                Err(protocol("a SASL continuation in reply to UTF8").server_said(text))
+            }
+        }
     }
 
     pub fn pipelining(&self) -> bool {
@@ -152,6 +173,7 @@ impl<'u> Session<'u> {
                  --tls implicit or --tls starttls, or --allow-plaintext-auth if you must",
             ));
         }
+        self.check_non_ascii(login)?;
         let method = match login.method {
             AuthMethod::Auto if self.caps.sasl_plain => AuthMethod::Plain,
             AuthMethod::Auto => AuthMethod::User,
@@ -195,6 +217,25 @@ impl<'u> Session<'u> {
             Status::Ok(_) => Ok(()),
             Status::Err(text) | Status::Continue(text) => Err(login_error(&text)),
         }
+    }
+
+    /// A user name or password outside ASCII: SASL PLAIN carries UTF-8
+    /// (RFC 5034, RFC 4616), USER and PASS only where CAPA says `UTF8 USER`
+    /// (RFC 6856). With `auto` and neither on offer, a clear error rather
+    /// than a login the server cannot read; an explicit `--auth user` is
+    /// sent as asked (UTF-8), for a server that takes it without saying so.
+    fn check_non_ascii(&self, login: &Login) -> Result<()> {
+        if login.user.is_ascii() && login.password.expose().is_ascii() {
+            return Ok(());
+        }
+        if login.method == AuthMethod::Auto && !self.caps.sasl_plain && !self.caps.utf8_user {
+            return Err(unavailable(
+                "the user name or password is not ASCII, and the server offers neither \
+                 SASL PLAIN nor UTF-8 in USER and PASS (UTF8 USER, RFC 6856); \
+                 --auth user sends them anyway, in UTF-8",
+            ));
+        }
+        Ok(())
     }
 
     /// STAT, UIDL (if the server has it) and LIST, checked against each other.

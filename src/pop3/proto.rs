@@ -20,6 +20,8 @@ pub const MAX_LINE: usize = 8192;
 pub enum Command<'a> {
     Capa,
     Stls,
+    /// RFC 6856: UTF-8 mode, asked for in the AUTHORIZATION state.
+    Utf8,
     User(&'a str),
     /// `PASS`, `AUTH PLAIN <ir>` and `APOP` carry secrets: see [`Command::redacted`].
     Pass(&'a str),
@@ -46,6 +48,7 @@ impl Command<'_> {
         match self {
             Command::Capa => out.extend_from_slice(b"CAPA"),
             Command::Stls => out.extend_from_slice(b"STLS"),
+            Command::Utf8 => out.extend_from_slice(b"UTF8"),
             Command::User(u) => push_args(out, &["USER ", u])?,
             Command::Pass(p) => push_args(out, &["PASS ", p])?,
             Command::AuthPlain { authcid, password } => {
@@ -420,6 +423,11 @@ pub struct Capabilities {
     pub uidl: bool,
     pub pipelining: bool,
     pub sasl_plain: bool,
+    /// `UTF8` (RFC 6856): the server has a UTF-8 mode, entered with the
+    /// UTF8 command.
+    pub utf8: bool,
+    /// `UTF8 USER`: the server also takes UTF-8 in USER and PASS.
+    pub utf8_user: bool,
     /// False when the server answered CAPA with -ERR (a pre-RFC 2449 server).
     pub known: bool,
     /// The raw lines, for reporting.
@@ -442,6 +450,10 @@ impl Capabilities {
                 "UIDL" => c.uidl = true,
                 "PIPELINING" => c.pipelining = true,
                 "SASL" => c.sasl_plain |= words.any(|w| w.eq_ignore_ascii_case("PLAIN")),
+                "UTF8" => {
+                    c.utf8 = true;
+                    c.utf8_user |= words.any(|w| w.eq_ignore_ascii_case("USER"));
+                }
                 _ => {}
             }
         }
@@ -726,7 +738,15 @@ mod tests {
         let c = Capabilities::parse(lines.iter().map(String::as_str));
         assert!(c.stls && c.user && c.uidl && c.pipelining && c.sasl_plain && c.known);
         let c = Capabilities::parse(["SASL LOGIN"]);
-        assert!(!c.sasl_plain && !c.stls);
+        assert!(!c.sasl_plain && !c.stls && !c.utf8);
+        // Courier's line, and the bare form.
+        let c = Capabilities::parse(["UTF8 USER"]);
+        assert!(c.utf8 && c.utf8_user);
+        let c = Capabilities::parse(["utf8"]);
+        assert!(c.utf8 && !c.utf8_user);
+        let mut v = Vec::new();
+        Command::Utf8.encode(&mut v).unwrap();
+        assert_eq!(v, b"UTF8\r\n");
     }
 
     #[test]
