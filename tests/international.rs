@@ -7,7 +7,8 @@ mod common;
 use common::Env;
 use common::courier::Courier;
 use common::dest::maildir_messages;
-use common::mail::{fixture_files, fixtures_and_corpus, read_all, sorted};
+use common::imapserver;
+use common::mail::{fixture_files, fixtures_and_corpus, lf_to_crlf, read_all, sorted};
 
 /// Whether the header section of `msg` (up to the first empty line) has a
 /// byte outside ASCII.
@@ -119,4 +120,112 @@ fn courier_without_utf8_mode_changes_8bit_headers() {
         wrapped,
         msgs.iter().filter(|m| eight_bit_headers(m)).count()
     );
+}
+
+/// The Maildir++ folders (`.NAME` directories) in `md`, sorted.
+fn maildir_folders(md: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(md)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Messages with UTF-8 headers, as an IMAP server sends them (CRLF).
+fn utf8_messages() -> Vec<imapserver::Msg> {
+    let fixture = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/eight_bit_headers.eml"),
+    )
+    .unwrap();
+    vec![
+        imapserver::Msg::new(1, lf_to_crlf(&fixture)),
+        imapserver::Msg::new(
+            2,
+            "Subject: =?utf-8?q?caf=C3=A9?=\r\nFrom: Zo\u{eb} <zo\u{eb}@example.net>\r\n\r\n\u{65e5}\u{672c}\r\n"
+                .as_bytes()
+                .to_vec(),
+        ),
+    ]
+}
+
+/// Folder names on the wire, quoted, without and with UTF8=ACCEPT: the
+/// same folders.
+const MUTF7_NAMES: [&str; 3] = [
+    "\"Entw&APw-rfe\"",
+    "\"Gr&APwA3w-e/K&APY-ln\"",
+    "\"Tom &- Jerry\"",
+];
+const UTF8_NAMES: [&str; 3] = ["\"Entwürfe\"", "\"Grüße/Köln\"", "\"Tom & Jerry\""];
+
+/// Serve `names` (UTF-8 ones with UTF8=ACCEPT) and fetch every folder.
+fn fetch_all_folders(names: &[&str], utf8: bool, env: &Env) -> common::Out {
+    let mut script = imapserver::Script::new(utf8_messages());
+    script.list = names.iter().map(|s| s.to_string()).collect();
+    script.utf8_accept = utf8;
+    let port = imapserver::serve(script);
+    imapserver::fetch(env, port, &["--all-folders", "-vv"])
+}
+
+/// With UTF8=ACCEPT enabled, LIST's UTF-8 names are read, SELECT sends
+/// UTF-8 (the server knows no other name), 8-bit headers arrive byte for
+/// byte, and each folder lands in the Maildir folder that the same server
+/// folder gets without UTF8=ACCEPT (modified UTF-7 on the wire).
+#[test]
+fn utf8_accept_folders_land_where_modified_utf7_ones_do() {
+    let with = Env::new();
+    let out = fetch_all_folders(&UTF8_NAMES, true, &with);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("ENABLE CONDSTORE UTF8=ACCEPT"),
+        "{}",
+        out.stderr
+    );
+    let without = Env::new();
+    let out = fetch_all_folders(&MUTF7_NAMES, false, &without);
+    assert_eq!(out.code, 0, "{out:?}");
+    let folders = maildir_folders(&with.maildir());
+    assert_eq!(
+        folders,
+        [".Entwürfe", ".Grüße.Köln", ".Tom & Jerry"],
+        "{:?}",
+        common::walk(with.path())
+    );
+    assert_eq!(folders, maildir_folders(&without.maildir()));
+    let want = imapserver::stored(&utf8_messages());
+    for f in folders.iter().map(String::as_str).chain([""]) {
+        assert_eq!(maildir_messages(&with.maildir().join(f)), want, "{f}");
+        assert_eq!(maildir_messages(&without.maildir().join(f)), want, "{f}");
+    }
+}
+
+/// `--folder` names in UTF-8 reach a UTF8=ACCEPT server as UTF-8, and a
+/// second run finds nothing new: the ledger knows the folders by the same
+/// names.
+#[test]
+fn utf8_accept_named_folders_and_a_second_run() {
+    let mut script = imapserver::Script::new(utf8_messages());
+    script.list = UTF8_NAMES.iter().map(|s| s.to_string()).collect();
+    script.utf8_accept = true;
+    let port = imapserver::serve(script);
+    let env = Env::new();
+    let args = ["--folder", "Grüße/Köln", "--folder", "Entwürfe"];
+    let out = imapserver::fetch(&env, port, &args);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        maildir_folders(&env.maildir()),
+        [".Entwürfe", ".Grüße.Köln"]
+    );
+    let want = imapserver::stored(&utf8_messages());
+    assert_eq!(maildir_messages(&env.maildir().join(".Grüße.Köln")), want);
+    let before = common::all_files(&env.maildir());
+    let out = imapserver::fetch(&env, port, &args);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(common::all_files(&env.maildir()), before);
 }
