@@ -5,8 +5,10 @@
 mod common;
 
 use common::Env;
+use common::args;
 use common::courier::Courier;
-use common::dest::maildir_messages;
+use common::dest::{Dest, maildir_messages};
+use common::dovecot::Dovecot;
 use common::imapserver;
 use common::mail::{fixture_files, fixtures_and_corpus, lf_to_crlf, read_all, sorted};
 
@@ -228,4 +230,88 @@ fn utf8_accept_named_folders_and_a_second_run() {
     let out = imapserver::fetch(&env, port, &args);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(common::all_files(&env.maildir()), before);
+}
+
+/// fetch's arguments for Dovecot's user `jürgen` (name and password not
+/// ASCII) over `proto` with implicit TLS.
+fn jurgen(dc: &Dovecot, proto: &str) -> Vec<String> {
+    let mut a = args::dovecot(dc, proto, "implicit");
+    args::set_option(&mut a, "-u", &dc.utf8_user);
+    args::set_option(
+        &mut a,
+        "--password-command",
+        &format!("cat {}", dc.utf8_password_file.display()),
+    );
+    a
+}
+
+/// A user name and password outside ASCII log in to the real Dovecot by
+/// SASL PLAIN (UTF-8), over IMAP and POP3, and his mail arrives; a wrong
+/// password is still refused (77), and IMAP LOGIN, which cannot carry
+/// them, is a clear error before anything is sent (78).
+#[test]
+fn dovecot_non_ascii_user_and_password() {
+    let Some(dc) = Dovecot::start() else {
+        return;
+    };
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/eight_bit_headers.eml");
+    dc.fill_files_of(&dc.utf8_user, std::slice::from_ref(&fixture));
+    let stored = std::fs::read(&fixture).unwrap();
+    for proto in ["imap", "pop3"] {
+        let env = Env::new();
+        let mut a = jurgen(&dc, proto);
+        a.extend(Dest::Maildir.args(&env));
+        let out = env.run_args(&a);
+        assert_eq!(out.code, 0, "{proto}: {out:?}\n{}", dc.log());
+        assert_eq!(
+            maildir_messages(&env.maildir()),
+            [stored.clone()],
+            "{proto}"
+        );
+    }
+    let env = Env::new();
+    let mut a = jurgen(&dc, "imap");
+    args::set_option(&mut a, "--password-command", "echo pässwörd-falsch");
+    a.extend(Dest::Maildir.args(&env));
+    env.run_args(&a).assert_exit(77, "authentication failed");
+    let mut a = jurgen(&dc, "imap");
+    a.extend(["--auth".into(), "user".into()]);
+    a.extend(Dest::Maildir.args(&env));
+    env.run_args(&a).assert_exit(78, "--auth plain");
+}
+
+/// A Dovecot folder with a name outside ASCII (modified UTF-7 on the wire:
+/// Dovecot 2.3 has no UTF8=ACCEPT) lands in the Maildir folder that the
+/// scripted UTF8=ACCEPT server's folder of the same name gets.
+#[test]
+fn dovecot_non_ascii_folders() {
+    let Some(dc) = Dovecot::start() else {
+        return;
+    };
+    dc.fill(&[b"Subject: eins\n\nx\n".as_slice(), b"Subject: zwei\n\ny\n"]);
+    for folder in ["Entwürfe", "Grüße.Köln"] {
+        for args in [
+            vec!["mailbox", "create", "-u", &dc.user, folder],
+            vec!["copy", "-u", &dc.user, folder, "mailbox", "INBOX", "all"],
+        ] {
+            let out = dc.doveadm(&args);
+            assert!(out.status.success(), "{args:?}: {out:?}");
+        }
+    }
+    let env = Env::new();
+    let mut a = args::dovecot(&dc, "imap", "implicit");
+    a.push("--all-folders".into());
+    a.extend(Dest::Maildir.args(&env));
+    let out = env.run_args(&a);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        maildir_folders(&env.maildir()),
+        [".Entwürfe", ".Grüße.Köln"]
+    );
+    let inbox = maildir_messages(&env.maildir());
+    assert_eq!(inbox.len(), 2);
+    for f in [".Entwürfe", ".Grüße.Köln"] {
+        assert_eq!(maildir_messages(&env.maildir().join(f)), inbox, "{f}");
+    }
 }
