@@ -11,6 +11,7 @@ use common::dest::{Dest, maildir_messages};
 use common::dovecot::Dovecot;
 use common::imapserver;
 use common::mail::{fixture_files, fixtures_and_corpus, lf_to_crlf, read_all, sorted};
+use common::pop3server::{Pop3Server, ServerConfig};
 
 /// Whether the header section of `msg` (up to the first empty line) has a
 /// byte outside ASCII.
@@ -313,5 +314,65 @@ fn dovecot_non_ascii_folders() {
     assert_eq!(inbox.len(), 2);
     for f in [".Entwürfe", ".Grüße.Köln"] {
         assert_eq!(maildir_messages(&env.maildir().join(f)), inbox, "{f}");
+    }
+}
+
+/// A server that lists UTF8 but answers the command -ERR: the run goes on
+/// without UTF-8 mode (as it would without the command), and UTF8 went
+/// before the login.
+#[test]
+fn pop3_utf8_refused_is_not_an_error() {
+    let cfg = ServerConfig {
+        capa_extra: vec!["UTF8".into()],
+        ..Default::default()
+    };
+    let msgs = vec![("u1".to_string(), b"Subject: a\r\n\r\nb\r\n".to_vec())];
+    let server = Pop3Server::start(cfg, msgs);
+    let env = Env::new();
+    let mut a = args::scripted_pop3(server.port);
+    a.extend(Dest::Maildir.args(&env));
+    let out = env.run_args(&a);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        maildir_messages(&env.maildir()),
+        [b"Subject: a\n\nb\n".to_vec()]
+    );
+    let cmds = server.commands();
+    let utf8 = cmds.iter().position(|c| c == "UTF8").expect("UTF8 sent");
+    let auth = cmds.iter().position(|c| c.starts_with("AUTH ")).unwrap();
+    assert!(utf8 < auth, "{cmds:?}");
+}
+
+/// POP3 with a password outside ASCII: USER/PASS where CAPA says `UTF8
+/// USER` (no SASL PLAIN here), and with neither a clear refusal (69) before
+/// the password is sent.
+#[test]
+fn pop3_non_ascii_password_without_sasl_plain() {
+    for utf8_user in [true, false] {
+        let cfg = ServerConfig {
+            password: "pässwort".into(),
+            capa_sasl_plain: false,
+            sasl_plain_enabled: false,
+            capa_extra: if utf8_user {
+                vec!["UTF8 USER".into()]
+            } else {
+                vec![]
+            },
+            ..Default::default()
+        };
+        let server = Pop3Server::start(cfg, vec![]);
+        let env = Env::new();
+        let mut a = args::scripted_pop3(server.port);
+        args::set_option(&mut a, "--password-command", "echo pässwort");
+        a.extend(Dest::Maildir.args(&env));
+        let out = env.run_args(&a);
+        let sent_pass = server.commands().iter().any(|c| c.starts_with("PASS"));
+        if utf8_user {
+            assert_eq!(out.code, 0, "{out:?}");
+            assert!(sent_pass);
+        } else {
+            out.assert_exit(69, "neither SASL PLAIN nor UTF-8 in USER and PASS");
+            assert!(!sent_pass, "{:?}", server.commands());
+        }
     }
 }
