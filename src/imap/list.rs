@@ -421,6 +421,7 @@ mod tests {
                 let _ = parse(&bytes[..n], "F1");
             }
             let _ = parse(&bytes, "F1");
+            crate::fuzzing::imap_list(&bytes);
         }
 
         /// Near-LIST garbage: a LIST prefix followed by random bytes.
@@ -436,6 +437,7 @@ mod tests {
                 let _ = parse(&r[..n], "F1");
             }
             let _ = parse(&r, "F1");
+            crate::fuzzing::imap_list(&r);
         }
 
         /// Any name, quoted or as a literal, comes back as it was.
