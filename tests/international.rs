@@ -267,7 +267,7 @@ fn dovecot_non_ascii_user_and_password() {
         assert_eq!(out.code, 0, "{proto}: {out:?}\n{}", dc.log());
         assert_eq!(
             maildir_messages(&env.maildir()),
-            [stored.clone()],
+            std::slice::from_ref(&stored),
             "{proto}"
         );
     }

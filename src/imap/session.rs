@@ -163,7 +163,7 @@ impl<'u> Session<'u> {
     /// form the ledger, `--folder` and the Maildir mapping
     /// (`names::maildir_folder`) know, so the same folder lands in the same
     /// place whether or not the server speaks UTF-8.
-    fn from_wire(&self, name: String) -> String {
+    fn held_name(&self, name: String) -> String {
         if self.utf8 {
             names::encode_mutf7(&name)
         } else {
@@ -171,9 +171,9 @@ impl<'u> Session<'u> {
         }
     }
 
-    /// The name to send for a folder held as `name` (see `from_wire`):
+    /// The name to send for a folder held as `name` (see `held_name`):
     /// UTF-8 once UTF8=ACCEPT is enabled, which then forbids modified UTF-7.
-    fn to_wire(&self, name: &str) -> String {
+    fn wire_name(&self, name: &str) -> String {
         if self.utf8
             && let Ok(decoded) = names::decode_mutf7(name)
         {
@@ -249,7 +249,7 @@ impl<'u> Session<'u> {
                     out.push(Folder {
                         selectable: l.selectable(),
                         delimiter: l.delimiter,
-                        name: self.from_wire(l.name),
+                        name: self.held_name(l.name),
                     });
                 }
                 list::Reply::Done { ok: true, .. } => return Ok(out),
@@ -267,7 +267,7 @@ impl<'u> Session<'u> {
     /// not even the \\Recent flags other clients see).
     pub fn select(&mut self, folder: &str, read_only: bool) -> Result<Selected> {
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
-        let wire = self.to_wire(folder);
+        let wire = self.wire_name(folder);
         self.begin(&format!("{verb} {}", escape(&wire)), SMALL_REPLY);
         let mb = if read_only {
             self.inner.examine(&wire)
@@ -479,7 +479,7 @@ impl<'u> Session<'u> {
     pub fn move_to(&mut self, uids: &[u32], target: &str) -> Result<()> {
         let caps = self.caps()?;
         let (can_move, uidplus) = (caps.has("MOVE"), caps.has("UIDPLUS"));
-        let target = &self.to_wire(target);
+        let target = &self.wire_name(target);
         for chunk in uids.chunks(1000) {
             let set = uid_set(chunk);
             if can_move {
