@@ -106,6 +106,31 @@ pub mod fuzzing {
         }
     }
 
+    /// The LIST reply reader (responses framed, `* LIST` lines parsed),
+    /// driven over the whole input as the session drives it, and the names
+    /// it gives turned into the modified UTF-7 a session holds.
+    pub fn imap_list(data: &[u8]) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = match crate::imap::list::response_end(rest) {
+                Ok(Some(n)) => n,
+                _ => break,
+            };
+            assert!(n > 0 && n <= rest.len());
+            if let Ok(crate::imap::list::Reply::List(l)) =
+                crate::imap::list::parse(&rest[..n], "F1")
+            {
+                let held = crate::imap::names::encode_mutf7(&l.name);
+                assert_eq!(
+                    crate::imap::names::decode_mutf7(&held).as_deref(),
+                    Ok(&*l.name)
+                );
+                let _ = crate::imap::names::maildir_folder(&held, l.delimiter);
+            }
+            rest = &rest[n..];
+        }
+    }
+
     /// The ledger's journal/snapshot reader.
     pub fn journal(data: &[u8]) {
         crate::ledger::fuzz_parse(data);

@@ -177,6 +177,7 @@ pub(super) fn log_in(
              --tls implicit or --tls starttls, or --allow-plaintext-auth if you must",
         ));
     }
+    check_non_ascii(login, caps)?;
     let method = match login.method {
         AuthMethod::Auto if caps.has("AUTH=PLAIN") => AuthMethod::Plain,
         AuthMethod::Auto => AuthMethod::User,
@@ -248,6 +249,28 @@ pub(super) fn log_in(
     }
 }
 
+/// A user name or password outside ASCII goes only by SASL PLAIN, which
+/// carries UTF-8 (RFC 4616). LOGIN's quoted strings are 7-bit (RFC 3501
+/// §9, QUOTED-CHAR); UTF-8 in them needs UTF8=ACCEPT (RFC 6855), which can
+/// only be enabled once logged in. So `--auth user` with such credentials
+/// is refused, and `auto` needs a server that offers AUTH=PLAIN.
+fn check_non_ascii(login: &Login, caps: &Caps) -> Result<()> {
+    if login.user.is_ascii() && login.password.expose().is_ascii() {
+        return Ok(());
+    }
+    match login.method {
+        AuthMethod::User => Err(config(
+            "the user name or password is not ASCII, which IMAP LOGIN (--auth user) cannot \
+             carry; use --auth plain or auto (SASL PLAIN carries UTF-8)",
+        )),
+        AuthMethod::Auto if !caps.has("AUTH=PLAIN") => Err(unavailable(
+            "the user name or password is not ASCII, which only SASL PLAIN carries, and \
+             the server does not offer AUTH=PLAIN",
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn login_error(text: &str) -> Error {
     let upper = text.to_ascii_uppercase();
     if upper.contains("[UNAVAILABLE]") || upper.contains("[INUSE]") || upper.contains("[LIMIT]") {
@@ -265,5 +288,33 @@ mod tests {
     fn login_errors() {
         assert_eq!(login_error("[AUTHENTICATIONFAILED] no").kind, Kind::Auth);
         assert_eq!(login_error("[UNAVAILABLE] later").kind, Kind::Temporary);
+    }
+
+    #[test]
+    fn non_ascii_credentials_need_sasl_plain() {
+        let check = |user: &str, pass: &str, method, caps: &str| {
+            let password = Secret::new(pass.to_string());
+            let login = Login {
+                user,
+                password: &password,
+                host: "imap.example.org",
+                port: 993,
+                method,
+                allow_plaintext: false,
+            };
+            check_non_ascii(&login, &Caps::from_words(caps.split(' '))).map_err(|e| e.kind)
+        };
+        let (with, without) = ("IMAP4rev1 AUTH=PLAIN", "IMAP4rev1");
+        assert_eq!(check("jürgen", "x", AuthMethod::Auto, with), Ok(()));
+        assert_eq!(check("j", "pässwörd", AuthMethod::Plain, without), Ok(()));
+        assert_eq!(
+            check("j", "pässwörd", AuthMethod::Auto, without),
+            Err(Kind::Unavailable)
+        );
+        assert_eq!(
+            check("jürgen", "x", AuthMethod::User, with),
+            Err(Kind::Config)
+        );
+        assert_eq!(check("j", "ascii", AuthMethod::User, without), Ok(()));
     }
 }

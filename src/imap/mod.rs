@@ -2,8 +2,9 @@
 //! its capabilities (`caps.rs`, parsed in one place), the commands of a
 //! sync (`session.rs`, over the `imap` crate on our own connection), FETCH
 //! bodies streamed through our sans-io reader (`stream.rs`, `fetch.rs`),
-//! IDLE (`idle.rs`), folder names (`names.rs`: modified UTF-7, Maildir++
-//! paths that cannot leave the Maildir) and flags (`flags.rs`: IMAP <->
+//! IDLE (`idle.rs`), the LIST reply (`list.rs`, sans-io: UTF-8 names),
+//! folder names (`names.rs`: modified UTF-7, Maildir++ paths that cannot
+//! leave the Maildir) and flags (`flags.rs`: IMAP <->
 //! Maildir letters <-> ledger, and the three-way merge of two-way sync).
 //! The order of delivery, commit and server changes lives in `run/imap/`.
 
@@ -12,6 +13,7 @@ mod connect;
 pub mod fetch;
 pub mod flags;
 mod idle;
+pub mod list;
 pub mod names;
 pub mod session;
 mod stream;

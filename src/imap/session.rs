@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use super::caps::Caps;
 use super::connect;
+use super::{list, names};
 use crate::error::{Error, Kind, Result, config, protocol, temporary};
 use crate::net::{self, Clock, Endpoint, SharedConn, Trace};
 use crate::sanitize::escape;
@@ -60,6 +61,14 @@ pub struct Folder {
     pub special: Option<&'static str>,
 }
 
+/// The special-use attribute (RFC 6154) among `attrs` that decides
+/// whether `--all-folders` takes the folder.
+fn special_use(attrs: &[String]) -> Option<&'static str> {
+    ["\\All", "\\Flagged", "\\Junk", "\\Trash"]
+        .into_iter()
+        .find(|s| attrs.iter().any(|a| a.eq_ignore_ascii_case(s)))
+}
+
 pub struct Session<'u> {
     pub(super) inner: imap::Session<SharedConn>,
     /// The same connection, for streaming bodies between library commands.
@@ -75,26 +84,9 @@ pub struct Session<'u> {
     /// After login; None until a command needs them.
     caps: Option<Caps>,
     condstore: bool,
-}
-
-/// A mailbox name as imap-proto hands it over: from a quoted string it is
-/// still escaped (`\\` and `\"`), and SELECT would escape it once more and
-/// name another mailbox. Servers send such names quoted (Dovecot does); a
-/// name sent as a literal holding one of these pairs would be changed (no
-/// server we know sends one).
-fn unescape_quoted(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut chars = name.chars();
-    while let Some(c) = chars.next() {
-        match (c, chars.clone().next()) {
-            ('\\', Some(n @ ('\\' | '"'))) => {
-                out.push(n);
-                chars.next();
-            }
-            _ => out.push(c),
-        }
-    }
-    out
+    /// UTF8=ACCEPT is enabled (RFC 6855): mailbox names are UTF-8 on the
+    /// wire in both directions, no longer modified UTF-7.
+    utf8: bool,
 }
 
 /// Map a library error to ours, with `what` (the command) as its context:
@@ -131,10 +123,10 @@ impl<'u> Session<'u> {
         let (conn, pre_caps) = connect::connect(ep, trace)?;
         let connect::LoggedIn { inner, raw, clock } =
             connect::log_in(conn, &pre_caps, login, trace)?;
-        // The capabilities may change at login. What every run needs,
-        // CONDSTORE, is learnt from ENABLE's answer; the rest is asked for
-        // only by the commands that need it: a round trip fewer for the
-        // usual run.
+        // The capabilities may change at login. What every run needs
+        // (CONDSTORE, UTF8=ACCEPT) is learnt from ENABLE's answer; the rest
+        // is asked for only by the commands that need it: a round trip
+        // fewer for the usual run.
         let mut s = Session {
             inner,
             raw,
@@ -145,18 +137,61 @@ impl<'u> Session<'u> {
             trace,
             caps: None,
             condstore: false,
+            utf8: false,
         };
-        s.begin("ENABLE CONDSTORE", SMALL_REPLY);
-        match s.inner.run_command_and_read_response("ENABLE CONDSTORE") {
-            Ok(lines) => {
-                s.condstore = Caps::enabled(&response_lines(&lines)).has("CONDSTORE");
-            }
-            // No ENABLE (or no CONDSTORE to enable): flags are listed in full.
-            Err(imap::Error::Bad(_) | imap::Error::No(_)) => {}
-            Err(e) => return Err(lib_error("ENABLE CONDSTORE", e)),
-        }
-        s.drain();
+        s.enable()?;
         Ok(s)
+    }
+
+    /// Enable CONDSTORE (RFC 7162) and UTF8=ACCEPT (RFC 6855) in one round
+    /// trip, and learn from `* ENABLED` which of them the server took. A
+    /// server ignores the names it does not know (RFC 5161 §3.1), so both
+    /// are asked for without first asking for the capabilities after login
+    /// (they often differ from those before it).
+    fn enable(&mut self) -> Result<()> {
+        const ENABLE: &str = "ENABLE CONDSTORE UTF8=ACCEPT";
+        self.begin(ENABLE, SMALL_REPLY);
+        match self.inner.run_command_and_read_response(ENABLE) {
+            Ok(lines) => {
+                let enabled = Caps::enabled(&response_lines(&lines));
+                self.condstore = enabled.has("CONDSTORE");
+                self.utf8 = enabled.has("UTF8=ACCEPT");
+            }
+            // No ENABLE: flags are listed in full, names are modified UTF-7.
+            Err(imap::Error::Bad(_) | imap::Error::No(_)) => {}
+            Err(e) => return Err(lib_error(ENABLE, e)),
+        }
+        self.drain();
+        Ok(())
+    }
+
+    /// Whether UTF8=ACCEPT is enabled (RFC 6855).
+    pub fn utf8(&self) -> bool {
+        self.utf8
+    }
+
+    /// A folder name as the session's callers hold it, from the name on
+    /// the wire. Callers always hold modified UTF-7 (RFC 3501 §5.1.3), the
+    /// form the ledger, `--folder` and the Maildir mapping
+    /// (`names::maildir_folder`) know, so the same folder lands in the same
+    /// place whether or not the server speaks UTF-8.
+    fn held_name(&self, name: String) -> String {
+        if self.utf8 {
+            names::encode_mutf7(&name)
+        } else {
+            name
+        }
+    }
+
+    /// The name to send for a folder held as `name` (see `held_name`):
+    /// UTF-8 once UTF8=ACCEPT is enabled, which then forbids modified UTF-7.
+    fn wire_name(&self, name: &str) -> String {
+        if self.utf8
+            && let Ok(decoded) = names::decode_mutf7(name)
+        {
+            return decoded;
+        }
+        name.to_string()
     }
 
     /// The capabilities after login (UIDPLUS, MOVE, IDLE), asked for once
@@ -195,48 +230,62 @@ impl<'u> Session<'u> {
         let _ = self.inner.take_all_unsolicited().count();
     }
 
-    /// All selectable folders.
+    /// Every folder the server lists (`LIST "" *`), through our own
+    /// reader (`imap::list`): the `imap` crate cannot read the UTF-8 names a
+    /// server sends once UTF8=ACCEPT is enabled.
     pub fn list(&mut self) -> Result<Vec<Folder>> {
+        let tag = format!("F{}", self.next_tag);
+        self.next_tag += 1;
         self.begin("LIST \"\" *", 16 << 20);
-        let names = self
-            .inner
-            .list(Some(""), Some("*"))
-            .map_err(|e| lib_error("LIST", e))?;
-        let out = names
-            .iter()
-            .map(|n| Folder {
-                name: unescape_quoted(n.name()),
-                delimiter: n.delimiter().and_then(|d| d.chars().next()),
-                selectable: !n.attributes().iter().any(|a| match a {
-                    imap_proto::NameAttribute::NoSelect => true,
-                    imap_proto::NameAttribute::Extension(x) => {
-                        x.eq_ignore_ascii_case("\\NonExistent")
+        let line = format!("{tag} LIST \"\" *\r\n");
+        self.raw.with(|c| c.send(line.as_bytes()))?;
+        let mut out = Vec::new();
+        // The byte budget begun above bounds this loop.
+        loop {
+            let reply = self.raw.with(|c| -> Result<list::Reply> {
+                loop {
+                    if let Some(n) = list::response_end(c.buffered())? {
+                        let reply = list::parse(&c.buffered()[..n], &tag);
+                        if self.trace.on() {
+                            let text = String::from_utf8_lossy(&c.buffered()[..n]);
+                            self.trace.line("S:", &escape(text.trim_end()));
+                        }
+                        c.consume(n);
+                        return reply;
                     }
-                    _ => false,
-                }),
-                special: n.attributes().iter().find_map(|a| match a {
-                    imap_proto::NameAttribute::All => Some("\\All"),
-                    imap_proto::NameAttribute::Flagged => Some("\\Flagged"),
-                    imap_proto::NameAttribute::Junk => Some("\\Junk"),
-                    imap_proto::NameAttribute::Trash => Some("\\Trash"),
-                    _ => None,
-                }),
-            })
-            .collect();
-        drop(names);
-        self.drain();
-        Ok(out)
+                    c.read_more()?;
+                }
+            });
+            match reply.map_err(|e| e.context("LIST"))? {
+                list::Reply::List(l) => {
+                    out.push(Folder {
+                        selectable: l.selectable(),
+                        special: special_use(&l.attrs),
+                        delimiter: l.delimiter,
+                        name: self.held_name(l.name),
+                    });
+                }
+                list::Reply::Done { ok: true, .. } => return Ok(out),
+                list::Reply::Done { ok: false, text } => {
+                    return Err(protocol("the server refused LIST")
+                        .server_said(text)
+                        .context("LIST"));
+                }
+                list::Reply::Other => {}
+            }
+        }
     }
 
     /// SELECT `folder`, or with `read_only` EXAMINE it (nothing can change:
     /// not even the \\Recent flags other clients see).
     pub fn select(&mut self, folder: &str, read_only: bool) -> Result<Selected> {
         let verb = if read_only { "EXAMINE" } else { "SELECT" };
-        self.begin(&format!("{verb} {}", escape(folder)), SMALL_REPLY);
+        let wire = self.wire_name(folder);
+        self.begin(&format!("{verb} {}", escape(&wire)), SMALL_REPLY);
         let mb = if read_only {
-            self.inner.examine(folder)
+            self.inner.examine(&wire)
         } else {
-            self.inner.select(folder)
+            self.inner.select(&wire)
         }
         .map_err(|e| {
             let refused = matches!(e, imap::Error::No(_));
@@ -443,6 +492,7 @@ impl<'u> Session<'u> {
     pub fn move_to(&mut self, uids: &[u32], target: &str) -> Result<()> {
         let caps = self.caps()?;
         let (can_move, uidplus) = (caps.has("MOVE"), caps.has("UIDPLUS"));
+        let target = &self.wire_name(target);
         for chunk in uids.chunks(1000) {
             let set = uid_set(chunk);
             if can_move {
@@ -522,15 +572,6 @@ pub fn uid_set(uids: &[u32]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoted_names_are_unescaped() {
-        assert_eq!(unescape_quoted(r"a\\b"), r"a\b");
-        assert_eq!(unescape_quoted(r#"say \"hi\""#), r#"say "hi""#);
-        assert_eq!(unescape_quoted(r"\\\\"), r"\\");
-        assert_eq!(unescape_quoted(r"plain/name.x"), "plain/name.x");
-        assert_eq!(unescape_quoted(r"lone\x\"), r"lone\x\");
-    }
 
     #[test]
     fn uid_sets() {

@@ -6,16 +6,15 @@
 //! to delete: `run/pop3.rs` calls [`Session::queue_dele`] only for committed
 //! messages.
 
+mod auth;
 pub mod proto;
 
 use std::collections::VecDeque;
 
-use crate::error::{Error, Result, auth, internal, protocol, temporary, unavailable};
+use crate::error::{Result, internal, protocol, temporary, unavailable};
 use crate::net::{Conn, Endpoint, Trace};
 use crate::sanitize::escape;
-use crate::sasl::{self, Mechanism};
-use crate::secret::Login;
-use crate::types::{AuthMethod, TlsMode};
+use crate::types::TlsMode;
 use proto::{BodyDecoder, Capabilities, Command, Lines, ListingDecoder, MAX_LINE, Status};
 
 /// Most messages we accept in one maildrop listing.
@@ -133,7 +132,28 @@ impl<'u> Session<'u> {
             s.caps = s.capa()?;
         }
         s.pipelining = s.caps.pipelining;
+        s.enable_utf8()?;
         Ok(s)
+    }
+
+    /// Enter UTF-8 mode (RFC 6856) when CAPA offers it. It can only be
+    /// asked for now, in the AUTHORIZATION state, and after STLS (whose
+    /// capabilities are the ones that count). Without it a server may
+    /// change messages whose headers are 8-bit before sending them (Courier
+    /// sends a generated "cannot display" message instead, the original
+    /// as an attachment), so the user would not get the message as it was
+    /// stored. A -ERR leaves the session as it would be without the
+    /// command, so the run goes on: nothing is lost that asking could save.
+    fn enable_utf8(&mut self) -> Result<()> {
+        if !self.caps.utf8 {
+            return Ok(());
+        }
+        match self.simple(&Command::Utf8)? {
+            Status::Ok(_) | Status::Err(_) => Ok(()),
+            Status::Continue(text) => {
+                Err(protocol("a SASL continuation in reply to UTF8").server_said(text))
+            }
+        }
     }
 
     pub fn pipelining(&self) -> bool {
@@ -143,109 +163,6 @@ impl<'u> Session<'u> {
     /// The TLS session and certificate, for `--show-cert`.
     pub fn peer_info(&self, ep: &Endpoint) -> Option<crate::net::PeerInfo> {
         self.conn.peer_info(&ep.host, &ep.trust)
-    }
-
-    /// Log in. Refuses to send a password over plaintext unless allowed.
-    pub fn login(&mut self, login: &Login) -> Result<()> {
-        if !self.conn.is_tls() && !login.allow_plaintext {
-            return Err(unavailable(
-                "refusing to send the password over an unencrypted connection; use \
-                 --tls implicit or --tls starttls, or --allow-plaintext-auth if you must",
-            ));
-        }
-        let method = match login.method {
-            AuthMethod::Auto if self.caps.sasl_plain => AuthMethod::Plain,
-            AuthMethod::Auto => AuthMethod::User,
-            m => m,
-        };
-        let user = login.user;
-        let pass = login.password.expose();
-        let reply = match method {
-            AuthMethod::User => match self.simple(&Command::User(user))? {
-                Status::Ok(_) => self.simple(&Command::Pass(pass))?,
-                other => other,
-            },
-            AuthMethod::Apop => {
-                let Some(ts) = proto::apop_timestamp(&self.greeting) else {
-                    return Err(unavailable(
-                        "APOP was requested but the server greeting has no APOP timestamp",
-                    ));
-                };
-                let digest = apop_digest(ts, pass);
-                self.simple(&Command::Apop { user, digest })?
-            }
-            sasl_method => {
-                let mech = Mechanism::of(sasl_method).expect("the rest are SASL");
-                return self.sasl(mech, login);
-            }
-        };
-        match reply {
-            Status::Ok(_) => Ok(()),
-            Status::Err(text) | Status::Continue(text) => Err(login_error(&text)),
-        }
-    }
-
-    /// `AUTH` with `mech` (RFC 5034): the initial response in the command
-    /// when the command stays within POP3's 255 octets (RFC 2449), else in
-    /// answer to the first challenge; a later challenge is the server's
-    /// error status, answered so that the server finishes with -ERR.
-    fn sasl(&mut self, mech: Mechanism, login: &Login) -> Result<()> {
-        if mech.is_oauth() && self.caps.known && !self.caps.sasl.iter().any(|m| m == mech.name()) {
-            return Err(unavailable(format!(
-                "the server does not offer SASL {} (it offers: {})",
-                mech.name(),
-                escape(&self.caps.sasl.join(" "))
-            )));
-        }
-        let creds = sasl::Credentials {
-            user: login.user,
-            secret: login.password,
-            host: login.host,
-            port: login.port,
-        };
-        sasl::check(mech, &creds).map_err(crate::error::config)?;
-        let ir = sasl::initial_response(mech, &creds);
-        let ir = ir.expose().as_bytes();
-        // "AUTH " + name + " " + base64 + CRLF.
-        let fits = 5 + mech.name().len() + 1 + ir.len().div_ceil(3) * 4 + 2 <= 255;
-        let mut reply = self.simple(&Command::Auth {
-            mech: mech.name(),
-            ir: fits.then_some(ir),
-        })?;
-        if !fits && let Status::Continue(_) = reply {
-            reply = self.simple(&Command::SaslAnswer(ir))?;
-        }
-        // A challenge now is the server's reason for refusing: answer it
-        // so that it finishes, and keep it for the message.
-        let mut challenge = None;
-        if let Status::Continue(text) = &reply {
-            challenge = Some(
-                crate::wire::base64_decode(text.trim())
-                    .unwrap_or_else(|| text.clone().into_bytes()),
-            );
-            reply = self.simple(&Command::SaslAnswer(sasl::error_answer(mech)))?;
-        }
-        match reply {
-            Status::Ok(_) => Ok(()),
-            Status::Continue(_) => {
-                // A third round: no mechanism here has one. Cancel.
-                self.send_line(b"*\r\n")?;
-                let _ = self.read_status();
-                Err(protocol(format!(
-                    "the server asked for more than {} has to say",
-                    mech.name()
-                )))
-            }
-            Status::Err(text) => {
-                let e = login_error(&text);
-                Err(match challenge {
-                    Some(c) if e.kind == crate::error::Kind::Auth => {
-                        sasl::rejected(mech, &c).server_said(text)
-                    }
-                    _ => e,
-                })
-            }
-        }
     }
 
     /// STAT, UIDL (if the server has it) and LIST, checked against each other.
@@ -570,45 +487,5 @@ impl<'u> Session<'u> {
             }
             self.conn.read_more()?;
         }
-    }
-}
-
-fn login_error(text: &str) -> Error {
-    match proto::resp_code(text).as_deref() {
-        Some("IN-USE") | Some("LOGIN-DELAY") | Some("SYS/TEMP") => {
-            temporary("server refused the login for now").server_said(text)
-        }
-        Some("SYS/PERM") => unavailable("server refused the login").server_said(text),
-        _ => auth("authentication failed").server_said(text),
-    }
-}
-
-fn apop_digest(timestamp: &str, password: &str) -> String {
-    use md5::{Digest, Md5};
-    let mut h = Md5::new();
-    h.update(timestamp.as_bytes());
-    h.update(password.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn apop_rfc1939_example() {
-        assert_eq!(
-            apop_digest("<1896.697170952@dbc.mtview.ca.us>", "tanstaaf"),
-            "c4c9334bac560ecc979e58001b3e22fb"
-        );
-    }
-
-    #[test]
-    fn login_errors_are_classified() {
-        use crate::error::Kind;
-        assert_eq!(login_error("[AUTH] bad password").kind, Kind::Auth);
-        assert_eq!(login_error("invalid").kind, Kind::Auth);
-        assert_eq!(login_error("[IN-USE] locked").kind, Kind::Temporary);
-        assert_eq!(login_error("[SYS/TEMP] try later").kind, Kind::Temporary);
     }
 }

@@ -20,6 +20,8 @@ pub const MAX_LINE: usize = 8192;
 pub enum Command<'a> {
     Capa,
     Stls,
+    /// RFC 6856: UTF-8 mode, asked for in the AUTHORIZATION state.
+    Utf8,
     User(&'a str),
     /// `PASS`, `AUTH` with an initial response, a SASL answer and `APOP`
     /// carry secrets: see [`Command::redacted`].
@@ -51,6 +53,7 @@ impl Command<'_> {
         match self {
             Command::Capa => out.extend_from_slice(b"CAPA"),
             Command::Stls => out.extend_from_slice(b"STLS"),
+            Command::Utf8 => out.extend_from_slice(b"UTF8"),
             Command::User(u) => push_args(out, &["USER ", u])?,
             Command::Pass(p) => push_args(out, &["PASS ", p])?,
             Command::Auth { mech, ir } => {
@@ -425,6 +428,11 @@ pub struct Capabilities {
     pub sasl_plain: bool,
     /// The SASL mechanisms offered, upper case.
     pub sasl: Vec<String>,
+    /// `UTF8` (RFC 6856): the server has a UTF-8 mode, entered with the
+    /// UTF8 command.
+    pub utf8: bool,
+    /// `UTF8 USER`: the server also takes UTF-8 in USER and PASS.
+    pub utf8_user: bool,
     /// False when the server answered CAPA with -ERR (a pre-RFC 2449 server).
     pub known: bool,
     /// The raw lines, for reporting.
@@ -449,6 +457,10 @@ impl Capabilities {
                 "SASL" => {
                     c.sasl.extend(words.map(|w| w.to_ascii_uppercase()));
                     c.sasl_plain = c.sasl.iter().any(|w| w == "PLAIN");
+                }
+                "UTF8" => {
+                    c.utf8 = true;
+                    c.utf8_user |= words.any(|w| w.eq_ignore_ascii_case("USER"));
                 }
                 _ => {}
             }
@@ -735,7 +747,15 @@ mod tests {
         assert!(c.stls && c.user && c.uidl && c.pipelining && c.sasl_plain && c.known);
         assert_eq!(c.sasl, ["LOGIN", "PLAIN"]);
         let c = Capabilities::parse(["SASL LOGIN"]);
-        assert!(!c.sasl_plain && !c.stls);
+        assert!(!c.sasl_plain && !c.stls && !c.utf8);
+        // Courier's line, and the bare form.
+        let c = Capabilities::parse(["UTF8 USER"]);
+        assert!(c.utf8 && c.utf8_user);
+        let c = Capabilities::parse(["utf8"]);
+        assert!(c.utf8 && !c.utf8_user);
+        let mut v = Vec::new();
+        Command::Utf8.encode(&mut v).unwrap();
+        assert_eq!(v, b"UTF8\r\n");
     }
 
     #[test]

@@ -188,6 +188,10 @@ pub struct Dovecot {
     pub password: String,
     /// File holding `password` (no trailing newline).
     pub password_file: PathBuf,
+    /// A second user, `jürgen`, whose name and password are not ASCII.
+    pub utf8_user: String,
+    /// File holding his password (UTF-8, no trailing newline).
+    pub utf8_password_file: PathBuf,
     /// The server's self-signed certificate (SAN localhost, 127.0.0.1); use
     /// it as the only trusted root.
     pub cafile: PathBuf,
@@ -270,6 +274,8 @@ impl Dovecot {
                 user: get("USER"),
                 password,
                 password_file,
+                utf8_user: get("UTF8_USER"),
+                utf8_password_file: PathBuf::from(get("UTF8_PASSWORD_FILE")),
                 cafile: PathBuf::from(get("CAFILE")),
                 server_maildir: PathBuf::from(get("MAILDIR")),
                 conf: PathBuf::from(get("DOVECOT_CONF")),
@@ -332,6 +338,11 @@ impl Dovecot {
     /// Adds the given files (or, for a directory, every regular file below
     /// it, sorted) to INBOX, in order, byte for byte.
     pub fn fill_files(&self, paths: &[PathBuf]) {
+        self.fill_files_of(&self.user, paths);
+    }
+
+    /// [`Dovecot::fill_files`] for `user` (`user` or `utf8_user`).
+    pub fn fill_files_of(&self, user: &str, paths: &[PathBuf]) {
         if paths.is_empty() {
             return;
         }
@@ -339,6 +350,7 @@ impl Dovecot {
         cmd.arg(script())
             .arg("fill")
             .arg(self.path())
+            .args(["--user", user])
             .args(paths)
             .env("PATH", sandbox_path());
         let out = run_limited(cmd, Duration::from_secs(120))

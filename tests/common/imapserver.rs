@@ -91,6 +91,10 @@ pub struct Script {
     pub swap_first_two: bool,
     /// The untagged reply to a body FETCH; None: the honest one.
     pub body_reply: Option<BodyReply>,
+    /// ENABLE takes UTF8=ACCEPT (RFC 6855); `list` then holds UTF-8 names
+    /// and SELECT knows a folder only by its UTF-8 name. Without it ENABLE
+    /// is refused (BAD).
+    pub utf8_accept: bool,
 }
 
 impl Script {
@@ -103,6 +107,7 @@ impl Script {
             list: Vec::new(),
             swap_first_two: false,
             body_reply: None,
+            utf8_accept: false,
         }
     }
 }
@@ -296,6 +301,10 @@ fn session(mut s: TcpStream, sc: &Script) -> std::io::Result<()> {
         } else if upper.starts_with("LOGOUT") {
             s.write_all(format!("* BYE bye\r\n{tag} OK done\r\n").as_bytes())?;
             return Ok(());
+        } else if upper.starts_with("ENABLE") && sc.utf8_accept {
+            if upper.contains(" UTF8=ACCEPT") {
+                out.extend(b"* ENABLED UTF8=ACCEPT\r\n");
+            }
         } else if upper.starts_with("ENABLE") {
             s.write_all(format!("{tag} BAD no ENABLE here\r\n").as_bytes())?;
             continue;

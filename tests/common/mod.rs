@@ -5,6 +5,7 @@
 //!
 //! - `args`: command lines for fetch against each test server;
 //! - `config`: the config file;
+//! - `courier`: Courier's POP3 server behind a login front of our own;
 //! - `dest`: the Maildir or mbox a run delivers into, read back;
 //! - `dovecot`: a private Dovecot, and what it makes of stored bytes;
 //! - `imapserver`, `pop3server`: the scripted servers;
@@ -17,6 +18,7 @@
 
 pub mod args;
 pub mod config;
+pub mod courier;
 pub mod dest;
 pub mod dovecot;
 pub mod imapserver;
