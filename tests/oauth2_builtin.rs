@@ -16,6 +16,7 @@ use common::dest::maildir_messages;
 use common::dovecot::Dovecot;
 use common::tokenserver::{Fault, TokenServer};
 use common::{Env, all_files, json_events, run_bounded};
+use std::time::Duration;
 
 fn message(n: usize) -> Vec<u8> {
     format!(
@@ -33,10 +34,21 @@ fn servers() -> Option<(TokenServer, Dovecot)> {
 /// A config with account `g` (IMAP, or POP3 with `pop3`) using the
 /// built-in client; `flow` is the key naming the login endpoint.
 fn configure(env: &Env, ts: &TokenServer, dc: &Dovecot, pop3: bool, flow: &str) {
-    let (proto, port, mech) = if pop3 {
-        ("pop3", dc.pop3s_port, "oauthbearer")
+    configure_mech(
+        env,
+        ts,
+        dc,
+        pop3,
+        if pop3 { "oauthbearer" } else { "xoauth2" },
+        flow,
+    );
+}
+
+fn configure_mech(env: &Env, ts: &TokenServer, dc: &Dovecot, pop3: bool, mech: &str, flow: &str) {
+    let (proto, port) = if pop3 {
+        ("pop3", dc.pop3s_port)
     } else {
-        ("imap", dc.imaps_port, "xoauth2")
+        ("imap", dc.imaps_port)
     };
     let (key, path) = if flow == "device" {
         ("oauth2_device_url", "/device")
@@ -92,15 +104,24 @@ fn device_login(env: &Env, ts: &TokenServer) -> common::Out {
 }
 
 #[test]
-fn login_by_device_grant_then_runs_use_the_stored_token_over_imap_and_pop3() {
+fn login_by_device_grant_then_runs_use_the_stored_token_with_each_mechanism_over_imap_and_pop3() {
     let Some((ts, dc)) = servers() else { return };
     dc.fill(&[message(1)]);
-    for pop3 in [false, true] {
+    for (i, (pop3, mech)) in [
+        (false, "xoauth2"),
+        (true, "oauthbearer"),
+        (false, "oauthbearer"),
+        (true, "xoauth2"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let env = Env::new();
-        configure(&env, &ts, &dc, pop3, "device");
+        configure_mech(&env, &ts, &dc, pop3, mech, "device");
         // Before --login: 77, and the way out.
         env.run(&["g"]).assert_exit(77, "fetch --login g");
-        ts.device_grant(1, true);
+        // slow_down once (it costs five seconds).
+        ts.device_grant(1, i == 0);
         let out = env.run(&["--login", "g", "--json"]);
         assert_eq!(out.code, 0, "{out:?}");
         let events = json_events(&out);
@@ -114,6 +135,7 @@ fn login_by_device_grant_then_runs_use_the_stored_token_over_imap_and_pop3() {
         // Polled through authorization_pending after a slow_down.
         let polls = ts.with(|s| s.count("urn:ietf:params:oauth:grant-type:device_code"));
         assert!(polls >= 2, "{polls}");
+        let _ = ts.with(|s| s.log.clear());
         let out = env.run(&["g"]);
         assert_eq!(out.code, 0, "{out:?}");
         assert_eq!(maildir_messages(&env.maildir()), vec![message(1)]);
@@ -290,4 +312,44 @@ fn kill_9_at_each_step_of_a_rotating_refresh_leaves_a_working_account() {
         );
         assert_eq!(maildir_messages(&env.maildir()).len(), n);
     }
+}
+
+#[test]
+fn a_daemon_refreshes_the_token_when_it_expires_and_after_a_rejection() {
+    let Some((ts, dc)) = servers() else { return };
+    dc.fill(&[message(1)]);
+    let env = Env::new();
+    configure(&env, &ts, &dc, false, "device");
+    // fetch renews two minutes before expiry: this token is due in 3 s.
+    ts.with(|s| s.access_lifetime = 123);
+    device_login(&env, &ts);
+    let refreshes = || ts.with(|s| s.count("POST /token refresh_token"));
+    let mut child = env.spawn(&["g", "--daemon", "1", "-vv"]);
+    let ten = Duration::from_secs(10);
+    child.wait_until("the first message", ten, || {
+        maildir_messages(&env.maildir()).len() == 1
+    });
+    child.wait_until("a refresh when the token fell due", ten, || {
+        refreshes() >= 1
+    });
+    // The server drops every access token: the next poll is rejected,
+    // refreshes, and goes on.
+    ts.with(|s| s.forget_access());
+    let before = refreshes();
+    dc.fill(&[message(2)]);
+    child.wait_until("mail after the rejection", Duration::from_secs(20), || {
+        maildir_messages(&env.maildir()).len() == 2
+    });
+    assert!(refreshes() > before);
+    let exit = child.stop(ten);
+    assert_eq!(exit.code, 0, "{}", exit.stderr);
+    // -vv traced every command; no token is in it.
+    for t in ts.with(|s| s.all_tokens()) {
+        assert!(!exit.stderr.contains(&t), "a token in the trace");
+    }
+    assert!(
+        exit.stderr.contains("AUTHENTICATE XOAUTH2 [REDACTED]"),
+        "{}",
+        exit.stderr
+    );
 }

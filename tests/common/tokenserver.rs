@@ -94,6 +94,16 @@ impl State {
         self.access.clear();
     }
 
+    /// Every token issued so far (access and refresh), for checking that
+    /// none leaks.
+    pub fn all_tokens(&self) -> Vec<String> {
+        self.access
+            .keys()
+            .chain(self.refresh.keys())
+            .cloned()
+            .collect()
+    }
+
     /// Revoke every token (the user withdrew consent).
     pub fn revoke_all(&mut self) {
         self.access.clear();
