@@ -135,7 +135,7 @@ fn login_by_device_grant_then_runs_use_the_stored_token_with_each_mechanism_over
         // Polled through authorization_pending after a slow_down.
         let polls = ts.with(|s| s.count("urn:ietf:params:oauth:grant-type:device_code"));
         assert!(polls >= 2, "{polls}");
-        let _ = ts.with(|s| s.log.clear());
+        ts.with(|s| s.log.clear());
         let out = env.run(&["g"]);
         assert_eq!(out.code, 0, "{out:?}");
         assert_eq!(maildir_messages(&env.maildir()), vec![message(1)]);
