@@ -332,6 +332,19 @@ fn a_daemon_refreshes_the_token_when_it_expires_and_after_a_rejection() {
     child.wait_until("a refresh when the token fell due", ten, || {
         refreshes() >= 1
     });
+    // No process on the machine carries a token in its argv.
+    let tokens = ts.with(|s| s.all_tokens());
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(argv) = std::fs::read(e.path().join("cmdline")) {
+            for t in &tokens {
+                assert!(
+                    !argv.windows(t.len()).any(|w| w == t.as_bytes()),
+                    "a token in the argv of {}",
+                    e.path().display()
+                );
+            }
+        }
+    }
     // The server drops every access token: the next poll is rejected,
     // refreshes, and goes on.
     ts.with(|s| s.forget_access());

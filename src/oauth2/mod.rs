@@ -24,7 +24,7 @@ use store::Tokens;
 use token::{Granted, Refused};
 
 /// An account's OAuth client, as the user registered it with the provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Client {
     pub client_id: String,
     /// Confidential clients only; Google's "desktop app" clients have one
@@ -39,6 +39,20 @@ pub struct Client {
     /// Extra parameters of the authorization request (Google needs
     /// `access_type=offline` to issue a refresh token at all).
     pub authorize_params: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("scope", &self.scope)
+            .field("token_url", &self.token_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Renew the access token this long before it expires, so that it does not

@@ -15,9 +15,16 @@ use crate::report::events::{AuthorizeEvent, ErrorEvent, Event};
 /// Authorize every account in `accounts`; the combined exit status.
 pub fn all(accounts: &[Account], ui: &Ui) -> i32 {
     let mut codes = Vec::with_capacity(accounts.len());
+    // `fetch --login` with a config of OAuth and password accounts: the
+    // password accounts have nothing to authorize.
+    let any_oauth = accounts.iter().any(|a| a.oauth2.is_some());
     for acct in accounts {
         if crate::signals::stop_requested() {
             break;
+        }
+        if any_oauth && acct.oauth2.is_none() {
+            ui.info(&acct.name, "no OAuth client: nothing to authorize");
+            continue;
         }
         let code = match one(acct, ui) {
             Ok(dir) => {
