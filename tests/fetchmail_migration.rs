@@ -12,8 +12,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::dovecot::{Dovecot, run_limited};
-use common::require::{program_missing, require};
 use common::mail::sorted;
+use common::require::{program_missing, require};
 use common::{Env, run_bounded};
 
 /// A message fetchmail passes on unchanged (full addresses, nothing for
@@ -117,7 +117,11 @@ fn fetchmail_then_fetch_same_messages_and_no_refetch_after_import() {
     let log = run_fetchmail(&home, &rc, &fm_out);
     let by_fetchmail = files_in(&fm_out);
     assert_eq!(by_fetchmail.len(), 4, "{log}");
-    assert_eq!(by_fetchmail, sorted((1..=4).map(message).collect()), "{log}");
+    assert_eq!(
+        by_fetchmail,
+        sorted((1..=4).map(message).collect()),
+        "{log}"
+    );
     let ids = std::fs::read_to_string(home.join(".fetchids")).unwrap();
     assert_eq!(ids.lines().count(), 4, "{ids}");
 
@@ -125,7 +129,11 @@ fn fetchmail_then_fetch_same_messages_and_no_refetch_after_import() {
     let out = env.run(&["--import-fetchmailrc", &rc.to_string_lossy()]);
     assert_eq!(out.code, 0, "{out:?}");
     assert!(!out.stdout.contains(&dc.password), "{}", out.stdout);
-    assert!(out.stderr.contains("password of 1 account"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("password of 1 account"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stdout.contains("password_command"), "{}", out.stdout);
     common::config::write_config(&env, &out.stdout, 0o644);
     let password = format!("cat {}", dc.password_file.display());
@@ -149,11 +157,16 @@ fn fetchmail_then_fetch_same_messages_and_no_refetch_after_import() {
     let ids_path = home.join(".fetchids").to_string_lossy().into_owned();
     let out = env.run(&["--import-uidls", &ids_path, "localhost"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("4 message(s) recorded"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("4 message(s) recorded"),
+        "{}",
+        out.stderr
+    );
     let again = env.run(&["--import-uidls", &ids_path, "localhost"]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(
-        again.stderr.contains("0 message(s) recorded") && again.stderr.contains("4 recorded already"),
+        again.stderr.contains("0 message(s) recorded")
+            && again.stderr.contains("4 recorded already"),
         "{}",
         again.stderr
     );

@@ -77,11 +77,9 @@ fn why_dropped(key: &str) -> Option<&'static str> {
             "fetch delivers each message as the server sent it (line ends made local)"
         }
         "antispam" => "fetch does not read SMTP replies for spam",
-        "flush" | "limitflush" => {
-            "fetch deletes only what it delivered; old mail stays until then"
-        }
-        "warnings" | "fetchsizelimit" | "fastuidl" | "batchlimit" | "expunge"
-        | "properties" | "idletimeout" | "forceidle" => "no counterpart in fetch",
+        "flush" | "limitflush" => "fetch deletes only what it delivered; old mail stays until then",
+        "warnings" | "fetchsizelimit" | "fastuidl" | "batchlimit" | "expunge" | "properties"
+        | "idletimeout" | "forceidle" => "no counterpart in fetch",
         "sslkey" | "sslcert" => "fetch does not log in with a client certificate",
         "sslcommonname" => "fetch checks the certificate against the host name it connects to",
         "sslcertpath" => "fetch reads extra CAs from one PEM file: cafile",
@@ -282,13 +280,12 @@ fn build(poll_name: &str, s: Seen, ctx: &Context) -> Acc {
             true
         }
         other => {
-            a.inactive = Some(format!(
-                "protocol {other}: fetch speaks POP3 and IMAP only"
-            ));
+            a.inactive = Some(format!("protocol {other}: fetch speaks POP3 and IMAP only"));
             false
         }
     };
-    a.keys.push(("protocol", q(if imap { "imap" } else { "pop3" })));
+    a.keys
+        .push(("protocol", q(if imap { "imap" } else { "pop3" })));
     a.keys.push(("host", q(s.via.unwrap_or(poll_name))));
     if s.plugin {
         a.inactive = Some(
@@ -328,7 +325,11 @@ fn build(poll_name: &str, s: Seen, ctx: &Context) -> Acc {
         ),
     }
     if s.uidl == Some(false) {
-        lose(&mut a, "no uidl", "fetch always tells POP3 messages apart by UIDL");
+        lose(
+            &mut a,
+            "no uidl",
+            "fetch always tells POP3 messages apart by UIDL",
+        );
     }
     tls(&mut a, &s);
     // What to fetch, and what then happens on the server.
@@ -352,7 +353,8 @@ fn build(poll_name: &str, s: Seen, ctx: &Context) -> Acc {
         }
         if let Some(f) = s.folders {
             let list: Vec<toml::Value> = f.iter().map(|x| toml::Value::String(x.clone())).collect();
-            a.keys.push(("folders", toml::Value::Array(list).to_string()));
+            a.keys
+                .push(("folders", toml::Value::Array(list).to_string()));
         }
     } else {
         a.keys.push(("keep", keep.to_string()));
@@ -490,7 +492,10 @@ fn destination(a: &mut Acc, s: &Seen, ctx: &Context) {
         return;
     }
     if let Some(mda) = s.mda {
-        a.keys.push(("mda", q(&mda_command(mda, local.or(ctx.local_user), s.user))));
+        a.keys.push((
+            "mda",
+            q(&mda_command(mda, local.or(ctx.local_user), s.user)),
+        ));
         return;
     }
     super::render::mail_system_keys(a, s.smtphost.unwrap_or(&[]), s.lmtp, local);
@@ -523,7 +528,10 @@ mod tests {
             mda_command("procmail -d %T", Some("bob"), Some("robert.smith")),
             "procmail -d bob"
         );
-        assert_eq!(mda_command("procmail -d %T", Some("bob"), Some("bob")), "procmail -d %T");
+        assert_eq!(
+            mda_command("procmail -d %T", Some("bob"), Some("bob")),
+            "procmail -d %T"
+        );
         assert_eq!(
             mda_command("procmail -d %T", Some("b;rm -rf"), Some("x")),
             "procmail -d %T"

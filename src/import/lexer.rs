@@ -403,7 +403,9 @@ mod tests {
     fn keywords_noise_and_names() {
         use Tok::*;
         assert_eq!(
-            kinds("poll pop.example.org with proto POP3 port 995:\n  user 'joe' there, with password keep is jsmith here; options keep"),
+            kinds(
+                "poll pop.example.org with proto POP3 port 995:\n  user 'joe' there, with password keep is jsmith here; options keep"
+            ),
             vec![
                 Kw("poll"),
                 Str("pop.example.org".into()),
@@ -447,7 +449,8 @@ mod tests {
 
     #[test]
     fn escapes_and_lines() {
-        let t = tokens(b"set daemon 300\n\npoll \"a\\x41\\t\\101\\0101\"\n'multi\nline' x").unwrap();
+        let t =
+            tokens(b"set daemon 300\n\npoll \"a\\x41\\t\\101\\0101\"\n'multi\nline' x").unwrap();
         // \101 is decimal (e); \0101 reads three octal digits (010) then a 1.
         assert_eq!(t[4].kind, Tok::Str("aA\te\u{8}1".into()));
         assert_eq!(t[4].line, 3);

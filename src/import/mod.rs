@@ -144,7 +144,10 @@ pub fn fetchmailrc(path: &Path) -> Result<(String, RcSummary)> {
 }
 
 /// Parse, convert and render an rc file's bytes.
-fn convert_rc(text: &[u8], ctx: &Context) -> std::result::Result<(String, RcSummary), lexer::SyntaxError> {
+fn convert_rc(
+    text: &[u8],
+    ctx: &Context,
+) -> std::result::Result<(String, RcSummary), lexer::SyntaxError> {
     let rc = rcfile::parse(text)?;
     let converted = convert::convert(&rc, ctx);
     let summary = RcSummary {
@@ -196,7 +199,13 @@ pub fn uidls(path: &Path, acct: &Account) -> Result<Seeded> {
         other: 0,
         other_ids: Vec::new(),
     };
-    seed(&mut ledger, &file, acct, &mut seeded, &path.display().to_string());
+    seed(
+        &mut ledger,
+        &file,
+        acct,
+        &mut seeded,
+        &path.display().to_string(),
+    );
     if seeded.added > 0 {
         ledger.commit()?;
     }

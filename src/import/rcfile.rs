@@ -500,7 +500,9 @@ mod tests {
     use super::*;
 
     fn opts(o: &[Opt]) -> Vec<(&str, bool, Value)> {
-        o.iter().map(|o| (o.key, o.negated, o.value.clone())).collect()
+        o.iter()
+            .map(|o| (o.key, o.negated, o.value.clone()))
+            .collect()
     }
 
     #[test]
@@ -528,7 +530,10 @@ skip imap.example.org via mail.example.org proto imap port 993:
         assert_eq!(rc.polls[0].kind, PollKind::Defaults);
         let p = &rc.polls[1];
         assert_eq!((p.name.as_str(), p.line), ("pop.provider.net", 7));
-        assert_eq!(opts(&p.server), [("protocol", false, Value::Str("pop3".into()))]);
+        assert_eq!(
+            opts(&p.server),
+            [("protocol", false, Value::Str("pop3".into()))]
+        );
         assert_eq!(
             opts(&p.users[0]),
             [
@@ -579,7 +584,11 @@ skip imap.example.org via mail.example.org proto imap port 993:
     #[test]
     fn syntax_errors_name_the_line() {
         for (text, line, what) in [
-            (&b"poll h user a\nkeep\nproto pop3\n"[..], 3, "server option after user"),
+            (
+                &b"poll h user a\nkeep\nproto pop3\n"[..],
+                3,
+                "server option after user",
+            ),
             (b"poll h\nport pop3s\n", 2, "expected a number"),
             (b"\n\nuser joe\n", 3, "expected set, poll"),
             (b"poll\n", 1, "the end of the file"),

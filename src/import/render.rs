@@ -196,14 +196,24 @@ mod tests {
             keys(&["/var/run/dovecot/lmtp"], false, None),
             [("lmtp", q("/var/run/dovecot/lmtp"))]
         );
-        assert_eq!(keys(&["localhost/24"], true, None), [("lmtp", q("localhost:24"))]);
-        assert_eq!(keys(&["::1/2525"], false, None), [("smtp", q("[::1]:2525"))]);
+        assert_eq!(
+            keys(&["localhost/24"], true, None),
+            [("lmtp", q("localhost:24"))]
+        );
+        assert_eq!(
+            keys(&["::1/2525"], false, None),
+            [("smtp", q("[::1]:2525"))]
+        );
     }
 
     #[test]
     fn comments_wrap_and_never_break_out() {
         let mut out = String::new();
-        comment(&mut out, "", &format!("a{}b\nhost = \"evil\"", "x".repeat(100)));
+        comment(
+            &mut out,
+            "",
+            &format!("a{}b\nhost = \"evil\"", "x".repeat(100)),
+        );
         assert!(out.lines().all(|l| l.starts_with('#')), "{out}");
         let mut out = String::new();
         comment(&mut out, "", &"word ".repeat(40));

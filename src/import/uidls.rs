@@ -90,7 +90,11 @@ pub fn parse(data: &[u8]) -> Result<UidFile, BadLine> {
         fetchids_entries(lines)?
     };
     Ok(UidFile {
-        format: if mpop { Format::Mpop } else { Format::Fetchmail },
+        format: if mpop {
+            Format::Mpop
+        } else {
+            Format::Fetchmail
+        },
         entries,
     })
 }
@@ -158,7 +162,9 @@ fn mpop_entries<'a>(
                     line: n,
                     what: format!("{what} (an mpop list starts \" COUNT HOST USER\")"),
                 };
-                let rest = line.strip_prefix(' ').ok_or_else(|| bad("a UIDL without a list"))?;
+                let rest = line
+                    .strip_prefix(' ')
+                    .ok_or_else(|| bad("a UIDL without a list"))?;
                 let mut parts = rest.splitn(3, ' ');
                 let count: u64 = parts
                     .next()
