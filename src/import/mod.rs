@@ -279,4 +279,55 @@ mod tests {
         let e = convert_rc(b"poll a.example\n  user joe\n  proto pop3\n", &ctx).unwrap_err();
         assert_eq!(e.line, 3);
     }
+
+    /// Words and bytes of the rc grammar, shuffled: what the fuzz target
+    /// feeds, in a form proptest can shrink.
+    fn rc_garbage() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            proptest::sample::select(vec![
+                "poll ", "skip ", "defaults ", "set ", "user ", "pass ", "is ", "to ", "here ",
+                "there ", "no", "keep ", "ssl ", "proto ", "pop3 ", "imap ", "auto ", "kpop ",
+                "auth ", "password ", "folder ", "mda ", "smtphost ", "lmtp ", "limit ",
+                "sslfingerprint ", "via ", "plugin ", "daemon ", "= ", "\"", "'", "\\", "\\x",
+                "# c\n", "\n", ", ", "99 ", "-1 ", "*",
+            ])
+            .prop_map(|s| s.as_bytes().to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..4),
+            "[a-z.]{1,6} ".prop_map(String::into_bytes),
+        ];
+        proptest::collection::vec(piece, 0..60).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The fuzz entry point returns on anything (and, when the input
+        /// converts, its output is TOML).
+        #[test]
+        fn garbage_never_panics(data in rc_garbage()) {
+            crate::fuzzing::fetchmail_files(&data);
+        }
+
+        /// Whatever surrounds it, a password never reaches the output.
+        #[test]
+        fn passwords_never_reach_the_output(
+            secret in "[A-Za-z0-9]{16}",
+            before in rc_garbage(),
+            after in rc_garbage(),
+        ) {
+            let ctx = Context { source: "rc", local_user: Some("me") };
+            for pw in [format!("pass {secret}"), format!("password \"{secret}\""), format!("esmtppassword '{secret}'")] {
+                let mut rc = b"poll h user u ".to_vec();
+                rc.extend_from_slice(&before);
+                rc.push(b'\n');
+                rc.extend_from_slice(pw.as_bytes());
+                rc.push(b' ');
+                rc.extend_from_slice(&after);
+                if let Ok((text, _)) = convert_rc(&rc, &ctx) {
+                    proptest::prop_assert!(!text.contains(&secret), "{}", text);
+                }
+            }
+        }
+    }
 }
