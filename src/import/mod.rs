@@ -208,6 +208,9 @@ pub fn uidls(path: &Path, acct: &Account) -> Result<Seeded> {
     );
     if seeded.added > 0 {
         ledger.commit()?;
+        // A large import is folded into a snapshot at once, as a run would
+        // do after it, rather than leaving the next run a long journal.
+        ledger.maybe_compact(|_| true)?;
     }
     Ok(seeded)
 }
