@@ -27,6 +27,8 @@ complete -c fetch -l delete-after -d 'POP3 with --keep: delete server copies fir
 complete -c fetch -l fingerprint -d 'Trust the server\'s certificate only if its SHA-256 fingerprint is this (64 hex digits, colons allowed); replaces the CA check. See --show-cert' -r
 complete -c fetch -s d -l daemon -d 'Keep running: fetch every account every SECONDS until SIGTERM or SIGINT (which let the message in flight be committed, end the session properly, and exit 0). An account that fails is retried later and later (doubling, at most hourly); it never holds up the others' -r
 complete -c fetch -s j -l jobs -d 'Fetch up to N accounts at the same time (each keeps its own lock)' -r
+complete -c fetch -l import-fetchmailrc -d 'Print a fetch config file equivalent to a fetchmail run control file [default: ~/.fetchmailrc] on stdout, and exit. What has no equivalent here is said in comments; a password is never copied (a comment suggests a password_command instead). A syntax error is exit status 65, with the file and line' -r -F
+complete -c fetch -l import-uidls -d 'Record in the ACCOUNT\'s ledger the POP3 messages that fetchmail (its .fetchids) or mpop (its UIDL file) fetched and left on the server, so that fetch does not fetch them again; then exit. Entries for other servers or users are left alone; a second import adds nothing. The account is one from the config file, or --pop3 HOST -u USER' -r -F
 complete -c fetch -l generate -d 'Print the man page or a shell completion script and exit (used to produce man/ and completions/)' -r -f -a "man\t''
 bash\t''
 zsh\t''

@@ -241,6 +241,32 @@ pub struct Cli {
     #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,
 
+    /// Print a fetch config file equivalent to a fetchmail run control
+    /// file [default: ~/.fetchmailrc] on stdout, and exit. What has no
+    /// equivalent here is said in comments; a password is never copied
+    /// (a comment suggests a password_command instead). A syntax error is
+    /// exit status 65, with the file and line.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        conflicts_with_all = ["pop3", "imap", "accounts", "import_uidls", "check", "dry_run", "show_cert", "daemon", "idle", "json"]
+    )]
+    pub import_fetchmailrc: Option<Option<PathBuf>>,
+
+    /// Record in the ACCOUNT's ledger the POP3 messages that fetchmail (its
+    /// .fetchids) or mpop (its UIDL file) fetched and left on the server,
+    /// so that fetch does not fetch them again; then exit. Entries for
+    /// other servers or users are left alone; a second import adds
+    /// nothing. The account is one from the config file, or --pop3 HOST -u
+    /// USER.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["check", "dry_run", "show_cert", "daemon", "idle", "json"]
+    )]
+    pub import_uidls: Option<PathBuf>,
+
     /// Print the man page or a shell completion script and exit (used to
     /// produce man/ and completions/).
     #[arg(long, value_enum, value_name = "KIND", hide = true)]

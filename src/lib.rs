@@ -12,7 +12,9 @@
 //!    `--idle`); `run`: one account's run, the only place that orders
 //!    delivery, commit and server changes (`run/pop3.rs`, `run/imap/`;
 //!    `run/idle.rs` watches IMAP folders for news).
-//! 4. `report`: what humans see (stderr, progress bars) and scripts read
+//! 4. `import`: coming from fetchmail or mpop (`--import-fetchmailrc`,
+//!    `--import-uidls`): their files read without I/O, the ledger seeded.
+//! 5. `report`: what humans see (stderr, progress bars) and scripts read
 //!    (`--json` events, documented in `report/events.rs`).
 //!
 //! Below them, knowing nothing of those four:
@@ -41,6 +43,7 @@ pub mod error;
 pub mod generate;
 pub mod hash;
 pub mod imap;
+pub mod import;
 pub mod ledger;
 pub mod net;
 pub mod netrc;
@@ -157,6 +160,12 @@ pub mod fuzzing {
         let body = data.get(2..).unwrap_or(&[]);
         let _ = crate::oauth2::token::parse_token_reply(status, body);
         let _ = crate::oauth2::token::parse_device_reply(status, body);
+    }
+
+    /// fetchmail's rc grammar and its conversion (the output must be
+    /// TOML), and the fetchmail and mpop UIDL file readers.
+    pub fn fetchmail_files(data: &[u8]) {
+        crate::import::fuzz(data);
     }
 
     /// Folder names: modified UTF-7 and the Maildir++ escaping.

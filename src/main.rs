@@ -5,7 +5,7 @@
 use clap::Parser;
 use clap::error::ErrorKind;
 use fetch::config::Mode;
-use fetch::{cli, config, error, generate, report, schedule, signals};
+use fetch::{cli, config, error, generate, import, report, schedule, signals};
 
 fn main() {
     std::process::exit(real_main());
@@ -34,6 +34,9 @@ fn real_main() -> i32 {
             }
         };
     }
+    if let Some(path) = &cli.import_fetchmailrc {
+        return exit_code(import::run_fetchmailrc(path.as_deref()));
+    }
     let plan = match config::resolve(&cli) {
         Ok(p) => p,
         Err(e) => {
@@ -41,6 +44,9 @@ fn real_main() -> i32 {
             return e.kind.exit_code();
         }
     };
+    if let Some(path) = &cli.import_uidls {
+        return exit_code(import::run_uidls(path, &plan.accounts));
+    }
     drop(cli);
     signals::install();
     let ui = report::Ui::new(plan.output);
@@ -61,4 +67,15 @@ fn real_main() -> i32 {
         return 1; // --check: no new mail
     }
     code
+}
+
+/// A one-off command's result as an exit code, its error on stderr.
+fn exit_code(result: error::Result<()>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("fetch: {e}");
+            e.kind.exit_code()
+        }
+    }
 }

@@ -140,7 +140,7 @@ fn no_module_imports_in_a_circle() {
 fn lower_layers_never_reach_up() {
     let g = graph();
     let upper = [
-        "cli", "config", "run", "schedule", "report", "generate", "password",
+        "cli", "config", "run", "schedule", "report", "generate", "password", "import",
     ];
     for lower in [
         "imap", "pop3", "deliver", "ledger", "net", "wire", "durable", "platform", "types", "sasl",
@@ -157,6 +157,10 @@ fn lower_layers_never_reach_up() {
     );
     for proto in ["imap", "pop3"] {
         assert!(!g["deliver"].contains(proto), "deliver imports {proto}");
+    }
+    // Reading fetchmail's and mpop's files needs no protocol.
+    for proto in ["imap", "pop3", "net"] {
+        assert!(!g["import"].contains(proto), "import imports {proto}");
     }
     assert!(g["types"].is_empty(), "types imports {:?}", g["types"]);
 }
