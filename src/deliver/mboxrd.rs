@@ -192,6 +192,35 @@ pub fn envelope_sender(header_block: &[u8]) -> String {
     safe_sender(&raw)
 }
 
+/// The envelope sender an MTA recorded in the message's first
+/// `Return-Path:` header, as LMTP and SMTP hand-off use it (RFC 5321
+/// section 4.4): Some("") for `<>`, None when there is no such header or
+/// its address could not be sent in `MAIL FROM:<...>` (a space, a control
+/// character, an angle bracket, longer than [`MAX_SENDER`]).
+pub fn return_path(header_block: &[u8]) -> Option<String> {
+    let mut rest = header_block;
+    while !rest.is_empty() && rest[0] != b'\n' && !rest.starts_with(b"\r\n") {
+        match mailparse::parse_header(rest) {
+            Ok((h, next)) if next > 0 => {
+                if h.get_key_ref().trim().eq_ignore_ascii_case("Return-Path") {
+                    let addr = angle_addr(&h.get_value());
+                    let sendable = addr.len() <= MAX_SENDER
+                        && !addr
+                            .chars()
+                            .any(|c| c.is_control() || c.is_whitespace() || "<>".contains(c));
+                    return sendable.then_some(addr);
+                }
+                rest = &rest[next..];
+            }
+            _ => match rest.iter().position(|&c| c == b'\n') {
+                Some(n) => rest = &rest[n + 1..],
+                None => break,
+            },
+        }
+    }
+    None
+}
+
 /// The address in a `Return-Path:` value: inside the first `<…>`, else the
 /// first word.
 fn angle_addr(value: &str) -> String {

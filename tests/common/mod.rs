@@ -9,6 +9,7 @@
 //! - `dovecot`: a private Dovecot, and what it makes of stored bytes;
 //! - `imapserver`, `pop3server`: the scripted servers;
 //! - `mail`: fixtures, corpus, large messages, line-ending conversions;
+//! - `mta`: a scripted LMTP/SMTP server for failure injection;
 //! - `require`: skipping or failing without a tool (`FETCH_REQUIRE`);
 //! - `spawned`: fetch in the background, SIGTERM, bounded waits;
 //! - `tls`: test certificates.
@@ -21,6 +22,7 @@ pub mod dest;
 pub mod dovecot;
 pub mod imapserver;
 pub mod mail;
+pub mod mta;
 pub mod pop3server;
 pub mod require;
 pub mod spawned;

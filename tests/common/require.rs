@@ -1,8 +1,10 @@
 //! Whether a test goes on without something it needs from the machine: a
-//! program (Dovecot, python3, strace, groff, script) or the shared corpus.
+//! program (Dovecot and its LMTP server, Exim, python3, strace, groff,
+//! script) or the shared corpus.
 //!
 //! `FETCH_REQUIRE` lists, separated by commas, what must be there:
-//! `dovecot`, `python3`, `strace`, `groff`, `script`, `corpus`, `cross`
+//! `dovecot`, `dovecot-lmtpd`, `exim`, `python3`, `strace`, `groff`,
+//! `script`, `corpus`, `cross`
 //! (read by scripts/check-other-unixes), or `all`. Something missing that
 //! it does not list is skipped with a printed reason; something missing
 //! that it lists fails the test. `.ci/run` sets `FETCH_REQUIRE=all`.
@@ -10,8 +12,16 @@
 use std::process::{Command, Stdio};
 
 /// The names `FETCH_REQUIRE` may list (besides `all`).
-pub const NAMES: [&str; 7] = [
-    "dovecot", "python3", "strace", "groff", "script", "corpus", "cross",
+pub const NAMES: [&str; 9] = [
+    "dovecot",
+    "dovecot-lmtpd",
+    "exim",
+    "python3",
+    "strace",
+    "groff",
+    "script",
+    "corpus",
+    "cross",
 ];
 
 /// Whether a test that needs `what` goes on: true when `missing` is None.
