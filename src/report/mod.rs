@@ -150,7 +150,7 @@ impl Ui {
         self.warn(
             account,
             &format!(
-                "{which} was rejected: {reason}; it stays on the server and is not offered                  again unless --retry-rejected"
+                "{which} was rejected: {reason}; it stays on the server and is not offered again unless --retry-rejected"
             ),
         );
         self.event(&Event::Message(Message {

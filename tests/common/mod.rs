@@ -7,6 +7,7 @@
 //! - `config`: the config file;
 //! - `dest`: the Maildir or mbox a run delivers into, read back;
 //! - `dovecot`: a private Dovecot, and what it makes of stored bytes;
+//! - `exim`: a private Exim delivering into a Maildir;
 //! - `imapserver`, `pop3server`: the scripted servers;
 //! - `mail`: fixtures, corpus, large messages, line-ending conversions;
 //! - `mta`: a scripted LMTP/SMTP server for failure injection;
@@ -20,6 +21,7 @@ pub mod args;
 pub mod config;
 pub mod dest;
 pub mod dovecot;
+pub mod exim;
 pub mod imapserver;
 pub mod mail;
 pub mod mta;

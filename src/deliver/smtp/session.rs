@@ -72,7 +72,7 @@ impl Session {
             dialect,
             caps: Caps::default(),
             used: false,
-            recipient: opts.recipient.clone(),
+            recipient: recipient(&opts.recipient, dialect),
         };
         let greeting = s.reply()?;
         if greeting.code != 220 {
@@ -211,10 +211,12 @@ impl Session {
                 self.command(b".\r\n")?;
                 self.reply()?;
             }
-            if verb == "RCPT" && r.class() == 5 && r.enhanced.is_some_and(|e| e.1 == 1) {
-                // 5.1.x: the address itself is bad (unknown user, bad
-                // syntax). That is our setting, not this message's fault:
-                // stop before every message gets refused the same way.
+            let bad_address =
+                matches!(r.code, 501 | 553) || r.enhanced.is_some_and(|e| e.0 == 5 && e.1 == 1);
+            if verb == "RCPT" && bad_address {
+                // 5.1.x, 501, 553: the address itself is bad (unknown user,
+                // bad syntax). That is our setting, not this message's
+                // fault: stop before every message is refused the same way.
                 return Err(config(format!(
                     "the {} server does not accept the recipient <{}> (--deliver-to)",
                     self.dialect.name(),
@@ -359,6 +361,17 @@ impl Write for DataWriter<'_> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// The address for RCPT TO: SMTP needs a domain, and a bare user name
+/// gets `@localhost`, as fetchmail gives it; an LMTP server (Dovecot) takes
+/// the user name as it is.
+fn recipient(given: &str, dialect: Dialect) -> String {
+    if dialect == Dialect::Smtp && !given.contains('@') {
+        format!("{given}@localhost")
+    } else {
+        given.to_string()
     }
 }
 
