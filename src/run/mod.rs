@@ -69,6 +69,12 @@ impl Summary {
         if self.flags_synced > 0 {
             s.push_str(&format!(", {} flags synced", self.flags_synced));
         }
+        if self.rejected_before > 0 {
+            s.push_str(&format!(
+                ", {} rejected earlier left on the server (--retry-rejected)",
+                self.rejected_before
+            ));
+        }
         s
     }
 

@@ -116,15 +116,32 @@ impl Deliver for MailHandoff {
             self.spool.clear();
             return Err(e);
         }
+        let out = self.hand_over(ledger, keys, &items);
+        // Whatever happened, this batch is done with: what was not
+        // reported delivered stays on the server.
+        self.spool.clear();
+        out
+    }
+}
+
+impl MailHandoff {
+    /// Hand the spooled messages over one by one, recording each verdict
+    /// at once; stops at the first failure of the ledger itself.
+    fn hand_over(
+        &mut self,
+        ledger: &mut Ledger,
+        keys: &[String],
+        items: &[crate::deliver::spool::Item],
+    ) -> Result<Vec<Outcome>> {
         let location = self.location();
         let mut out = Vec::with_capacity(items.len());
         let mut broken = None;
-        for (key, item) in keys.iter().zip(&items) {
+        for (key, item) in keys.iter().zip(items) {
             if let Some(e) = &broken {
                 out.push(Outcome::Failed(crate::error::Error::clone(e)));
                 continue;
             }
-            let session = self.session.as_mut().expect("opened above");
+            let session = self.session.as_mut().expect("opened by commit");
             let verdict = match session.deliver(&self.spool, item) {
                 Ok(v) => v,
                 Err(e) => {
@@ -134,7 +151,6 @@ impl Deliver for MailHandoff {
                         s.abort();
                     }
                     if e.kind == crate::error::Kind::Config {
-                        self.spool.clear();
                         return Err(e);
                     }
                     out.push(Outcome::Failed(e.clone()));
@@ -159,13 +175,11 @@ impl Deliver for MailHandoff {
                 }
                 Verdict::Deferred(e) => Outcome::Failed(e),
                 Verdict::Rejected(reason) => {
-                    ledger.rejected(
-                        key,
-                        Rejection {
-                            time: unix_now(),
-                            reason: reason.clone(),
-                        },
-                    );
+                    let rejection = Rejection {
+                        time: unix_now(),
+                        reason: reason.clone(),
+                    };
+                    ledger.rejected(key, rejection);
                     ledger.commit()?;
                     Outcome::Rejected {
                         reason,
@@ -174,7 +188,6 @@ impl Deliver for MailHandoff {
                 }
             });
         }
-        self.spool.clear();
         Ok(out)
     }
 }
