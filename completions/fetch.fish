@@ -20,6 +20,9 @@ complete -c fetch -l cafile -d 'Also trust the certificate authorities in this P
 complete -c fetch -l maildir -d 'Deliver into this Maildir (created if missing) [default: ~/Maildir]' -r
 complete -c fetch -l mbox -d 'Append to this mbox file (mboxrd format), locked with a dotlock and fcntl' -r
 complete -c fetch -l mda -d 'Hand each message to this command on its stdin (e.g. "procmail -d %T"); exit status 0 means delivered. %F is the envelope sender, %T the user' -r
+complete -c fetch -l lmtp -d 'Hand each message to this LMTP server (RFC 2033): a unix socket path (Dovecot\'s is /var/run/dovecot/lmtp) or HOST:PORT. Delivered means the server accepted it for the recipient (see --deliver-to)' -r
+complete -c fetch -l smtp -d 'Hand each message to this SMTP server (HOST or HOST:PORT, port 25 by default), as fetchmail does. Delivered means the server answered 250 to the end of the message. A remote server must offer STARTTLS unless --allow-plaintext-smtp' -r
+complete -c fetch -l deliver-to -d 'With --lmtp or --smtp: the recipient\'s address [default: the local user name, as fetchmail does]' -r
 complete -c fetch -l timeout -d 'Timeout in seconds [default: 60]: for connecting, for each reply (a server must keep making progress within it), and the longest wait for another program\'s lock on an mbox' -r
 complete -c fetch -l limit -d 'Fetch at most this many messages per account in this run' -r
 complete -c fetch -l max-size -d 'Leave messages larger than this on the server (and say so); K, M and G suffixes are powers of 1024' -r
@@ -43,6 +46,8 @@ complete -c fetch -l no-keep -d 'Delete fetched messages from the server even if
 complete -c fetch -s a -l all -d 'Fetch all messages, including those fetched before'
 complete -c fetch -l stdout -d 'Write messages to stdout as an mboxrd stream, for pipes. Mail is then left on the server (a pipe cannot prove it was kept), unless --delete-after-stdout is also given'
 complete -c fetch -l delete-after-stdout -d 'With --stdout: delete from the server what was written to stdout, trusting the reader of the pipe to have kept it'
+complete -c fetch -l allow-plaintext-smtp -d 'With --lmtp or --smtp to a remote host: hand mail over even when the server does not offer STARTTLS'
+complete -c fetch -l retry-rejected -d 'Offer again the messages an LMTP or SMTP server rejected (5xx) in an earlier run; without it (or --all) they stay on the server, untouched'
 complete -c fetch -s q -l quiet -d 'Print nothing but errors. The last of -q and -v given wins'
 complete -c fetch -s v -l verbose -d 'Say more: -v a summary and a line per message, -vv also the protocol exchange (passwords redacted)'
 complete -c fetch -l json -d 'Write newline-delimited JSON events on stdout (one per message, one per account, one per error; see JSON OUTPUT in the man page)'

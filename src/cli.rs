@@ -153,6 +153,34 @@ pub struct Cli {
     #[arg(long)]
     pub delete_after_stdout: bool,
 
+    /// Hand each message to this LMTP server (RFC 2033): a unix socket path
+    /// (Dovecot's is /var/run/dovecot/lmtp) or HOST:PORT. Delivered means
+    /// the server accepted it for the recipient (see --deliver-to).
+    #[arg(long, value_name = "TARGET", group = "destination")]
+    pub lmtp: Option<String>,
+
+    /// Hand each message to this SMTP server (HOST or HOST:PORT, port 25 by
+    /// default), as fetchmail does. Delivered means the server answered 250
+    /// to the end of the message. A remote server must offer STARTTLS
+    /// unless --allow-plaintext-smtp.
+    #[arg(long, value_name = "HOST[:PORT]", group = "destination")]
+    pub smtp: Option<String>,
+
+    /// With --lmtp or --smtp: the recipient's address [default: the local
+    /// user name, as fetchmail does].
+    #[arg(long, value_name = "ADDR")]
+    pub deliver_to: Option<String>,
+
+    /// With --lmtp or --smtp to a remote host: hand mail over even when the
+    /// server does not offer STARTTLS.
+    #[arg(long)]
+    pub allow_plaintext_smtp: bool,
+
+    /// Offer again the messages an LMTP or SMTP server rejected (5xx) in an
+    /// earlier run; without it (or --all) they stay on the server, untouched.
+    #[arg(long)]
+    pub retry_rejected: bool,
+
     /// Timeout in seconds [default: 60]: for connecting, for each reply (a
     /// server must keep making progress within it), and the longest wait for
     /// another program's lock on an mbox.

@@ -23,7 +23,8 @@ use std::sync::Arc;
 pub enum Kind {
     /// Bad command-line usage (64).
     Usage,
-    /// Bad data: a corrupt state file, server data that cannot be stored (65).
+    /// Bad data: a corrupt state file, server data that cannot be stored, a
+    /// message a mail server rejected (65).
     Data,
     /// Service refused: certificate rejected, STARTTLS missing, plaintext
     /// authentication refused (69).
@@ -220,7 +221,10 @@ impl Kind {
     pub fn meaning(self) -> &'static str {
         match self {
             Kind::Usage => "usage error",
-            Kind::Data => "bad data: a damaged ledger, or server data that cannot be stored",
+            Kind::Data => {
+                "bad data: a damaged ledger, server data that cannot be stored, or a message \
+                 an LMTP or SMTP server rejected (it stays on the server; see --retry-rejected)"
+            }
             Kind::Unavailable => {
                 "service refused: certificate rejected, STARTTLS missing, plaintext login \
                  refused, an IMAP folder the server will not open (the others go on)"

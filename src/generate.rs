@@ -84,6 +84,7 @@ fn json_events(out: &mut dyn Write) -> io::Result<()> {
             size: 2048,
             destination: Some("/home/a/Maildir/new/1764000000.M1P2Q1Fab12cd34.host,S=2048"),
             action: Action::Delivered,
+            reason: None,
         }),
         Event::Account(AccountEvent {
             account: "work",

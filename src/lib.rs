@@ -134,6 +134,11 @@ pub mod fuzzing {
         }
     }
 
+    /// LMTP/SMTP replies, EHLO capabilities and the DATA encoding.
+    pub fn smtp_reply(data: &[u8]) {
+        crate::deliver::smtp::fuzz_reply(data);
+    }
+
     /// The ledger's journal/snapshot reader.
     pub fn journal(data: &[u8]) {
         crate::ledger::fuzz_parse(data);

@@ -68,4 +68,29 @@ pub enum Destination {
     /// A command line, as given (split and expanded per message).
     Mda(String),
     Stdout,
+    /// A mail server speaking LMTP (RFC 2033), such as Dovecot's `lmtp`.
+    Lmtp(MailServer),
+    /// A mail server speaking SMTP (RFC 5321), such as Postfix or Exim.
+    Smtp(MailServer),
+}
+
+impl Destination {
+    /// The mail server an LMTP or SMTP destination hands mail to.
+    pub fn mail_server(&self) -> Option<&MailServer> {
+        match self {
+            Destination::Lmtp(s) | Destination::Smtp(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Where an LMTP or SMTP server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailServer {
+    /// A unix socket (Dovecot's `/var/run/dovecot/lmtp`).
+    Unix(PathBuf),
+    Tcp {
+        host: String,
+        port: u16,
+    },
 }

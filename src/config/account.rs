@@ -15,7 +15,7 @@ use crate::error::{Result, config, usage};
 use crate::net::{Endpoint, TlsSettings, parse_fingerprint};
 use crate::password::Sources;
 use crate::secret::{Login, Secret};
-use crate::types::{AuthMethod, Destination, Protocol, TlsMode};
+use crate::types::{AuthMethod, Destination, MailServer, Protocol, TlsMode};
 
 /// One account, fully resolved.
 #[derive(Debug, Clone)]
@@ -58,6 +58,13 @@ pub struct Account {
     /// POP3 `--keep`: delete server copies first fetched more than this
     /// many days ago.
     pub delete_after: Option<u64>,
+    /// LMTP/SMTP: the envelope recipient.
+    pub deliver_to: String,
+    /// LMTP/SMTP: hand mail to a remote server without STARTTLS.
+    pub allow_plaintext_smtp: bool,
+    /// Offer again the messages a mail server rejected in an earlier run
+    /// (also implied by `all`).
+    pub retry_rejected: bool,
 }
 
 /// The IMAP-only settings of an account.
@@ -140,6 +147,14 @@ impl Account {
         DeliverOptions {
             user: self.user.clone(),
             lock_wait: self.timeout,
+            recipient: self.deliver_to.clone(),
+            timeout: self.timeout,
+            trust: TlsSettings {
+                cafile: self.cafile.clone(),
+                fingerprint: None,
+                inspect_only: false,
+            },
+            allow_plaintext: self.allow_plaintext_smtp,
         }
     }
 
@@ -159,6 +174,11 @@ impl Account {
     /// folders are opened with EXAMINE).
     pub fn read_only(&self) -> bool {
         matches!(self.mode, Mode::Check | Mode::DryRun)
+    }
+
+    /// Whether messages a mail server rejected before are offered again.
+    pub fn retries_rejected(&self) -> bool {
+        self.retry_rejected || self.all
     }
 
     pub fn dry_run(&self) -> bool {
@@ -235,7 +255,11 @@ pub(super) fn build(name: String, mut s: Settings, mode: Mode) -> Result<Account
             "the user name is empty or contains a control character",
         ));
     }
-    let dest = if let Some(p) = s.mbox {
+    let dest = if let Some(t) = s.lmtp {
+        Destination::Lmtp(mail_server(&t, 24, true).map_err(|e| cfg(format!("lmtp: {e}")))?)
+    } else if let Some(t) = s.smtp {
+        Destination::Smtp(mail_server(&t, 25, false).map_err(|e| cfg(format!("smtp: {e}")))?)
+    } else if let Some(p) = s.mbox {
         Destination::Mbox(expand_path(&p)?)
     } else if let Some(cmd) = s.mda {
         if cmd.trim().is_empty() {
@@ -281,6 +305,26 @@ pub(super) fn build(name: String, mut s: Settings, mode: Mode) -> Result<Account
     }
     if s.limit == Some(0) {
         return Err(usage("--limit must be at least 1"));
+    }
+    let deliver_to_given = s.deliver_to.is_some();
+    let deliver_to = match s.deliver_to {
+        Some(a) => a,
+        // fetchmail's default: the local user running it.
+        None => local_user_name().unwrap_or_else(|| user.clone()),
+    };
+    if deliver_to.is_empty()
+        || deliver_to
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>'))
+    {
+        return Err(usage(format!(
+            "{acct_hint}the recipient {deliver_to:?} (--deliver-to) is not an address"
+        )));
+    }
+    if deliver_to_given && dest.mail_server().is_none() {
+        return Err(usage(format!(
+            "{acct_hint}--deliver-to is for the --lmtp and --smtp destinations"
+        )));
     }
     let timeout = s.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
     if timeout == 0 {
@@ -337,5 +381,60 @@ pub(super) fn build(name: String, mut s: Settings, mode: Mode) -> Result<Account
             .transpose()
             .map_err(|e| cfg("fingerprint".into()).because(e))?,
         delete_after,
+        deliver_to,
+        allow_plaintext_smtp: s.allow_plaintext_smtp.unwrap_or(false),
+        retry_rejected: s.retry_rejected.unwrap_or(false),
+    })
+}
+
+/// The name of the user running fetch, from the environment.
+fn local_user_name() -> Option<String> {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|u| !u.is_empty())
+}
+
+/// An LMTP or SMTP server: a unix socket path (LMTP only: anything with a
+/// `/`), `HOST`, `HOST:PORT` or `[IPV6]:PORT`.
+fn mail_server(text: &str, default_port: u16, lmtp: bool) -> Result<MailServer, String> {
+    let text = text.trim();
+    if text.contains('/') {
+        if !lmtp {
+            return Err(format!("{text:?} is not HOST or HOST:PORT"));
+        }
+        return expand_path(text)
+            .map(MailServer::Unix)
+            .map_err(|e| e.message());
+    }
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{text:?}: no ] after the IPv6 address"))?;
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if after.is_empty() => (host, None),
+            None => return Err(format!("{text:?} is not [ADDRESS]:PORT")),
+        }
+    } else if text.matches(':').count() == 1 {
+        let (h, p) = text.split_once(':').expect("one colon");
+        (h, Some(p))
+    } else {
+        (text, None)
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("{p:?} is not a port"))?,
+    };
+    if host.is_empty() || host.contains([' ', '\t', '\r', '\n', '\0']) {
+        return Err(format!("{text:?} names no host"));
+    }
+    Ok(MailServer::Tcp {
+        host: host.to_string(),
+        port,
     })
 }

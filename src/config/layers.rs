@@ -46,6 +46,11 @@ pub(super) struct Settings {
     pub(super) max_size: Option<SizeSetting>,
     pub(super) fingerprint: Option<String>,
     pub(super) delete_after: Option<u64>,
+    pub(super) lmtp: Option<String>,
+    pub(super) smtp: Option<String>,
+    pub(super) deliver_to: Option<String>,
+    pub(super) allow_plaintext_smtp: Option<bool>,
+    pub(super) retry_rejected: Option<bool>,
     // Config-file only: a provider preset and the account's OAuth client
     // (`provider.rs`).
     pub(super) provider: Option<String>,
@@ -82,6 +87,8 @@ impl Settings {
             self.mbox.is_some(),
             self.mda.is_some(),
             self.stdout == Some(true),
+            self.lmtp.is_some(),
+            self.smtp.is_some(),
         ]
         .iter()
         .filter(|&&b| b)
@@ -99,7 +106,7 @@ impl Settings {
         };
         let mut base = table(&self);
         if over.destinations() > 0 {
-            for k in ["maildir", "mbox", "mda", "stdout"] {
+            for k in ["maildir", "mbox", "mda", "stdout", "lmtp", "smtp"] {
                 base.remove(k);
             }
         }
@@ -156,6 +163,11 @@ impl Settings {
             max_size: cli.max_size.map(SizeSetting::Bytes),
             fingerprint: cli.fingerprint.clone(),
             delete_after: cli.delete_after,
+            lmtp: cli.lmtp.clone(),
+            smtp: cli.smtp.clone(),
+            deliver_to: cli.deliver_to.clone(),
+            allow_plaintext_smtp: cli.allow_plaintext_smtp.then_some(true),
+            retry_rejected: cli.retry_rejected.then_some(true),
             ..Default::default()
         }
     }

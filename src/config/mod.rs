@@ -5,7 +5,7 @@
 //!
 //! Layers, lowest first: built-in defaults, the config file's `[defaults]`,
 //! its `[accounts.NAME]`, then the command line. A layer that names a
-//! destination (maildir, mbox, mda, stdout) replaces the destination of the
+//! destination (maildir, mbox, mda, stdout, lmtp, smtp) replaces the destination of the
 //! layers below it; naming two in one layer is an error.
 //!
 //! The config file (TOML, `$XDG_CONFIG_HOME/fetch/config.toml` or
@@ -163,7 +163,7 @@ pub fn resolve(cli: &Cli) -> Result<Plan> {
             };
             if acct.destinations() > 1 {
                 return Err(config(format!(
-                    "{}: account {name}: give only one of maildir, mbox, mda, stdout",
+                    "{}: account {name}: give only one of maildir, mbox, mda, stdout, lmtp, smtp",
                     f.path.display()
                 )));
             }
@@ -172,7 +172,7 @@ pub fn resolve(cli: &Cli) -> Result<Plan> {
         }
         if f.settings.defaults.destinations() > 1 {
             return Err(config(format!(
-                "{}: [defaults]: give only one of maildir, mbox, mda, stdout",
+                "{}: [defaults]: give only one of maildir, mbox, mda, stdout, lmtp, smtp",
                 f.path.display()
             )));
         }

@@ -192,6 +192,45 @@ pub fn envelope_sender(header_block: &[u8]) -> String {
     safe_sender(&raw)
 }
 
+/// The envelope sender an MTA recorded in the message's first
+/// `Return-Path:` header, as LMTP and SMTP hand-off use it (RFC 5321
+/// section 4.4): Some("") for `<>`, None when there is no such header or
+/// its address could not be sent in `MAIL FROM:<...>` (not `local@domain`;
+/// a space, a control character, an angle bracket; longer than
+/// [`MAX_SENDER`]).
+pub fn return_path(header_block: &[u8]) -> Option<String> {
+    let mut rest = header_block;
+    while !rest.is_empty() && rest[0] != b'\n' && !rest.starts_with(b"\r\n") {
+        match mailparse::parse_header(rest) {
+            Ok((h, next)) if next > 0 => {
+                if h.get_key_ref().trim().eq_ignore_ascii_case("Return-Path") {
+                    let addr = angle_addr(&h.get_value());
+                    // `<>`, or one `@` between a local part and a domain:
+                    // anything else (a UUCP path, a source route) a server
+                    // refuses with 501, which would make the message
+                    // undeliverable for the sake of its trace header.
+                    let shaped = addr.is_empty()
+                        || addr.split_once('@').is_some_and(|(l, d)| {
+                            !l.is_empty() && !d.is_empty() && !d.contains('@')
+                        });
+                    let sendable = shaped
+                        && addr.len() <= MAX_SENDER
+                        && !addr
+                            .chars()
+                            .any(|c| c.is_control() || c.is_whitespace() || "<>,:;".contains(c));
+                    return sendable.then_some(addr);
+                }
+                rest = &rest[next..];
+            }
+            _ => match rest.iter().position(|&c| c == b'\n') {
+                Some(n) => rest = &rest[n + 1..],
+                None => break,
+            },
+        }
+    }
+    None
+}
+
 /// The address in a `Return-Path:` value: inside the first `<…>`, else the
 /// first word.
 fn angle_addr(value: &str) -> String {
@@ -408,6 +447,39 @@ impl HeaderSniffer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn return_path_only_when_sendable() {
+        let rp = |h: &str| return_path(h.as_bytes());
+        assert_eq!(
+            rp("Return-Path: <a@b.example>\nFrom: c@d\n\n"),
+            Some("a@b.example".into())
+        );
+        assert_eq!(rp("Return-Path: <>\n\n"), Some(String::new()));
+        assert_eq!(
+            rp("Return-Path: bare@x.example\r\n\r\n"),
+            Some("bare@x.example".into())
+        );
+        assert_eq!(
+            rp("From: c@d.example\n\n"),
+            None,
+            "From is no envelope sender"
+        );
+        for bad in [
+            "Return-Path: <develop!nextmime@ebony@sblab.att.com>\n",
+            "Return-Path: <@relay.example:u@x.example>\n",
+            "Return-Path: <no-domain@>\n",
+            "Return-Path: <two words@x.example>\n",
+        ] {
+            assert_eq!(rp(bad), None, "{bad}");
+        }
+        // Only the header counts, and the first Return-Path.
+        assert_eq!(rp("Subject: x\n\nReturn-Path: <a@b.example>\n"), None);
+        assert_eq!(
+            rp("Return-Path: <a@b.example>\nReturn-Path: <c@d.example>\n\n"),
+            Some("a@b.example".into())
+        );
+    }
+
     use super::*;
 
     fn quote_all(input: &[u8]) -> Vec<u8> {

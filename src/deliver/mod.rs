@@ -16,6 +16,7 @@ pub mod mbox_lock;
 pub mod mboxrd;
 pub mod mda;
 pub mod mda_cmd;
+pub mod smtp;
 pub mod spool;
 pub mod stdout;
 
@@ -32,6 +33,14 @@ pub struct DeliverOptions {
     pub user: String,
     /// The longest wait for another program's lock on an mbox.
     pub lock_wait: std::time::Duration,
+    /// LMTP/SMTP: the envelope recipient.
+    pub recipient: String,
+    /// LMTP/SMTP: for connecting and for each reply.
+    pub timeout: std::time::Duration,
+    /// LMTP/SMTP: whom to trust after STARTTLS.
+    pub trust: crate::net::TlsSettings,
+    /// LMTP/SMTP: hand mail to a remote server without TLS.
+    pub allow_plaintext: bool,
 }
 
 /// What is known about a message before its bytes arrive.
@@ -90,6 +99,11 @@ pub enum Outcome {
     /// Not delivered (e.g. the MDA refused it); it stays on the server and
     /// the run fails with this error's kind and message.
     Failed(crate::error::Error),
+    /// Refused for good (an LMTP or SMTP server's 5xx, in `reason` with
+    /// the server's words): recorded as rejected in the ledger, so later
+    /// runs leave it on the server without offering it again until asked;
+    /// the run goes on with the other messages.
+    Rejected { reason: String, size: u64 },
 }
 
 pub trait Deliver {
@@ -151,6 +165,18 @@ pub fn open(
         Destination::Mbox(path) => Box::new(mbox::Mbox::open(path, state_dir, opts.lock_wait)?),
         Destination::Mda(cmd) => Box::new(mda::Mda::open(cmd, &opts.user, state_dir)?),
         Destination::Stdout => Box::new(stdout::Stdout::open(state_dir)?),
+        Destination::Lmtp(server) => Box::new(smtp::MailHandoff::open(
+            server.clone(),
+            smtp::Dialect::Lmtp,
+            opts,
+            state_dir,
+        )?),
+        Destination::Smtp(server) => Box::new(smtp::MailHandoff::open(
+            server.clone(),
+            smtp::Dialect::Smtp,
+            opts,
+            state_dir,
+        )?),
     })
 }
 

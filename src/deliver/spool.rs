@@ -16,7 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::deliver::MessageInfo;
-use crate::deliver::mboxrd::{FromQuoter, HeaderSniffer, envelope_sender, from_line};
+use crate::deliver::mboxrd::{FromQuoter, HeaderSniffer, envelope_sender, from_line, return_path};
 use crate::error::{Context, Kind, Result, internal, local_io};
 
 /// One message in the spool.
@@ -28,6 +28,11 @@ pub struct Item {
     pub crc: u32,
     /// Envelope sender (Return-Path, else From, else MAILER-DAEMON).
     pub sender: String,
+    /// The Return-Path header's address alone (Some("") for `<>`), for
+    /// LMTP and SMTP, which must not invent a sender.
+    pub return_path: Option<String>,
+    /// Some byte of the message is not ASCII (SMTP needs 8BITMIME).
+    pub eight_bit: bool,
 }
 
 struct Current {
@@ -39,6 +44,8 @@ struct Current {
     quoter: FromQuoter,
     crc: crc32fast::Hasher,
     sender: String,
+    return_path: Option<String>,
+    eight_bit: bool,
     received: Option<i64>,
     /// Maildir flag letters, for mutt's Status/X-Status headers in mbox.
     flags: Option<String>,
@@ -88,6 +95,8 @@ impl Spool {
             quoter: FromQuoter::new(),
             crc: crc32fast::Hasher::new(),
             sender: String::new(),
+            return_path: None,
+            eight_bit: false,
             received: info.received,
             flags: info.flags.clone(),
         });
@@ -122,6 +131,7 @@ impl Spool {
         cur.head_written = true;
         let head = cur.sniffer.finish();
         cur.sender = envelope_sender(&head);
+        cur.return_path = return_path(&head);
         if self.mboxrd {
             let time = cur
                 .received
@@ -159,6 +169,7 @@ impl Spool {
         self.len += bytes.len() as u64;
         if let Some(cur) = self.cur.as_mut() {
             cur.crc.update(bytes);
+            cur.eight_bit = cur.eight_bit || !bytes.is_ascii();
         }
         if self.pending.len() >= WRITE_BUF {
             self.flush()?;
@@ -202,6 +213,8 @@ impl Spool {
             len: self.len - cur.start,
             crc: cur.crc.finalize(),
             sender: cur.sender,
+            return_path: cur.return_path,
+            eight_bit: cur.eight_bit,
         };
         let len = item.len;
         self.items.push(item);

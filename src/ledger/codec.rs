@@ -11,7 +11,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use super::{Entry, FolderState, Intent, Target};
+use super::{Entry, FolderState, Intent, Rejection, Target};
 
 pub(super) const JOURNAL_MAGIC: &[u8; 8] = b"FETCHJNL";
 pub(super) const SNAPSHOT_MAGIC: &[u8; 8] = b"FETCHSNP";
@@ -23,14 +23,39 @@ const MAX_RECORD: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Record {
-    Meta { account: String },
+    Meta {
+        account: String,
+    },
     Intent(Intent),
-    Delivered { key: String, entry: Entry },
-    Removed { key: String },
-    Aborted { key: String },
-    Flags { key: String, flags: String },
-    Folder { name: String, state: FolderState },
-    End { count: u64 },
+    Delivered {
+        key: String,
+        entry: Entry,
+    },
+    Removed {
+        key: String,
+    },
+    Aborted {
+        key: String,
+    },
+    Flags {
+        key: String,
+        flags: String,
+    },
+    Folder {
+        name: String,
+        state: FolderState,
+    },
+    /// A mail server refused the message for good (LMTP/SMTP 5xx). A
+    /// record type of its own, not a kind of `Delivered`: a fetch too old to
+    /// know it stops at it (a damaged ledger, exit 65) instead of taking
+    /// the message for delivered and deleting it from the server.
+    Rejected {
+        key: String,
+        rejection: Rejection,
+    },
+    End {
+        count: u64,
+    },
 }
 
 const T_META: u8 = 1;
@@ -41,6 +66,7 @@ const T_ABORTED: u8 = 5;
 const T_INTENT_MBOX: u8 = 6;
 const T_FLAGS: u8 = 7;
 const T_FOLDER: u8 = 8;
+const T_REJECTED: u8 = 9;
 const T_END: u8 = 0x7f;
 
 impl Record {
@@ -100,6 +126,12 @@ impl Record {
                 put_u64(out, u64::from(state.last_uid));
                 put_u64(out, state.mod_seq);
                 put_u64(out, state.local_stamp);
+            }
+            Record::Rejected { key, rejection } => {
+                out.push(T_REJECTED);
+                put_str(out, key);
+                put_u64(out, rejection.time);
+                put_str(out, &rejection.reason);
             }
             Record::Removed { key } => {
                 out.push(T_REMOVED);
@@ -166,6 +198,13 @@ impl Record {
                     last_uid: u32::try_from(r.u64()?).map_err(|_| "bad UID")?,
                     mod_seq: r.u64()?,
                     local_stamp: if r.0.is_empty() { 0 } else { r.u64()? },
+                },
+            },
+            T_REJECTED => Record::Rejected {
+                key: r.str()?,
+                rejection: Rejection {
+                    time: r.u64()?,
+                    reason: r.str()?,
                 },
             },
             T_REMOVED => Record::Removed { key: r.str()? },
@@ -414,6 +453,13 @@ mod tests {
                     last_uid: 7,
                     mod_seq: u64::MAX,
                     local_stamp: 3,
+                },
+            },
+            Record::Rejected {
+                key: "u:7".into(),
+                rejection: Rejection {
+                    time: 1_800_000_000,
+                    reason: "550 5.7.1 spam: \u{fc}".into(),
                 },
             },
             Record::Removed { key: "".into() },

@@ -59,6 +59,16 @@ pub struct Entry {
     pub flags: String,
 }
 
+/// A message a mail server refused for good (LMTP/SMTP 5xx): it stays on
+/// the server and is not offered again until the user asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// When (seconds since the epoch).
+    pub time: u64,
+    /// Why, with the server's words.
+    pub reason: String,
+}
+
 /// What the ledger knows about one IMAP folder.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FolderState {
@@ -108,6 +118,7 @@ pub struct Ledger {
     entries: Map<String, Entry>,
     intents: Vec<Intent>,
     folders: Map<String, FolderState>,
+    rejected: Map<String, Rejection>,
     /// Records not written yet (group commit).
     buf: Vec<u8>,
 }
@@ -282,6 +293,7 @@ impl Locked {
             entries: state.entries,
             intents: state.intents,
             folders: state.folders,
+            rejected: state.rejected,
             buf: Vec::new(),
         })
     }
@@ -348,7 +360,37 @@ impl Ledger {
         }
         .encode(&mut self.buf);
         self.intents.retain(|i| i.key != key);
+        if !self.rejected.is_empty() {
+            self.rejected.remove(key);
+        }
         self.entries.insert(key.into(), entry);
+    }
+
+    /// Buffer: a mail server refused `key` for good.
+    pub fn rejected(&mut self, key: &str, rejection: Rejection) {
+        Record::Rejected {
+            key: key.into(),
+            rejection: rejection.clone(),
+        }
+        .encode(&mut self.buf);
+        self.rejected.insert(key.into(), rejection);
+    }
+
+    /// Whether (and why) a mail server refused `key` for good.
+    pub fn rejection(&self, key: &str) -> Option<&Rejection> {
+        self.rejected.get(key)
+    }
+
+    /// The keys of the messages refused for good.
+    pub fn rejected_keys(&self) -> impl Iterator<Item = &String> {
+        self.rejected.keys()
+    }
+
+    /// Buffer: forget that `key` was refused (its message left the server).
+    pub fn forget_rejection(&mut self, key: &str) {
+        if self.rejected.remove(key).is_some() {
+            Record::Removed { key: key.into() }.encode(&mut self.buf);
+        }
     }
 
     /// Buffer: the flags last agreed for `key` are now `flags`.
@@ -433,6 +475,7 @@ impl Ledger {
     pub fn compact(&mut self, keep: impl Fn(&str) -> bool) -> Result<()> {
         self.write_buffered()?;
         self.entries.retain(|k, _| keep(k));
+        self.rejected.retain(|k, _| keep(k));
         let generation = self.generation + 1;
         let mut out = header(SNAPSHOT_MAGIC, generation);
         Record::Meta {
@@ -452,6 +495,16 @@ impl Ledger {
         }
         for i in &self.intents {
             Record::Intent(i.clone()).encode(&mut out);
+            count += 1;
+        }
+        let mut keys: Vec<&String> = self.rejected.keys().collect();
+        keys.sort();
+        for k in keys {
+            Record::Rejected {
+                key: k.clone(),
+                rejection: self.rejected[k].clone(),
+            }
+            .encode(&mut out);
             count += 1;
         }
         let mut names: Vec<&String> = self.folders.keys().collect();
@@ -478,6 +531,7 @@ struct State {
     entries: Map<String, Entry>,
     intents: Vec<Intent>,
     folders: Map<String, FolderState>,
+    rejected: Map<String, Rejection>,
 }
 
 impl Default for State {
@@ -486,6 +540,7 @@ impl Default for State {
             entries: hash::map(0),
             intents: Vec::new(),
             folders: hash::map(0),
+            rejected: hash::map(0),
         }
     }
 }
@@ -503,10 +558,17 @@ impl State {
                 if !self.intents.is_empty() {
                     self.intents.retain(|i| i.key != key);
                 }
+                if !self.rejected.is_empty() {
+                    self.rejected.remove(&key);
+                }
                 self.entries.insert(key, entry);
             }
             Record::Removed { key } => {
                 self.entries.remove(&key);
+                self.rejected.remove(&key);
+            }
+            Record::Rejected { key, rejection } => {
+                self.rejected.insert(key, rejection);
             }
             Record::Aborted { key } => self.intents.retain(|i| i.key != key),
             Record::Flags { key, flags } => {

@@ -26,6 +26,7 @@ pub mod tls;
 use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +74,8 @@ impl Trace for NoTrace {
 
 enum Stream {
     Plain(TcpStream),
+    /// A unix socket (an LMTP server on this machine).
+    Unix(UnixStream),
     Tls(Box<SslStream<TcpStream>>),
     /// After a failed TLS upgrade: the socket is gone.
     Closed,
@@ -87,7 +90,20 @@ impl Stream {
         match self {
             Stream::Plain(s) => Some(s),
             Stream::Tls(s) => Some(s.get_ref()),
-            Stream::Closed => None,
+            Stream::Unix(_) | Stream::Closed => None,
+        }
+    }
+
+    fn set_read_timeout(&self, d: Duration) {
+        match self {
+            Stream::Unix(s) => {
+                let _ = s.set_read_timeout(Some(d));
+            }
+            _ => {
+                if let Some(tcp) = self.tcp() {
+                    let _ = tcp.set_read_timeout(Some(d));
+                }
+            }
         }
     }
 }
@@ -96,6 +112,7 @@ impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
             Stream::Closed => Err(closed()),
         }
@@ -106,6 +123,7 @@ impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
             Stream::Closed => Err(closed()),
         }
@@ -113,6 +131,7 @@ impl Write for Stream {
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
             Stream::Tls(s) => s.flush(),
             Stream::Closed => Err(closed()),
         }
@@ -195,13 +214,27 @@ impl Conn {
         })
     }
 
+    /// Connect to the unix socket `path` (a local LMTP server).
+    pub fn connect_unix(path: &std::path::Path, timeout: Duration) -> Result<Conn> {
+        let peer = path.display().to_string();
+        let s = UnixStream::connect(path)
+            .map_err(|e| temporary(format!("cannot connect to {peer}: {}", describe_io(&e))))?;
+        s.set_read_timeout(Some(timeout))
+            .and_then(|_| s.set_write_timeout(Some(timeout)))
+            .map_err(|e| temporary(format!("{peer}: cannot set timeouts")).because(e))?;
+        Ok(Conn::with_stream(Stream::Unix(s), peer, timeout))
+    }
+
     fn new(tcp: TcpStream, peer: String, timeout: Duration) -> Result<Conn> {
         let _ = tcp.set_nodelay(true);
         tcp.set_read_timeout(Some(timeout))
             .and_then(|_| tcp.set_write_timeout(Some(timeout)))
             .map_err(|e| temporary(format!("{peer}: cannot set timeouts")).because(e))?;
-        let stream = Stream::Plain(tcp);
-        Ok(Conn {
+        Ok(Conn::with_stream(Stream::Plain(tcp), peer, timeout))
+    }
+
+    fn with_stream(stream: Stream, peer: String, timeout: Duration) -> Conn {
+        Conn {
             stream,
             peer,
             buf: vec![0; BUF_SIZE].into_boxed_slice(),
@@ -210,7 +243,7 @@ impl Conn {
             timeout,
             sock_timeout: timeout,
             clock: Rc::new(Clock::new(timeout)),
-        })
+        }
     }
 
     /// Wrap the connection in TLS right away (implicit TLS, RFC 8314).
@@ -305,9 +338,7 @@ impl Conn {
             remaining.max(Duration::from_millis(1))
         };
         if want > self.sock_timeout || want + Duration::from_secs(1) < self.sock_timeout {
-            if let Some(tcp) = self.stream.tcp() {
-                let _ = tcp.set_read_timeout(Some(want));
-            }
+            self.stream.set_read_timeout(want);
             self.sock_timeout = want;
         }
         let n = loop {
@@ -359,9 +390,7 @@ impl Conn {
         self.start = 0;
         self.end = 0;
         let wait = wait.max(Duration::from_millis(1));
-        if let Some(tcp) = self.stream.tcp() {
-            let _ = tcp.set_read_timeout(Some(wait));
-        }
+        self.stream.set_read_timeout(wait);
         self.sock_timeout = wait;
         match self.stream.read(&mut self.buf) {
             Ok(0) => Err(temporary(format!(
@@ -421,8 +450,15 @@ impl Conn {
 
     /// Close the connection without a protocol goodbye.
     pub fn shutdown(&mut self) {
-        if let Some(tcp) = self.stream.tcp() {
-            let _ = tcp.shutdown(Shutdown::Both);
+        match &self.stream {
+            Stream::Unix(s) => {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+            other => {
+                if let Some(tcp) = other.tcp() {
+                    let _ = tcp.shutdown(Shutdown::Both);
+                }
+            }
         }
     }
 

@@ -33,6 +33,7 @@ pub struct Message<'a> {
     pub size: u64,
     pub destination: Option<&'a str>,
     pub action: Action,
+    pub reason: Option<&'a str>,
 }
 
 /// What became of a message, or would; in events as its [`Action::name`].
@@ -40,6 +41,7 @@ pub struct Message<'a> {
 pub enum Action {
     Delivered,
     Skipped,
+    Rejected,
     WouldFetch,
     WouldDelete,
     WouldMove,
@@ -48,9 +50,10 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Delivered,
         Action::Skipped,
+        Action::Rejected,
         Action::WouldFetch,
         Action::WouldDelete,
         Action::WouldMove,
@@ -66,9 +69,10 @@ impl Action {
 
 /// The actions' names, in [`Action`]'s order: what events carry and what
 /// [`SCHEMA`] lists.
-const ACTION_NAMES: [&str; 7] = [
+const ACTION_NAMES: [&str; 8] = [
     "delivered",
     "skipped",
+    "rejected",
     "would_fetch",
     "would_delete",
     "would_move",
@@ -176,8 +180,14 @@ pub const SCHEMA: &[Doc] = &[
                 ty: Type::String,
                 nullable: false,
                 values: &ACTION_NAMES,
-                about: "delivered, or skipped (larger than --max-size); with --dry-run, what a run would do: fetch, delete or move it on the server, sync its flags (either way), or remove the local copy (--sync-deletes)",
+                about: "delivered, skipped (larger than --max-size), or rejected (an LMTP or SMTP server refused it for good: it stays on the server, not offered again until --retry-rejected); with --dry-run, what a run would do: fetch, delete or move it on the server, sync its flags (either way), or remove the local copy (--sync-deletes)",
             },
+            field(
+                "reason",
+                Type::String,
+                true,
+                "with rejected: why, with the mail server's words; else null",
+            ),
         ],
     },
     Doc {
@@ -334,7 +344,10 @@ mod tests {
     #[test]
     fn every_event_the_types_can_make_is_as_documented() {
         for action in Action::ALL {
-            for (folder, uid, dest) in [(None, None, None), (Some("F"), Some("7"), Some("/m/x"))] {
+            for (folder, uid, dest, reason) in [
+                (None, None, None, None),
+                (Some("F"), Some("7"), Some("/m/x"), Some("550 no")),
+            ] {
                 let e = Event::Message(Message {
                     account: "a",
                     folder,
@@ -342,6 +355,7 @@ mod tests {
                     size: 3,
                     destination: dest,
                     action,
+                    reason,
                 });
                 check(&line(&e)).unwrap();
                 assert!(line(&e).contains(action.name()));

@@ -124,6 +124,43 @@ impl Ui {
             size,
             destination,
             action,
+            reason: None,
+        }));
+    }
+
+    /// A message an LMTP or SMTP server refused for good: a warning with
+    /// the reason, and a `message` event whose action is `rejected`.
+    pub fn rejected(
+        &self,
+        account: &str,
+        folder: Option<&str>,
+        uid: Option<&str>,
+        size: u64,
+        reason: &str,
+    ) {
+        let which = match (folder, uid) {
+            (Some(f), Some(u)) => format!(
+                "{} UID {}",
+                crate::sanitize::escape(f),
+                crate::sanitize::escape(u)
+            ),
+            (None, Some(u)) => format!("message {}", crate::sanitize::escape(u)),
+            _ => "a message".into(),
+        };
+        self.warn(
+            account,
+            &format!(
+                "{which} was rejected: {reason}; it stays on the server and is not offered again unless --retry-rejected"
+            ),
+        );
+        self.event(&Event::Message(Message {
+            account,
+            folder,
+            uid,
+            size,
+            destination: None,
+            action: Action::Rejected,
+            reason: Some(reason),
         }));
     }
 
@@ -149,6 +186,7 @@ impl Ui {
                 size,
                 destination: None,
                 action,
+                reason: None,
             }));
             return;
         }

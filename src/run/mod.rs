@@ -36,6 +36,10 @@ pub struct Summary {
     pub deleted: usize,
     /// IMAP: messages whose flags changed on one side or the other.
     pub flags_synced: usize,
+    /// Messages an LMTP or SMTP server rejected in this run (they stay on
+    /// the server), and those left alone because one did before.
+    pub rejected: usize,
+    pub rejected_before: usize,
     /// `--check`, `--dry-run`: new messages waiting on the server, and
     /// their bytes.
     pub available: usize,
@@ -66,7 +70,26 @@ impl Summary {
         if self.flags_synced > 0 {
             s.push_str(&format!(", {} flags synced", self.flags_synced));
         }
+        if self.rejected_before > 0 {
+            s.push_str(&format!(
+                ", {} rejected earlier left on the server (--retry-rejected)",
+                self.rejected_before
+            ));
+        }
         s
+    }
+
+    /// After a run that went through: the error (exit 65) that says
+    /// messages were rejected in it, if any were.
+    pub fn rejected_error(&self) -> Result<()> {
+        if self.rejected == 0 {
+            return Ok(());
+        }
+        Err(crate::error::data(format!(
+            "the mail server rejected {} message(s); they stay on the server and are not \
+             offered again unless --retry-rejected (the other messages were delivered)",
+            self.rejected
+        )))
     }
 
     /// The `--dry-run` summary.

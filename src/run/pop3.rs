@@ -87,6 +87,7 @@ pub fn run(
     if let Some(first) = failures.into_iter().next() {
         return Err(first);
     }
+    summary.rejected_error()?;
     Ok(summary)
 }
 
@@ -139,6 +140,10 @@ impl Run<'_, '_> {
                         if deletes {
                             delete_only.push((m.msgno, key.clone()));
                         }
+                    } else if self.ledger.rejection(&key).is_some() && !self.acct.retries_rejected()
+                    {
+                        // Refused for good by the mail server: left alone.
+                        self.summary.rejected_before += 1;
                     } else {
                         jobs.push(Job {
                             msgno: m.msgno,
@@ -445,6 +450,11 @@ impl Run<'_, '_> {
                     );
                     self.failures.push(e);
                 }
+                Outcome::Rejected { reason, size } => {
+                    let uid = key.strip_prefix("u:");
+                    self.ui.rejected(&self.acct.name, None, uid, size, &reason);
+                    self.summary.rejected += 1;
+                }
             }
         }
         Ok(())
@@ -497,6 +507,14 @@ fn finish(
             .collect();
         for k in stale {
             ledger.removed(&k);
+        }
+        let gone: Vec<String> = ledger
+            .rejected_keys()
+            .filter(|k| !is_on_server(&on_server, k))
+            .cloned()
+            .collect();
+        for k in gone {
+            ledger.forget_rejection(&k);
         }
         ledger.write_buffered()?;
     }

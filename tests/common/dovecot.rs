@@ -199,6 +199,9 @@ pub struct Dovecot {
     pub server_maildir: PathBuf,
     conf: PathBuf,
     base_dir: PathBuf,
+    /// Dovecot's LMTP socket, when dovecot-lmtpd is installed (see
+    /// [`Dovecot::lmtp`]).
+    lmtp_socket: Option<PathBuf>,
 }
 
 impl Dovecot {
@@ -280,6 +283,7 @@ impl Dovecot {
                 server_maildir: PathBuf::from(get("MAILDIR")),
                 conf: PathBuf::from(get("DOVECOT_CONF")),
                 base_dir: PathBuf::from(get("BASE_DIR")),
+                lmtp_socket: env.get("LMTP_SOCKET").map(PathBuf::from),
                 dir,
             };
             assert_eq!(
@@ -289,6 +293,17 @@ impl Dovecot {
             return Some(d);
         }
         panic!("dovecot-sandbox start: ports kept being taken:\n{last_err}");
+    }
+
+    /// The LMTP socket delivering into this Dovecot's Maildir; None (after
+    /// [`require`] let the test go on without it) when dovecot-lmtpd is
+    /// not installed.
+    pub fn lmtp(&self) -> Option<&Path> {
+        let missing = self
+            .lmtp_socket
+            .is_none()
+            .then(|| "dovecot-lmtpd is not installed".to_string());
+        require("dovecot-lmtpd", missing).then(|| self.lmtp_socket.as_deref().unwrap())
     }
 
     /// The sandbox directory (config, certificate, log, server Maildir).

@@ -8,8 +8,10 @@
 //! - `courier`: Courier's POP3 server behind a login front of our own;
 //! - `dest`: the Maildir or mbox a run delivers into, read back;
 //! - `dovecot`: a private Dovecot, and what it makes of stored bytes;
+//! - `exim`: a private Exim delivering into a Maildir;
 //! - `imapserver`, `pop3server`: the scripted servers;
 //! - `mail`: fixtures, corpus, large messages, line-ending conversions;
+//! - `mta`: a scripted LMTP/SMTP server for failure injection;
 //! - `require`: skipping or failing without a tool (`FETCH_REQUIRE`);
 //! - `spawned`: fetch in the background, SIGTERM, bounded waits;
 //! - `tls`: test certificates.
@@ -21,8 +23,10 @@ pub mod config;
 pub mod courier;
 pub mod dest;
 pub mod dovecot;
+pub mod exim;
 pub mod imapserver;
 pub mod mail;
+pub mod mta;
 pub mod pop3server;
 pub mod require;
 pub mod spawned;

@@ -1,20 +1,23 @@
 //! Whether a test goes on without something it needs from the machine: a
-//! program (Dovecot, Courier's POP3 server, python3, strace, groff,
-//! script, fetchmail) or the shared corpus.
+//! program (Dovecot and its LMTP server, Exim, Courier's POP3 server,
+//! python3, strace, groff, script, fetchmail) or the shared corpus.
 //!
 //! `FETCH_REQUIRE` lists, separated by commas, what must be there:
-//! `dovecot`, `courier`, `python3`, `strace`, `groff`, `script`, `corpus`,
-//! `cross` (read by scripts/check-other-unixes), `fetchmail` (the real one,
-//! for the migration test), or `all`. Something missing that
+//! `dovecot`, `dovecot-lmtpd`, `exim`, `courier`, `python3`, `strace`,
+//! `groff`, `script`, `corpus`, `cross` (read by
+//! scripts/check-other-unixes), `fetchmail` (the real one, for the
+//! migration test), or `all`. Something missing that
 //! it does not list is skipped with a printed reason; something missing
 //! that it lists fails the test. `.ci/run` sets `FETCH_REQUIRE=all`.
 
 use std::process::{Command, Stdio};
 
 /// The names `FETCH_REQUIRE` may list (besides `all`).
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 11] = [
     "dovecot",
     "courier",
+    "dovecot-lmtpd",
+    "exim",
     "python3",
     "strace",
     "groff",

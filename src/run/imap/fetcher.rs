@@ -406,6 +406,19 @@ impl Fetcher<'_> {
                     self.failed_uids.push(uid);
                     self.failures.push(e);
                 }
+                Outcome::Rejected { reason, size } => {
+                    self.ui.rejected(
+                        &self.acct.name,
+                        Some(self.shown),
+                        Some(&uid.to_string()),
+                        size,
+                        &reason,
+                    );
+                    summary.rejected += 1;
+                    // The folder's last UID stays below it, so that
+                    // --retry-rejected finds it again.
+                    self.failed_uids.push(uid);
+                }
             }
         }
         Ok(())

@@ -105,7 +105,7 @@ pub fn run(
         ledger.maybe_compact(|_| true)?;
     }
     match failures.len() {
-        0 => Ok(summary),
+        0 => summary.rejected_error().map(|()| summary),
         1 => Err(failures.pop().expect("one")),
         n => {
             for e in &failures {
@@ -295,7 +295,13 @@ impl AccountRun<'_, '_, '_> {
     /// chunks. Never a message the ledger holds (unless `--all`).
     fn new_mail(&mut self, f: &Opened) -> Result<Vec<Meta>> {
         let (acct, ledger) = (self.acct, &*self.ledger);
-        let have = |u: u32| !acct.all && ledger.contains(&key(f.uv(), u, f.name));
+        // Delivered, or refused for good by the mail server: not fetched.
+        let have = |u: u32| {
+            let k = key(f.uv(), u, f.name);
+            !acct.all
+                && (ledger.contains(&k)
+                    || (!acct.retries_rejected() && ledger.rejection(&k).is_some()))
+        };
         let few_new = f
             .sel
             .uid_next
