@@ -248,3 +248,74 @@ fn eight_bit_mail_needs_8bitmime_and_goes_with_body_8bitmime() {
         "{wire:?}"
     );
 }
+
+/// `--smtp 127.1:PORT`: glibc's resolver reads `127.1` as 127.0.0.1, but
+/// fetch does not count the name as loopback, so it treats the server as
+/// remote: STARTTLS required, the certificate checked for `127.1`.
+fn run_remote(env: &Env, pop: &Pop3Server, mta: &Mta, extra: &[&str]) -> common::Out {
+    let port: u16 = pop.addr().rsplit(':').next().unwrap().parse().unwrap();
+    let mut args = scripted_pop3(port);
+    args.extend([
+        "--smtp".to_string(),
+        format!("127.1:{}", mta.port),
+        "--deliver-to".into(),
+        "alice".into(),
+    ]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    env.run_args(&args)
+}
+
+#[test]
+fn a_remote_smtp_server_gets_mail_only_over_starttls_with_a_trusted_certificate() {
+    let cert = common::tls::self_signed(&["127.1"]);
+    let msgs = || vec![("u1".to_string(), b"Subject: tls\r\n\r\nsecret\r\n".to_vec())];
+    let env = Env::new();
+    let cafile = env.path().join("ca.pem");
+    std::fs::write(&cafile, &cert.cert_pem).unwrap();
+    let cafile = cafile.to_string_lossy().into_owned();
+
+    // Offered and trusted: the whole transaction goes over TLS.
+    let mta = Mta::start(Config {
+        tls: Some(common::tls::acceptor(&cert)),
+        ..Config::default()
+    });
+    let pop = Pop3Server::start(ServerConfig::default(), msgs());
+    let out = run_remote(&env, &pop, &mta, &["--cafile", &cafile]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let cmds = mta.commands();
+    let tls_at = cmds.iter().position(|c| c == "[TLS]").expect("STARTTLS");
+    let mail_at = cmds.iter().position(|c| c.starts_with("MAIL")).unwrap();
+    assert!(tls_at < mail_at, "{cmds:?}");
+    assert_eq!(
+        cmds.iter().filter(|c| c.starts_with("EHLO")).count(),
+        2,
+        "EHLO again after TLS"
+    );
+    assert_eq!(mta.accepted(), 1);
+    assert!(uidls(&pop).is_empty());
+
+    // Offered, but the certificate is not trusted: nothing is sent.
+    let env = Env::new();
+    let mta = Mta::start(Config {
+        tls: Some(common::tls::acceptor(&cert)),
+        ..Config::default()
+    });
+    let pop = Pop3Server::start(ServerConfig::default(), msgs());
+    let out = run_remote(&env, &pop, &mta, &[]);
+    assert_eq!(out.code, 69, "{out:?}");
+    assert!(!mta.commands().iter().any(|c| c.starts_with("MAIL")));
+    assert_eq!(uidls(&pop), ["u1"]);
+
+    // Not offered: refused unless the user allows plaintext.
+    let env = Env::new();
+    let mta = Mta::start(Config::default());
+    let pop = Pop3Server::start(ServerConfig::default(), msgs());
+    let out = run_remote(&env, &pop, &mta, &[]);
+    out.assert_exit(69, "does not offer STARTTLS");
+    assert!(!mta.commands().iter().any(|c| c.starts_with("MAIL")));
+    assert_eq!(uidls(&pop), ["u1"]);
+    let out = run_remote(&env, &pop, &mta, &["--allow-plaintext-smtp"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(mta.accepted(), 1);
+    assert!(uidls(&pop).is_empty());
+}

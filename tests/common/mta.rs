@@ -8,7 +8,7 @@
 //! Connections end by themselves (a 10 s read timeout); dropping the
 //! server stops accepting.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,8 @@ pub enum Step {
 
 pub struct Config {
     pub greeting: &'static str,
+    /// Offer STARTTLS (RFC 3207) and upgrade with this certificate.
+    pub tls: Option<native_tls::TlsAcceptor>,
     /// Capability lines after the first line of the LHLO/EHLO reply.
     pub caps: Vec<&'static str>,
     pub steps: Vec<Step>,
@@ -43,6 +45,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             greeting: "220 scripted ready",
+            tls: None,
             caps: vec!["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"],
             steps: Vec::new(),
         }
@@ -126,11 +129,41 @@ impl Drop for Mta {
     }
 }
 
+/// The connection, plain or (after STARTTLS) TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<native_tls::TlsStream<TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 fn serve(s: TcpStream, cfg: &Config, sh: &Shared) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    w.write_all(format!("{}\r\n", cfg.greeting).as_bytes())?;
+    let mut r = BufReader::new(Stream::Plain(s));
+    r.get_mut()
+        .write_all(format!("{}\r\n", cfg.greeting).as_bytes())?;
     let mut step = Step::Accept;
     let mut index = 0;
     loop {
@@ -149,6 +182,9 @@ fn serve(s: TcpStream, cfg: &Config, sh: &Shared) -> std::io::Result<()> {
             "LHLO" | "EHLO" => {
                 let mut lines = vec!["scripted"];
                 lines.extend(cfg.caps.iter().copied());
+                if cfg.tls.is_some() && matches!(r.get_ref(), Stream::Plain(_)) {
+                    lines.push("STARTTLS");
+                }
                 let n = lines.len();
                 lines
                     .iter()
@@ -157,6 +193,21 @@ fn serve(s: TcpStream, cfg: &Config, sh: &Shared) -> std::io::Result<()> {
                     .collect()
             }
             "HELO" | "RSET" | "NOOP" => "250 2.0.0 ok\r\n".into(),
+            "STARTTLS" if cfg.tls.is_some() && matches!(r.get_ref(), Stream::Plain(_)) => {
+                r.get_mut().write_all(b"220 2.0.0 go ahead\r\n")?;
+                let Stream::Plain(tcp) = r.into_inner() else {
+                    unreachable!()
+                };
+                let tls = cfg
+                    .tls
+                    .as_ref()
+                    .unwrap()
+                    .accept(tcp)
+                    .map_err(std::io::Error::other)?;
+                r = BufReader::new(Stream::Tls(Box::new(tls)));
+                sh.commands.lock().unwrap().push("[TLS]".into());
+                continue;
+            }
             "MAIL" => {
                 index = sh.next_message.fetch_add(1, Ordering::SeqCst);
                 step = cfg.steps.get(index).cloned().unwrap_or(Step::Accept);
@@ -168,10 +219,11 @@ fn serve(s: TcpStream, cfg: &Config, sh: &Shared) -> std::io::Result<()> {
             },
             "DATA" => {
                 if matches!(step, Step::Rcpt(_)) {
-                    w.write_all(b"554 5.5.1 no valid recipients\r\n")?;
+                    r.get_mut()
+                        .write_all(b"554 5.5.1 no valid recipients\r\n")?;
                     continue;
                 }
-                w.write_all(b"354 go ahead\r\n")?;
+                r.get_mut().write_all(b"354 go ahead\r\n")?;
                 let data = read_data(&mut r, matches!(step, Step::DropBeforeDot))?;
                 let Some(data) = data else {
                     return Ok(()); // dropped before the dot
@@ -191,12 +243,12 @@ fn serve(s: TcpStream, cfg: &Config, sh: &Shared) -> std::io::Result<()> {
                 }
             }
             "QUIT" => {
-                w.write_all(b"221 2.0.0 bye\r\n")?;
+                r.get_mut().write_all(b"221 2.0.0 bye\r\n")?;
                 return Ok(());
             }
             _ => "500 5.5.2 unknown command\r\n".into(),
         };
-        w.write_all(reply.as_bytes())?;
+        r.get_mut().write_all(reply.as_bytes())?;
     }
 }
 
