@@ -15,7 +15,7 @@ user\t'USER and PASS (RFC 1939)'
 apop\t'APOP (RFC 1939 section 7); needs a timestamp in the server greeting'
 xoauth2\t'SASL XOAUTH2 with an OAuth 2.0 access token (Google, Microsoft)'
 oauthbearer\t'SASL OAUTHBEARER (RFC 7628) with an OAuth 2.0 access token'"
-complete -c fetch -l password-command -d 'Shell command that prints the password; the first line of its output is used. Without it, fetch asks on the terminal' -r
+complete -c fetch -l password-command -d 'Shell command that prints the password (with --auth xoauth2 or oauthbearer, the access token: oama, mutt_oauth2.py); the first line of its output is used. Without it, fetch asks on the terminal' -r
 complete -c fetch -l cafile -d 'Also trust the certificate authorities in this PEM file' -r -F
 complete -c fetch -l maildir -d 'Deliver into this Maildir (created if missing) [default: ~/Maildir]' -r
 complete -c fetch -l mbox -d 'Append to this mbox file (mboxrd format), locked with a dotlock and fcntl' -r

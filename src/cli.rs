@@ -106,8 +106,9 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "METHOD")]
     pub auth: Option<AuthMethod>,
 
-    /// Shell command that prints the password; the first line of its output
-    /// is used. Without it, fetch asks on the terminal.
+    /// Shell command that prints the password (with --auth xoauth2 or
+    /// oauthbearer, the access token: oama, mutt_oauth2.py); the first line
+    /// of its output is used. Without it, fetch asks on the terminal.
     #[arg(long, value_name = "CMD")]
     pub password_command: Option<String>,
 
