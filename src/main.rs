@@ -50,6 +50,15 @@ fn real_main() -> i32 {
     drop(cli);
     signals::install();
     let ui = report::Ui::new(plan.output);
+    if let Some((shard, total)) = plan.shard {
+        ui.detail(
+            "fetch",
+            &format!(
+                "shard {shard} runs {} of the {total} account(s) chosen",
+                plan.accounts.len()
+            ),
+        );
+    }
     if plan.mode == Mode::Login {
         return fetch::run::login::all(&plan.accounts, &ui);
     }
