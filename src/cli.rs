@@ -285,6 +285,16 @@ pub struct Cli {
     )]
     pub shard: Option<String>,
 
+    /// Print the accounts chosen (after --shard), one a line on stdout: the
+    /// name, a tab, and the account's state directory (ledger, lock, OAuth
+    /// tokens); then exit. Nothing is contacted and nothing is created: it
+    /// says which directories to move when resharding.
+    #[arg(
+        long,
+        conflicts_with_all = ["pop3", "imap", "check", "dry_run", "show_cert", "login", "daemon", "idle", "json", "import_uidls"]
+    )]
+    pub list_accounts: bool,
+
     /// Print a fetch config file equivalent to a fetchmail run control
     /// file [default: ~/.fetchmailrc] on stdout, and exit. What has no
     /// equivalent here is said in comments; a password is never copied

@@ -47,6 +47,9 @@ fn real_main() -> i32 {
     if let Some(path) = &cli.import_uidls {
         return exit_code(import::run_uidls(path, &plan.accounts));
     }
+    if cli.list_accounts {
+        return exit_code(report::list_accounts(&plan.accounts));
+    }
     drop(cli);
     signals::install();
     let ui = report::Ui::new(plan.output);

@@ -2,7 +2,8 @@
 //! to N-1 run every account exactly once; adding an account (at the top of
 //! the file) or renaming one moves no other; a shard may be empty; bad
 //! input is a usage error; two machines mistakenly given the same shard
-//! are kept apart by the account's lock.
+//! are kept apart by the account's lock; --list-accounts names what a shard
+//! holds and where its state is, touching nothing.
 //!
 //! Which accounts a run took on is read from its `--json` account events.
 //! The accounts point at a port nobody listens on, so each run is quick and
@@ -99,6 +100,32 @@ fn three_shards_cover_fifty_accounts_once_and_an_added_account_moves_no_other() 
     // identities the pinned function gives every shard a fair part).
     assert!(sizes.iter().all(|&s| s >= 8), "{sizes:?}");
 
+    // --list-accounts says the same, and names the directories the runs
+    // used (each holds the lock file a run took).
+    for k in 0..3u32 {
+        let out = env.run(&["--list-accounts", "--shard", &format!("{k}/3")]);
+        assert_eq!(out.code, 0, "{out:?}");
+        let listed: BTreeSet<String> = out
+            .stdout
+            .lines()
+            .map(|l| {
+                let (name, dir) = l.split_once('\t').unwrap();
+                assert!(
+                    std::path::Path::new(dir).join("lock").is_file(),
+                    "{name}: {dir}"
+                );
+                assert!(dir.starts_with(env.state_dir().to_str().unwrap()), "{dir}");
+                name.to_string()
+            })
+            .collect();
+        let ran: BTreeSet<String> = before
+            .iter()
+            .filter(|&(_, &s)| s == k)
+            .map(|(n, _)| n.clone())
+            .collect();
+        assert_eq!(listed, ran, "shard {k}");
+    }
+
     // One account more, at the top of the file: a split by position would
     // move most of the others.
     let mut grown = vec![("newcomer".to_string(), "user50".to_string())];
@@ -144,6 +171,23 @@ fn a_shard_without_accounts_is_no_error() {
     // A name on the command line is filtered too.
     let out = env.run(&["--shard", &empty, "only", "-v"]);
     assert_eq!(out.code, 0, "{out:?}");
+}
+
+#[test]
+fn listing_contacts_nothing_and_creates_nothing() {
+    let env = Env::new();
+    let port = refused_port();
+    let accounts: Vec<(String, String)> =
+        (0..5).map(|i| (format!("a{i}"), format!("u{i}"))).collect();
+    write_config(&env, &config(&accounts, port, &env), 0o600);
+    let out = env.run(&["--list-accounts"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.lines().count(), 5, "{out:?}");
+    assert!(out.stdout.starts_with("a0\t"), "file order: {out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert_eq!(std::fs::read_dir(env.state_dir()).unwrap().count(), 0);
+    let out = env.run(&["--list-accounts", "--check"]);
+    assert_eq!(out.code, 64, "{out:?}");
 }
 
 #[test]
