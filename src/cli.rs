@@ -270,6 +270,32 @@ pub struct Cli {
     #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
     pub jobs: usize,
 
+    /// Run only shard K of N (numbered from 0) of the accounts chosen
+    /// (all of the config file's, or the ACCOUNTs named), so that N
+    /// machines can split one config file: each runs the same file with its
+    /// own K. An account's shard is fixed by its protocol, user and server
+    /// (what names its state directory), not by its name or place in the
+    /// file; adding an account moves no other. A shard may hold no account
+    /// (then nothing is done, and -v says so). See MANY ACCOUNTS in the man
+    /// page.
+    #[arg(
+        long,
+        value_name = "K/N",
+        env = "FETCH_SHARD",
+        conflicts_with_all = ["pop3", "imap", "import_uidls"]
+    )]
+    pub shard: Option<String>,
+
+    /// Print the accounts chosen (after --shard), one a line on stdout: the
+    /// name, a tab, and the account's state directory (ledger, lock, OAuth
+    /// tokens); then exit. Nothing is contacted and nothing is created: it
+    /// says which directories to move when resharding.
+    #[arg(
+        long,
+        conflicts_with_all = ["pop3", "imap", "check", "dry_run", "show_cert", "login", "daemon", "idle", "json", "import_uidls"]
+    )]
+    pub list_accounts: bool,
+
     /// Print a fetch config file equivalent to a fetchmail run control
     /// file [default: ~/.fetchmailrc] on stdout, and exit. What has no
     /// equivalent here is said in comments; a password is never copied

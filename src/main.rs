@@ -47,9 +47,21 @@ fn real_main() -> i32 {
     if let Some(path) = &cli.import_uidls {
         return exit_code(import::run_uidls(path, &plan.accounts));
     }
+    if cli.list_accounts {
+        return exit_code(report::list_accounts(&plan.accounts));
+    }
     drop(cli);
     signals::install();
     let ui = report::Ui::new(plan.output);
+    if let Some((shard, total)) = plan.shard {
+        ui.detail(
+            "fetch",
+            &format!(
+                "shard {shard} runs {} of the {total} account(s) chosen",
+                plan.accounts.len()
+            ),
+        );
+    }
     if plan.mode == Mode::Login {
         return fetch::run::login::all(&plan.accounts, &ui);
     }

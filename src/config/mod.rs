@@ -27,6 +27,7 @@ mod account;
 mod layers;
 mod paths;
 mod provider;
+mod shard;
 
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use account::build;
 pub use account::{Account, ImapOptions};
 use layers::{LoadedFile, Settings, config_path, load_file};
 pub use paths::expand_path;
+pub use shard::{Shard, shard_of};
 
 use crate::cli::Cli;
 use crate::error::{Kind, Result, config, usage};
@@ -54,6 +56,9 @@ pub struct Plan {
     pub jobs: usize,
     /// Keep running (`--daemon`, `--idle`).
     pub daemon: Option<Daemon>,
+    /// `--shard`: the shard, and how many accounts were chosen before it
+    /// kept its own.
+    pub shard: Option<(Shard, usize)>,
 }
 
 /// What a run is for.
@@ -115,12 +120,18 @@ pub fn resolve(cli: &Cli) -> Result<Plan> {
         interval: Duration::from_secs(cli.daemon.unwrap_or(DEFAULT_POLL_SECS)),
         idle: cli.idle,
     });
+    let shard = cli.shard.as_deref().map(Shard::parse).transpose()?;
     let cli_layer = Settings::from_cli(cli);
     let path = config_path(cli);
     let one_shot = cli.pop3.is_some() || cli.imap.is_some();
     if one_shot && !cli.accounts.is_empty() {
         return Err(usage(
             "give either --pop3/--imap HOST or account names from the config file, not both",
+        ));
+    }
+    if one_shot && shard.is_some() {
+        return Err(usage(
+            "--shard splits the accounts of a config file; it does not go with --pop3/--imap",
         ));
     }
     let file = match &path {
@@ -207,12 +218,16 @@ pub fn resolve(cli: &Cli) -> Result<Plan> {
         }
         accounts.push(acct);
     }
+    // After every account is built: a mistake in the config file stops
+    // every shard alike, not only the one that holds the account.
+    let shard = shard.map(|s| (s, shard::select(&mut accounts, s)));
     Ok(Plan {
         accounts,
         output,
         mode,
         jobs: cli.jobs,
         daemon,
+        shard,
     })
 }
 

@@ -204,6 +204,26 @@ impl Ui {
     }
 }
 
+/// `--list-accounts`: each account's name (control characters escaped, so
+/// one account is one line) and state directory, tab-separated, on stdout.
+pub fn list_accounts(accounts: &[crate::config::Account]) -> crate::error::Result<()> {
+    let mut text = String::new();
+    for acct in accounts {
+        let dir = acct.state_dir().ok_or_else(|| {
+            crate::error::config("cannot find a state directory: set XDG_STATE_HOME or HOME")
+        })?;
+        text.push_str(&format!(
+            "{}\t{}\n",
+            crate::sanitize::escape(&acct.name),
+            crate::sanitize::escape(&dir.to_string_lossy())
+        ));
+    }
+    let mut o = std::io::stdout().lock();
+    let _ = o.write_all(text.as_bytes());
+    let _ = o.flush();
+    Ok(())
+}
+
 fn line(s: &str) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{s}");
