@@ -1,6 +1,7 @@
 //! IMAP: getting a session ready (`connect.rs`: greeting, STARTTLS, login),
 //! its capabilities (`caps.rs`, parsed in one place), the commands of a
-//! sync (`session.rs`, over the `imap` crate on our own connection), FETCH
+//! sync (`session.rs`, over the `imap` crate on our own connection; a
+//! folder's SELECT pipelined in `select.rs`), FETCH
 //! bodies streamed through our sans-io reader (`stream.rs`, `fetch.rs`),
 //! IDLE (`idle.rs`), the LIST reply (`list.rs`, sans-io: UTF-8 names),
 //! folder names (`names.rs`: modified UTF-7, Maildir++ paths that cannot
@@ -15,6 +16,7 @@ pub mod flags;
 mod idle;
 pub mod list;
 pub mod names;
+mod select;
 pub mod session;
 mod stream;
 

@@ -21,6 +21,8 @@ use crate::net::{self, Clock, Endpoint, SharedConn, Trace};
 use crate::sanitize::escape;
 use crate::secret::Login;
 
+pub(super) const ENABLE: &str = "ENABLE CONDSTORE UTF8=ACCEPT";
+
 /// Budget for replies whose size does not depend on the mailbox.
 pub(super) const SMALL_REPLY: u64 = 1 << 20;
 /// Per-message allowance on top of the data itself (FETCH framing, flags).
@@ -87,7 +89,12 @@ pub struct Session<'u> {
     /// UTF8=ACCEPT is enabled (RFC 6855): mailbox names are UTF-8 on the
     /// wire in both directions, no longer modified UTF-7.
     utf8: bool,
+    /// ENABLE has been answered (it goes with the first SELECT or LIST).
+    pub(super) enabled: bool,
 }
+
+/// The metadata a sync asks for.
+pub(super) const META_QUERY: &str = "(UID RFC822.SIZE FLAGS INTERNALDATE)";
 
 /// Map a library error to ours, with `what` (the command) as its context:
 /// our own errors (timeouts, budgets) come back out of the I/O error;
@@ -124,10 +131,11 @@ impl<'u> Session<'u> {
         let connect::LoggedIn { inner, raw, clock } =
             connect::log_in(conn, &pre_caps, login, trace)?;
         // The capabilities may change at login. What every run needs
-        // (CONDSTORE, UTF8=ACCEPT) is learnt from ENABLE's answer; the rest
-        // is asked for only by the commands that need it: a round trip
-        // fewer for the usual run.
-        let mut s = Session {
+        // (CONDSTORE, UTF8=ACCEPT) is learnt from ENABLE's answer, which
+        // goes with the first SELECT (see `select_ahead`); the rest is
+        // asked for only by the commands that need it: round trips fewer
+        // for the usual run.
+        Ok(Session {
             inner,
             raw,
             next_tag: 1,
@@ -138,9 +146,8 @@ impl<'u> Session<'u> {
             caps: None,
             condstore: false,
             utf8: false,
-        };
-        s.enable()?;
-        Ok(s)
+            enabled: false,
+        })
     }
 
     /// Enable CONDSTORE (RFC 7162) and UTF8=ACCEPT (RFC 6855) in one round
@@ -148,8 +155,8 @@ impl<'u> Session<'u> {
     /// server ignores the names it does not know (RFC 5161 §3.1), so both
     /// are asked for without first asking for the capabilities after login
     /// (they often differ from those before it).
-    fn enable(&mut self) -> Result<()> {
-        const ENABLE: &str = "ENABLE CONDSTORE UTF8=ACCEPT";
+    pub(super) fn enable(&mut self) -> Result<()> {
+        self.enabled = true;
         self.begin(ENABLE, SMALL_REPLY);
         match self.inner.run_command_and_read_response(ENABLE) {
             Ok(lines) => {
@@ -163,6 +170,10 @@ impl<'u> Session<'u> {
         }
         self.drain();
         Ok(())
+    }
+
+    fn ensure_enabled(&mut self) -> Result<()> {
+        if self.enabled { Ok(()) } else { self.enable() }
     }
 
     /// Whether UTF8=ACCEPT is enabled (RFC 6855).
@@ -185,7 +196,7 @@ impl<'u> Session<'u> {
 
     /// The name to send for a folder held as `name` (see `held_name`):
     /// UTF-8 once UTF8=ACCEPT is enabled, which then forbids modified UTF-7.
-    fn wire_name(&self, name: &str) -> String {
+    pub(super) fn wire_name(&self, name: &str) -> String {
         if self.utf8
             && let Ok(decoded) = names::decode_mutf7(name)
         {
@@ -226,7 +237,7 @@ impl<'u> Session<'u> {
 
     /// Forget unsolicited responses (EXISTS, EXPUNGE, FETCH from other
     /// clients): we work by UID and ask for what we need.
-    fn drain(&mut self) {
+    pub(super) fn drain(&mut self) {
         let _ = self.inner.take_all_unsolicited().count();
     }
 
@@ -234,6 +245,7 @@ impl<'u> Session<'u> {
     /// reader (`imap::list`): the `imap` crate cannot read the UTF-8 names a
     /// server sends once UTF8=ACCEPT is enabled.
     pub fn list(&mut self) -> Result<Vec<Folder>> {
+        self.ensure_enabled()?;
         let tag = format!("F{}", self.next_tag);
         self.next_tag += 1;
         self.begin("LIST \"\" *", 16 << 20);
@@ -274,44 +286,6 @@ impl<'u> Session<'u> {
                 list::Reply::Other => {}
             }
         }
-    }
-
-    /// SELECT `folder`, or with `read_only` EXAMINE it (nothing can change:
-    /// not even the \\Recent flags other clients see).
-    pub fn select(&mut self, folder: &str, read_only: bool) -> Result<Selected> {
-        let verb = if read_only { "EXAMINE" } else { "SELECT" };
-        let wire = self.wire_name(folder);
-        self.begin(&format!("{verb} {}", escape(&wire)), SMALL_REPLY);
-        let mb = if read_only {
-            self.inner.examine(&wire)
-        } else {
-            self.inner.select(&wire)
-        }
-        .map_err(|e| {
-            let refused = matches!(e, imap::Error::No(_));
-            let mut err = lib_error(&format!("{verb} {}", escape(folder)), e);
-            if refused {
-                // This folder's problem (gone, no right to read it): the
-                // connection is fine and the other folders go on.
-                err.kind = Kind::Unavailable;
-            }
-            err
-        })?;
-        self.drain();
-        let uid_validity = match mb.uid_validity {
-            Some(0) | None => {
-                return Err(protocol(format!(
-                    "folder {} has no valid UIDVALIDITY",
-                    escape(folder)
-                )));
-            }
-            Some(v) => v,
-        };
-        Ok(Selected {
-            uid_validity,
-            uid_next: mb.uid_next,
-            highest_mod_seq: mb.highest_mod_seq,
-        })
     }
 
     /// UIDs above `after` (matching `criteria` if given), ascending.
@@ -368,14 +342,14 @@ impl<'u> Session<'u> {
 
     /// One `UID FETCH set (UID RFC822.SIZE FLAGS INTERNALDATE)` for about
     /// `count` messages; those whose UID `keep` accepts go to `out`.
-    fn fetch_meta(
+    pub(super) fn fetch_meta(
         &mut self,
         set: &str,
         count: u64,
         keep: impl Fn(u32) -> bool,
         out: &mut Vec<Meta>,
     ) -> Result<()> {
-        const QUERY: &str = "(UID RFC822.SIZE FLAGS INTERNALDATE)";
+        const QUERY: &str = META_QUERY;
         self.begin(
             &format!("UID FETCH {set} {QUERY}"),
             count * PER_MESSAGE + SMALL_REPLY,

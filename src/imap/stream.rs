@@ -53,7 +53,23 @@ impl Session<'_> {
         budget: u64,
         on: &mut dyn FnMut(Event<'_>) -> Result<()>,
     ) -> Result<()> {
-        match self.read_reply(budget, on)? {
+        self.read_fetch_some(budget, u64::MAX, on)
+    }
+
+    /// [`Session::read_fetch`], but returning early too, between two FETCH
+    /// responses, once `enough` body bytes have come in this call: so that
+    /// the caller can send the next commands while the later ones are still
+    /// answering. A server may hold every tagged reply until the data of
+    /// all the commands on their way is out (Dovecot does): a caller that
+    /// waited for the oldest tagged reply let the pipe run dry, and paid a
+    /// round trip, for every window of commands.
+    pub fn read_fetch_some(
+        &mut self,
+        budget: u64,
+        enough: u64,
+        on: &mut dyn FnMut(Event<'_>) -> Result<()>,
+    ) -> Result<()> {
+        match self.read_reply(budget, enough, on)? {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -64,6 +80,7 @@ impl Session<'_> {
     fn read_reply(
         &mut self,
         budget: u64,
+        enough: u64,
         on: &mut dyn FnMut(Event<'_>) -> Result<()>,
     ) -> Result<Option<Error>> {
         let Some(oldest) = self.pending.front().cloned() else {
@@ -78,6 +95,7 @@ impl Session<'_> {
         let mut reader = FetchReader::with_tags(self.pending.iter().cloned().collect());
         let mut failure = None;
         let mut refused = None;
+        let mut body_bytes = 0u64;
         loop {
             if reader.done() {
                 let tag = reader.finished().unwrap_or_default().to_string();
@@ -87,11 +105,17 @@ impl Session<'_> {
                 }
                 reader.resume();
             }
-            let step = self.raw.with(|c| -> Result<()> {
+            let step = self.raw.with(|c| -> Result<bool> {
                 if reader.needs_input() && c.buffered().is_empty() {
                     c.read_more()?;
                 }
                 let (used, ev) = reader.next(c.buffered())?;
+                // Between two responses, the reader holds nothing but the
+                // tags: a new one made for the next call reads on.
+                let between = matches!(ev, Some(Event::FetchEnd { .. }));
+                if let Some(Event::BodyData(d)) = &ev {
+                    body_bytes += d.len() as u64;
+                }
                 match ev {
                     Some(Event::Done { ok: false, text })
                         if !text.to_ascii_uppercase().contains("[EXPUNGEISSUED]") =>
@@ -112,13 +136,19 @@ impl Session<'_> {
                     }
                 }
                 c.consume(used);
-                Ok(())
+                Ok(between)
             });
-            if let Err(e) = step {
-                // Said first: why the body was refused (a flood that
-                // followed is the consequence).
-                self.broken = true;
-                return Err(failure.unwrap_or(e));
+            match step {
+                Err(e) => {
+                    // Said first: why the body was refused (a flood that
+                    // followed is the consequence).
+                    self.broken = true;
+                    return Err(failure.unwrap_or(e));
+                }
+                Ok(true) if body_bytes >= enough && failure.is_none() && refused.is_none() => {
+                    return Ok(None);
+                }
+                Ok(_) => {}
             }
         }
         Ok(failure.or(refused))
@@ -128,7 +158,7 @@ impl Session<'_> {
     /// failure, so that the next command reads its own reply).
     pub fn discard_fetches(&mut self) -> Result<()> {
         while !self.pending.is_empty() {
-            self.read_reply(u64::MAX, &mut |_| Ok(()))?;
+            self.read_reply(u64::MAX, u64::MAX, &mut |_| Ok(()))?;
         }
         Ok(())
     }

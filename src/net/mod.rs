@@ -21,6 +21,7 @@
 //! account or command-line type), and a protocol's `-vv` exchange goes to
 //! a [`Trace`] the caller provides.
 
+mod shared;
 pub mod tls;
 
 use std::cell::Cell;
@@ -34,6 +35,7 @@ use openssl::ssl::SslStream;
 
 use crate::error::{Error, Result, temporary, unavailable};
 use crate::types::TlsMode;
+pub use shared::SharedConn;
 pub use tls::{PeerInfo, TlsSettings, fingerprint_hex, parse_fingerprint};
 
 /// A server must send at least this many bytes per timeout period while a
@@ -481,55 +483,6 @@ impl Conn {
             self.peer,
             self.timeout.as_secs()
         ))
-    }
-}
-
-/// A [`Conn`] shared between a protocol library that owns "its" stream
-/// (the `imap` crate) and our own code, on one thread. Reads through it
-/// hand out at most one line at a time, so the library's own read buffer
-/// never holds bytes beyond the reply it asked for: once it has read a
-/// tagged reply, the connection can be used directly (for streaming
-/// bodies) and handed back. Errors carry our [`Error`] inside the
-/// `io::Error`; get it back with [`from_io`].
-#[derive(Clone)]
-pub struct SharedConn(Rc<std::cell::RefCell<Conn>>);
-
-impl SharedConn {
-    pub fn new(conn: Conn) -> SharedConn {
-        SharedConn(Rc::new(std::cell::RefCell::new(conn)))
-    }
-
-    /// Use the connection directly, between the library's commands.
-    pub fn with<R>(&self, f: impl FnOnce(&mut Conn) -> R) -> R {
-        f(&mut self.0.borrow_mut())
-    }
-}
-
-impl Read for SharedConn {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let mut c = self.0.borrow_mut();
-        if c.start == c.end {
-            c.read_more().map_err(io::Error::other)?;
-        }
-        let avail = &c.buf[c.start..c.end];
-        let lim = out.len().min(avail.len());
-        let n = match avail[..lim].iter().position(|&b| b == b'\n') {
-            Some(p) => p + 1,
-            None => lim,
-        };
-        out[..n].copy_from_slice(&avail[..n]);
-        c.consume(n);
-        Ok(n)
-    }
-}
-
-impl Write for SharedConn {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.0.borrow_mut().send(data).map_err(io::Error::other)?;
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::Env;
@@ -95,6 +95,13 @@ pub struct Script {
     /// and SELECT knows a folder only by its UTF-8 name. Without it ENABLE
     /// is refused (BAD).
     pub utf8_accept: bool,
+    /// Every command received, in order, marked with a leading `+` when
+    /// more bytes from the client were already waiting right after it:
+    /// it came pipelined with the next one, before any reply to it.
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// What the server is from its second connection on (the same
+    /// address, so the same account; e.g. a folder renumbered meanwhile).
+    pub then: Option<Arc<Script>>,
 }
 
 impl Script {
@@ -108,6 +115,8 @@ impl Script {
             swap_first_two: false,
             body_reply: None,
             utf8_accept: false,
+            log: Arc::default(),
+            then: None,
         }
     }
 }
@@ -152,9 +161,12 @@ pub fn serve(script: Script) -> u16 {
     let port = listener.local_addr().unwrap().port();
     let script = Arc::new(script);
     std::thread::spawn(move || {
-        for s in listener.incoming().take(20) {
+        for (i, s) in listener.incoming().take(20).enumerate() {
             let Ok(s) = s else { return };
-            let sc = script.clone();
+            let sc = match &script.then {
+                Some(then) if i > 0 => then.clone(),
+                _ => script.clone(),
+            };
             std::thread::spawn(move || {
                 let _ = session(s, &sc);
             });
@@ -206,6 +218,8 @@ fn session(mut s: TcpStream, sc: &Script) -> std::io::Result<()> {
         }
         let line = line.trim_end();
         let (tag, cmd) = line.split_once(' ').unwrap_or((line, ""));
+        let ahead = if r.buffer().is_empty() { "" } else { "+" };
+        sc.log.lock().unwrap().push(format!("{ahead}{cmd}"));
         let upper = cmd.to_ascii_uppercase();
         let mut out: Vec<u8> = Vec::new();
         if upper.starts_with("CAPABILITY") {

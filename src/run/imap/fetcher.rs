@@ -22,11 +22,15 @@ use crate::sanitize::escape;
 const FETCH_BYTES: u64 = 4 << 20;
 /// At most this many bodies in one command.
 const FETCH_MESSAGES: usize = 200;
-/// FETCH commands on their way at once, asking for at most this many bytes
-/// between them (the replies wait in the socket buffers; memory stays as
-/// bounded as with one command).
+/// FETCH commands whose bodies are still to come, at once, asking for at
+/// most this many bytes of bodies not yet received between them (the
+/// replies wait in the socket buffers; memory stays as bounded as with one
+/// command). The window is topped up every `REFILL` bytes received, not
+/// when a command's tagged reply comes: a server may hold those until every
+/// command on its way is answered, and the pipe would run dry.
 const PIPELINE: usize = 8;
 const PIPELINE_BYTES: u64 = 16 << 20;
+const REFILL: u64 = 2 << 20;
 
 /// The FETCH commands for `metas`, in groups bounded by count and bytes; a
 /// message larger than `FETCH_BYTES` goes alone. Whole bodies always: the
@@ -89,6 +93,15 @@ impl Req {
     fn budget(&self) -> u64 {
         Session::body_budget(self.bytes, self.uids.len())
     }
+
+    /// The announced bytes of its bodies that have not begun to arrive.
+    fn to_come(&self, seen: &HashSet<u32>, by_uid: &HashMap<u32, &Meta>) -> u64 {
+        self.uids
+            .iter()
+            .filter(|u| !seen.contains(u))
+            .map(|u| by_uid.get(u).map_or(0, |m| m.size))
+            .sum()
+    }
 }
 
 /// A body has arrived whole: deliver it (or, with --resync, match it to a
@@ -149,21 +162,28 @@ impl Fetcher<'_> {
         let by_seq: HashMap<u32, u32> = metas.iter().map(|m| (m.seq, m.uid)).collect();
         let mut todo = plan_requests(metas);
         let mut sent: VecDeque<Req> = VecDeque::new();
-        let mut sent_bytes = 0u64;
         let mut cur: Option<Receiving> = None;
         let mut seen: HashSet<u32> = HashSet::new();
         let r = (|| -> Result<()> {
             loop {
+                // Commands with bodies still to come, and those bodies'
+                // announced bytes.
+                let (active, to_come) = sent.iter().fold((0, 0), |(n, b), r: &Req| {
+                    let left = r.to_come(&seen, &by_uid);
+                    (n + usize::from(left > 0), b + left)
+                });
+                let (mut active, mut to_come) = (active, to_come);
                 while let Some(next) = todo.front() {
-                    let full = sent.len() >= PIPELINE
-                        || (!sent.is_empty() && sent_bytes + next.bytes > PIPELINE_BYTES);
+                    let full =
+                        active >= PIPELINE || (active > 0 && to_come + next.bytes > PIPELINE_BYTES);
                     // A stop request ends the download between commands.
                     if full || crate::signals::stop_requested() {
                         break;
                     }
                     let req = todo.pop_front().expect("front exists");
                     session.send_fetch(&uid_set(&req.uids), "(UID BODY.PEEK[])")?;
-                    sent_bytes += req.bytes;
+                    active += 1;
+                    to_come += req.bytes;
                     sent.push_back(req);
                 }
                 if sent.is_empty() {
@@ -173,6 +193,9 @@ impl Fetcher<'_> {
                 let budget = sent.iter().map(Req::budget).sum();
                 let before = session.fetches_pending();
                 let mut arrived = Arrived::default();
+                // With more to send, return to send it once REFILL bytes
+                // came; else read to the oldest command's tagged reply.
+                let enough = if todo.is_empty() { u64::MAX } else { REFILL };
                 let r = self.read_bodies(
                     session,
                     &by_uid,
@@ -180,7 +203,7 @@ impl Fetcher<'_> {
                     &mut cur,
                     &mut seen,
                     &mut arrived,
-                    budget,
+                    (budget, enough),
                 );
                 for (uid, n) in arrived.staged {
                     self.stage(by_uid[&uid], n);
@@ -191,9 +214,7 @@ impl Fetcher<'_> {
                 r?;
                 // The commands answered in this read.
                 for _ in 0..before - session.fetches_pending() {
-                    if let Some(req) = sent.pop_front() {
-                        sent_bytes -= req.bytes;
-                    }
+                    sent.pop_front();
                 }
                 // Commit between messages only (nothing half-received).
                 if cur.is_none() && self.batches.is_full() {
@@ -239,13 +260,13 @@ impl Fetcher<'_> {
         cur: &mut Option<Receiving>,
         seen: &mut HashSet<u32>,
         arrived: &mut Arrived,
-        budget: u64,
+        (budget, enough): (u64, u64),
     ) -> Result<()> {
         use sha2::Digest;
         let dest = &mut *self.dest;
         let resync = &mut self.resync;
         let mut out = Vec::with_capacity(64 * 1024);
-        session.read_fetch(budget, &mut |ev| {
+        session.read_fetch_some(budget, enough, &mut |ev| {
             match ev {
                 Event::BodyStart {
                     seq,

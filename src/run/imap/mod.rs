@@ -160,6 +160,9 @@ struct Opened<'f> {
     resyncing: bool,
     /// The highest UID fetched under this UIDVALIDITY.
     last: u32,
+    /// The metadata of UIDs `last+1` to `last+FEW_NEW`, asked for with the
+    /// SELECT, when `last` turned out right for the folder's UIDVALIDITY.
+    prefetched: Option<Vec<Meta>>,
     /// With a Maildir: the folder's Maildir++ subdirectory (None for INBOX,
     /// the Maildir itself) and its path.
     subdir: Option<String>,
@@ -183,7 +186,8 @@ impl Opened<'_> {
 
 impl AccountRun<'_, '_, '_> {
     fn sync_folder(&mut self, folder: &str, delim: Option<char>) -> Result<()> {
-        let f = self.open(folder, delim)?;
+        let mut f = self.open(folder, delim)?;
+        let prefetched = f.prefetched.take();
         // --resync: what we already have from this folder, by content.
         let (resync, stale_keys) = if f.resyncing {
             let Some(dir) = &f.dir else {
@@ -196,7 +200,7 @@ impl AccountRun<'_, '_, '_> {
         } else {
             (None, Vec::new())
         };
-        let mut metas = self.new_mail(&f)?;
+        let mut metas = self.new_mail(&f, prefetched)?;
         let held_back = self.hold_back(&f, &mut metas);
         if self.acct.read_only() {
             return self.look(&f, &metas);
@@ -241,9 +245,17 @@ impl AccountRun<'_, '_, '_> {
     /// SELECT (EXAMINE when looking only) and check UIDVALIDITY; note the
     /// local folder as it is before we touch it.
     fn open<'f>(&mut self, folder: &'f str, delim: Option<char>) -> Result<Opened<'f>> {
-        let sel = self.session.select(folder, self.acct.read_only())?;
-        let uv = sel.uid_validity;
         let known = self.ledger.folder(folder).cloned();
+        // The new mail's metadata goes with the SELECT, for the UIDs above
+        // the last one the ledger knows, before UIDVALIDITY says whether
+        // that is still the folder's numbering; used only if it is. Not
+        // with --search, which asks by its own criteria.
+        let after = known.as_ref().map_or(0, |s| s.last_uid);
+        let prefetch = self.acct.imap.search.is_none().then_some((after, FEW_NEW));
+        let (sel, prefetched) =
+            self.session
+                .select_ahead(folder, self.acct.read_only(), prefetch)?;
+        let uv = sel.uid_validity;
         if let Some(st) = &known
             && st.uid_validity != uv
             && !self.acct.imap.resync
@@ -275,6 +287,9 @@ impl AccountRun<'_, '_, '_> {
         // cur/ alone, for the stamp after a run that delivers (see
         // `sync_flags`).
         let cur_at_start = dir.as_ref().and_then(|d| local::mtime_ns(&d.join("cur")));
+        // From a folder renumbered since (UIDVALIDITY changed: an error
+        // above, or --resync), nothing of it is used.
+        let prefetched = prefetched.filter(|_| !resyncing && after == last);
         Ok(Opened {
             name: folder,
             shown: names::decode_mutf7(folder).unwrap_or_else(|_| folder.to_string()),
@@ -282,6 +297,7 @@ impl AccountRun<'_, '_, '_> {
             known,
             resyncing,
             last,
+            prefetched,
             subdir,
             dir,
             stamp_at_start,
@@ -290,10 +306,11 @@ impl AccountRun<'_, '_, '_> {
     }
 
     /// New mail: nothing when UIDNEXT says so; after a few new messages,
-    /// their metadata in one round trip (UID FETCH last+1:*); otherwise (a
+    /// their metadata as prefetched with the SELECT, or in one round trip
+    /// (UID FETCH last+1:*); otherwise (a
     /// first sync, --search, --resync) a UID SEARCH, then the metadata in
     /// chunks. Never a message the ledger holds (unless `--all`).
-    fn new_mail(&mut self, f: &Opened) -> Result<Vec<Meta>> {
+    fn new_mail(&mut self, f: &Opened, prefetched: Option<Vec<Meta>>) -> Result<Vec<Meta>> {
         let (acct, ledger) = (self.acct, &*self.ledger);
         // Delivered, or refused for good by the mail server: not fetched.
         let have = |u: u32| {
@@ -321,6 +338,8 @@ impl AccountRun<'_, '_, '_> {
             {
                 Vec::new()
             }
+            // UIDNEXT says every new UID is in the range prefetched.
+            (None, Some(_)) if prefetched.is_some() => prefetched.unwrap_or_default(),
             (None, Some(n)) => self.session.meta_after(f.last, n)?,
             (criteria, _) => {
                 let after = if criteria.is_some() { 0 } else { f.last };
