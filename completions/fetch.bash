@@ -23,7 +23,7 @@ _fetch() {
 
     case "${cmd}" in
         fetch)
-            opts="-u -k -a -q -v -c -n -d -j -h -V --config --pop3 --imap --folder --all-folders --delete --move-to --search --sync-deletes --resync --port --user --tls --allow-plaintext-auth --auth --password-command --cafile --keep --no-keep --all --maildir --mbox --mda --stdout --delete-after-stdout --lmtp --smtp --deliver-to --allow-plaintext-smtp --retry-rejected --timeout --quiet --verbose --json --check --dry-run --limit --max-size --delete-after --fingerprint --show-cert --login --daemon --idle --jobs --shard --list-accounts --import-fetchmailrc --import-uidls --generate --help --version"
+            opts="-u -k -a -q -v -c -n -d -j -h -V --config --pop3 --imap --folder --all-folders --delete --move-to --search --sync-deletes --resync --port --user --tls --allow-plaintext-auth --auth --password-command --cafile --keep --no-keep --all --maildir --mbox --mda --stdout --delete-after-stdout --lmtp --smtp --deliver-to --allow-plaintext-smtp --retry-rejected --timeout --quiet --verbose --json --check --dry-run --limit --max-size --delete-after --fingerprint --show-cert --login --daemon --idle --jobs --shard --list-accounts --max-connections --import-fetchmailrc --import-uidls --generate --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,6 +142,10 @@ _fetch() {
                     return 0
                     ;;
                 --shard)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -296,6 +296,13 @@ pub struct Cli {
     )]
     pub list_accounts: bool,
 
+    /// Open at most N connections at a time to one server [default: 8]:
+    /// across all accounts, --jobs and --idle watchers. A server is a
+    /// protocol, host name (as written, not its addresses) and port.
+    /// Runs wait for a free connection; watchers never take the last one.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
     /// Print a fetch config file equivalent to a fetchmail run control
     /// file [default: ~/.fetchmailrc] on stdout, and exit. What has no
     /// equivalent here is said in comments; a password is never copied

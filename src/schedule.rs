@@ -63,6 +63,7 @@ impl Passwords {
 pub fn once(accounts: &[Account], jobs: usize, ui: &Ui) -> Vec<(i32, bool)> {
     // The process exits after this: ledgers need not free their memory.
     run::exit_follows();
+    run::slots::limit(accounts);
     let all: Vec<usize> = (0..accounts.len()).collect();
     run_accounts(accounts, jobs, &all, ui, &Passwords::new(false))
 }
@@ -170,6 +171,7 @@ fn run_one(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> (i
 /// hour); the others keep their pace. Exits 0 when asked to stop.
 pub fn daemon(accounts: &[Account], jobs: usize, daemon: Daemon, ui: &Ui) -> i32 {
     let passwords = Passwords::new(true);
+    run::slots::limit(accounts);
     let (tx, rx) = mpsc::channel::<usize>();
     std::thread::scope(|s| {
         if daemon.idle {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::layers::{Settings, SizeSetting};
 use super::paths::expand_path;
-use super::{DEFAULT_TIMEOUT_SECS, Mode};
+use super::{DEFAULT_MAX_CONNECTIONS, DEFAULT_TIMEOUT_SECS, Mode};
 use crate::cli::parse_size;
 use crate::deliver::DeliverOptions;
 use crate::error::{Result, config, usage};
@@ -65,6 +65,9 @@ pub struct Account {
     /// Offer again the messages a mail server rejected in an earlier run
     /// (also implied by `all`).
     pub retry_rejected: bool,
+    /// Connections open at once to the account's server, shared with the
+    /// other accounts on it (`run/slots.rs`).
+    pub max_connections: usize,
 }
 
 /// The IMAP-only settings of an account.
@@ -326,6 +329,10 @@ pub(super) fn build(name: String, mut s: Settings, mode: Mode) -> Result<Account
             "{acct_hint}--deliver-to is for the --lmtp and --smtp destinations"
         )));
     }
+    let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+    if max_connections == 0 {
+        return Err(usage("max_connections must be at least 1"));
+    }
     let timeout = s.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
     if timeout == 0 {
         return Err(usage("the timeout must be at least 1 second"));
@@ -384,6 +391,7 @@ pub(super) fn build(name: String, mut s: Settings, mode: Mode) -> Result<Account
         deliver_to,
         allow_plaintext_smtp: s.allow_plaintext_smtp.unwrap_or(false),
         retry_rejected: s.retry_rejected.unwrap_or(false),
+        max_connections,
     })
 }
 

@@ -51,6 +51,7 @@ pub(super) struct Settings {
     pub(super) deliver_to: Option<String>,
     pub(super) allow_plaintext_smtp: Option<bool>,
     pub(super) retry_rejected: Option<bool>,
+    pub(super) max_connections: Option<usize>,
     // Config-file only: a provider preset and the account's OAuth client
     // (`provider.rs`).
     pub(super) provider: Option<String>,
@@ -168,6 +169,7 @@ impl Settings {
             deliver_to: cli.deliver_to.clone(),
             allow_plaintext_smtp: cli.allow_plaintext_smtp.then_some(true),
             retry_rejected: cli.retry_rejected.then_some(true),
+            max_connections: cli.max_connections,
             ..Default::default()
         }
     }

@@ -42,6 +42,10 @@ use crate::error::{Kind, Result, config, usage};
 use crate::types::Destination;
 
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+/// Connections at once to one server: below the usual per-address limits
+/// (Dovecot's mail_max_userip_connections is 10, Gmail allows 15 IMAP
+/// connections per account), so that a large --jobs is not locked out.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8;
 /// `--idle` without `--daemon`: how often POP3 accounts (and IMAP folders
 /// not watched) are polled.
 const DEFAULT_POLL_SECS: u64 = 300;

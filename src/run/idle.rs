@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::slots::{Slot, Use, acquire};
 use crate::config::Account;
 use crate::error::{Kind, Result};
 use crate::imap::{Idled, Session};
@@ -38,15 +39,22 @@ pub fn watch(
     password: &(dyn Fn() -> Result<Secret> + Sync),
     news: &(dyn Fn() + Sync),
 ) {
+    if !super::slots::watchers_allowed(acct) {
+        ui.warn(
+            &acct.name,
+            "idle: max_connections 1 leaves no connection for IDLE; this account is polled instead",
+        );
+        return;
+    }
     let mut pause = Duration::from_secs(1);
     // The folders, from a first connection (which then watches the first).
     let (first, folders) = loop {
         if stop_requested() {
             return;
         }
-        match open(acct, ui, password).and_then(|mut s| {
+        match open(acct, ui, password, "").and_then(|(mut s, slot)| {
             let f = super::imap::choose_folders(acct, &mut s)?;
-            Ok((s, f))
+            Ok(((s, slot), f))
         }) {
             Ok(x) => break x,
             Err(e) => {
@@ -61,16 +69,16 @@ pub fn watch(
         }
     };
     if folders.is_empty() {
-        first.logout();
+        first.0.logout();
         return;
     }
     let mut first = first;
-    if !first.caps().is_ok_and(|c| c.has("IDLE")) {
+    if !first.0.caps().is_ok_and(|c| c.has("IDLE")) {
         ui.warn(
             &acct.name,
             "the server does not support IDLE; this account is polled instead",
         );
-        first.logout();
+        first.0.logout();
         return;
     }
     if folders.len() > MAX_WATCHED {
@@ -100,15 +108,15 @@ fn watch_folder<'u>(
     password: &(dyn Fn() -> Result<Secret> + Sync),
     news: &(dyn Fn() + Sync),
     folder: &str,
-    mut session: Option<Session<'u>>,
+    mut session: Option<(Session<'u>, Slot)>,
 ) {
     let mut pause = Duration::from_secs(1);
     let mut reconnected = false;
     while !stop_requested() {
         let r = (|| -> Result<()> {
-            let s = match &mut session {
+            let (s, _) = match &mut session {
                 Some(s) => s,
-                None => session.insert(open(acct, ui, password)?),
+                None => session.insert(open(acct, ui, password, folder)?),
             };
             s.select(folder, true)?;
             if reconnected {
@@ -148,18 +156,32 @@ fn watch_folder<'u>(
             }
         }
     }
-    if let Some(s) = session {
+    if let Some((s, _slot)) = session {
         s.logout();
     }
 }
 
+/// A watcher's connection, under the server's max_connections (waiting,
+/// for as long as it takes or until a stop, while the slots are taken).
 fn open<'u>(
     acct: &Account,
     ui: &'u Ui,
     password: &(dyn Fn() -> Result<Secret> + Sync),
-) -> Result<Session<'u>> {
+    folder: &str,
+) -> Result<(Session<'u>, Slot)> {
+    let slot = acquire(acct, Use::Watch, &|cap| {
+        ui.detail(
+            &acct.name,
+            &format!(
+                "idle{}{}: waiting for a free connection (max_connections {cap}, the last \
+                 kept for runs); polled meanwhile",
+                if folder.is_empty() { "" } else { " on " },
+                escape(folder)
+            ),
+        )
+    })?;
     let pw = password()?;
-    Session::open(&acct.endpoint(), &acct.login(&pw), ui)
+    Ok((Session::open(&acct.endpoint(), &acct.login(&pw), ui)?, slot))
 }
 
 /// Sleep, waking early for a stop request.

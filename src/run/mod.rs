@@ -14,6 +14,7 @@ pub mod login;
 pub mod pop3;
 mod recover;
 mod show_cert;
+pub mod slots;
 
 use std::time::Instant;
 
@@ -132,6 +133,15 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
     // connecting, logging in and the server's listing, which on a large
     // mailbox take longer than the ledger does.
     let locked = Ledger::lock(&root, &acct.ledger_id())?;
+    // A slot under the server's max_connections, held until the session
+    // (and a retry after a token refresh) is over; taken after the lock, so
+    // that a run stopped by another's lock does not hold one.
+    let _slot = slots::acquire(acct, slots::Use::Run, &|cap| {
+        ui.detail(
+            &acct.name,
+            &format!("waiting for one of the {cap} connections to the server (max_connections)"),
+        )
+    })?;
     let mut summary = std::thread::scope(|scope| {
         let mut ledger = LedgerSoon {
             state: Loading::Running(scope.spawn(|| prepare(locked, acct, ui))),

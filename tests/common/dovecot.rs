@@ -214,6 +214,13 @@ impl Dovecot {
         Dovecot::start_with(&[])
     }
 
+    /// [`Dovecot::start`] with `n` more users, `user1` ... `userN`, each
+    /// with [`Dovecot::password`] (fill theirs with
+    /// [`Dovecot::fill_files_of`]).
+    pub fn start_users(n: usize) -> Option<Dovecot> {
+        Dovecot::start_with(&["--users", &n.to_string()])
+    }
+
     /// [`Dovecot::start`], also offering XOAUTH2 and OAUTHBEARER with tokens
     /// checked at `introspection_url` (`tests/common/tokenserver.rs`).
     pub fn start_oauth2(introspection_url: &str) -> Option<Dovecot> {
@@ -356,7 +363,8 @@ impl Dovecot {
         self.fill_files_of(&self.user, paths);
     }
 
-    /// [`Dovecot::fill_files`] for `user` (`user` or `utf8_user`).
+    /// [`Dovecot::fill_files`] for `user` (`user`, `utf8_user`, or a
+    /// `userK` of [`Dovecot::start_users`]).
     pub fn fill_files_of(&self, user: &str, paths: &[PathBuf]) {
         if paths.is_empty() {
             return;
