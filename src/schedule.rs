@@ -189,11 +189,29 @@ pub fn daemon(accounts: &[Account], jobs: usize, daemon: Daemon, ui: &Ui) -> i32
                 });
             }
         }
+        // A stop signal becomes a message to the loop below, which then
+        // sleeps until something is due instead of waking to look at the
+        // stop flag (platform/stop.rs).
+        let stop_tx = tx.clone();
+        s.spawn(move || {
+            let slice = if crate::platform::stop::available() {
+                Duration::from_secs(3600)
+            } else {
+                Duration::from_millis(100)
+            };
+            while !signals::stop_requested() {
+                let _ = crate::platform::stop::wait(None, Some(slice));
+            }
+            let _ = stop_tx.send(STOP);
+        });
         drop(tx);
         poll(accounts, jobs, ui, daemon.interval, &passwords, &rx);
     });
     0
 }
+
+/// On the daemon's news channel: not an account, a stop.
+const STOP: usize = usize::MAX;
 
 /// The daemon's loop: run what is due, then wait for the next due time or
 /// news from a watcher, whichever comes first.
@@ -228,8 +246,9 @@ fn poll(
         // account that is backing off keeps its pause).
         let until = due.iter().min().copied().unwrap_or(now + interval);
         while !signals::stop_requested() && Instant::now() < until {
-            let wait = Duration::from_millis(100).min(until - Instant::now());
+            let wait = until - Instant::now();
             match news.recv_timeout(wait) {
+                Ok(STOP) => break,
                 Ok(i) => {
                     if failures[i] == 0 {
                         due[i] = Instant::now();
@@ -237,7 +256,7 @@ fn poll(
                         // into one run.
                         std::thread::sleep(Duration::from_millis(100));
                         while let Ok(j) = news.try_recv() {
-                            if failures[j] == 0 {
+                            if j != STOP && failures[j] == 0 {
                                 due[j] = Instant::now();
                             }
                         }
@@ -245,9 +264,10 @@ fn poll(
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                // No watchers (none asked for, or all gone): plain polling.
+                // Nobody left to send (only after a stop): wait for the time,
+                // or the stop.
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(wait);
+                    let _ = crate::platform::stop::wait(None, Some(wait));
                 }
             }
         }

@@ -12,10 +12,13 @@ extern "C" fn on_signal(sig: i32) {
     if RECEIVED.swap(sig, Ordering::SeqCst) != 0 {
         crate::platform::exit_now(128 + sig);
     }
+    // Wake whatever waits (IDLE watchers, the daemon's sleep).
+    crate::platform::stop::notify();
 }
 
 /// Install the handlers (once, at start).
 pub fn install() {
+    crate::platform::stop::init();
     // A blocked read returns EINTR: socket reads retry it (the loops see
     // the flag at the next message); the password prompt gives up.
     crate::platform::on_stop_signals(on_signal);

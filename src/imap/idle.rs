@@ -25,7 +25,7 @@ impl Session<'_> {
     /// new message or a flag change, `max` passes, or `stop()` is true
     /// (looked at twice a second); then DONE and the tagged OK.
     pub fn idle(&mut self, max: std::time::Duration, stop: &dyn Fn() -> bool) -> Result<Idled> {
-        use std::time::{Duration, Instant};
+        use std::time::Instant;
         let tag = format!("F{}", self.next_tag);
         self.next_tag += 1;
         self.begin(&format!("{tag} IDLE"), SMALL_REPLY);
@@ -55,7 +55,9 @@ impl Session<'_> {
             if now >= end {
                 break Idled::Quiet;
             }
-            let wait = (end - now).min(Duration::from_millis(500));
+            // The wait ends early on data or a stop signal (net's
+            // wait_readable polls the stop pipe too).
+            let wait = end - now;
             let line = self.raw.with(|c| -> Result<Option<String>> {
                 if !c.wait_readable(wait, &mut budget)? {
                     return Ok(None);

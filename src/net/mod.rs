@@ -96,6 +96,18 @@ impl Stream {
         }
     }
 
+    /// The socket to poll, and whether TLS already holds decrypted bytes
+    /// (which a poll of the socket cannot see).
+    fn poll_fd(&self) -> Option<(std::os::fd::RawFd, bool)> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Stream::Plain(s) => Some((s.as_raw_fd(), false)),
+            Stream::Unix(s) => Some((s.as_raw_fd(), false)),
+            Stream::Tls(s) => Some((s.get_ref().as_raw_fd(), s.ssl().pending() > 0)),
+            Stream::Closed => None,
+        }
+    }
+
     fn set_read_timeout(&self, d: Duration) {
         match self {
             Stream::Unix(s) => {
@@ -391,7 +403,23 @@ impl Conn {
         }
         self.start = 0;
         self.end = 0;
-        let wait = wait.max(Duration::from_millis(1));
+        // Sleep in the kernel until the server speaks, the time is up or a
+        // stop is asked for (platform/stop.rs): no waking to look at a flag.
+        if let Some((fd, false)) = self.stream.poll_fd() {
+            match crate::platform::stop::wait(Some(fd), Some(wait)) {
+                Ok(crate::platform::stop::Woken::Ready) => {}
+                Ok(_) => return Ok(false),
+                Err(e) => {
+                    return Err(temporary(format!(
+                        "{}: waiting for the server failed: {e}",
+                        self.peer
+                    )));
+                }
+            }
+        }
+        // Readable: the rest of a TLS record may still be on its way; a
+        // short read timeout keeps a stop from waiting on it.
+        let wait = wait.clamp(Duration::from_millis(1), Duration::from_secs(1));
         self.stream.set_read_timeout(wait);
         self.sock_timeout = wait;
         match self.stream.read(&mut self.buf) {

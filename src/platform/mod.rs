@@ -34,6 +34,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+pub mod stop;
+
 pub use special::{
     anonymous_file, is_undumpable, make_undumpable, rename_noreplace, sync_filesystem,
 };

@@ -188,6 +188,8 @@ fn open<'u>(
 fn sleep(d: Duration) {
     let until = Instant::now() + d;
     while !stop_requested() && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
+        if crate::platform::stop::wait(None, Some(until - Instant::now())).is_err() {
+            std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
+        }
     }
 }
