@@ -169,3 +169,66 @@ fn accounts_run_in_parallel_with_jobs() {
         out.elapsed
     );
 }
+
+/// An account whose server accepts the connection and then says nothing
+/// does not hold up the daemon's other accounts: each account goes back in
+/// the queue as it falls due, instead of every account waiting for the
+/// slowest of a round.
+#[test]
+fn a_hung_account_holds_up_no_other_in_the_daemon() {
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hung = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = held.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().take(4) {
+            h.lock().unwrap().push(s);
+        }
+    });
+    let env = Env::new();
+    let good = account_server("good", "g", 1);
+    let text = [
+        format!(
+            "[accounts.hung]\nhost = \"127.0.0.1\"\nport = {hung}\ntls = \"none\"\n\
+             allow_plaintext_auth = true\nuser = \"h\"\npassword_command = \"echo h\"\n\
+             timeout = 120\nmaildir = \"{}/Mail-hung\"\n\n",
+            env.path().display()
+        ),
+        account(
+            "good",
+            good.port,
+            "good",
+            "password_command = \"echo g\"",
+            &env,
+        ),
+    ]
+    .concat();
+    write_config(&env, &text, 0o600);
+    let mut child = env.spawn(&["--daemon", "1", "-j", "2"]);
+    let mail = env.path().join("Mail-good");
+    child.wait_until("the first message", Duration::from_secs(10), || {
+        maildir_files(&mail).len() == 1
+    });
+    good.mailbox.lock().unwrap().messages.push(Message {
+        uidl: "later".into(),
+        body: msg(2, &["later"]),
+        deleted: false,
+    });
+    // The hung account's first run lasts 120 s; the good one's next poll
+    // is due in 1 s.
+    child.wait_until(
+        "the good account's next poll",
+        Duration::from_secs(20),
+        || maildir_files(&mail).len() == 2,
+    );
+    assert_eq!(
+        held.lock().unwrap().len(),
+        1,
+        "the hung account connected once"
+    );
+    // Hang up on the hung account's run, so that the daemon can stop.
+    held.lock().unwrap().clear();
+    assert_eq!(child.stop(Duration::from_secs(20)).code, 0);
+}

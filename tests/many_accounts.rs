@@ -145,6 +145,64 @@ fn twenty_accounts_on_one_server_never_exceed_max_connections() {
     }
 }
 
+/// A server that accepts connections and never says a word; they stay
+/// open until the test ends.
+fn silent_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(16) {
+            held.push(s);
+        }
+    });
+    port
+}
+
+/// Three accounts on a server that hangs, ahead of one on a server that
+/// works, with two jobs and one connection per server: the second job runs
+/// the working server's account at once, instead of waiting behind the
+/// hung server's accounts for their connection (as fetchmail's one queue
+/// does).
+#[test]
+fn a_hung_server_holds_up_no_other_servers_accounts() {
+    let hung = silent_server();
+    let good = common::pop3server::account_server("zed", "pzed", 2);
+    let env = Env::new();
+    let mut config = String::new();
+    let section = |name: &str, port: u16, user: &str, timeout: u32| {
+        format!(
+            "[accounts.{name}]\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+             tls = \"none\"\nallow_plaintext_auth = true\nuser = \"{user}\"\n\
+             password_command = \"echo p{user}\"\ntimeout = {timeout}\n\
+             maildir = \"{}/Mail-{name}\"\n\n",
+            env.path().display()
+        )
+    };
+    for name in ["a1", "a2", "a3"] {
+        config.push_str(&section(name, hung, "u", 1));
+    }
+    config.push_str(&section("z", good.port, "zed", 10));
+    write_config(&env, &config, 0o600);
+    let out = env.run(&["-j", "2", "--max-connections", "1", "--json"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert_eq!(
+        maildir_files(&env.path().join("Mail-z")).len(),
+        2,
+        "{out:?}"
+    );
+    let finished: Vec<String> = common::json_events(&out)
+        .iter()
+        .filter(|e| e["type"] == "account")
+        .map(|e| e["account"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(finished.len(), 4, "{out:?}");
+    assert_eq!(
+        finished[0], "z",
+        "the hung server's accounts went first: {finished:?}"
+    );
+}
+
 #[test]
 fn max_connections_zero_is_a_usage_error() {
     let env = Env::new();

@@ -118,8 +118,15 @@ pub fn exit_follows() {
 }
 
 /// Fetch one account, with the password from `password` (asked only once
-/// the run needs it: `--show-cert` does not).
-pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Result<Summary> {
+/// the run needs it: `--show-cert` does not). `slot` is the account's
+/// place under its server's max_connections if the caller took it already
+/// (schedule/pool.rs); without one, the run waits for one.
+pub fn run(
+    acct: &Account,
+    ui: &Ui,
+    password: &dyn Fn() -> Result<Secret>,
+    slot: Option<slots::Slot>,
+) -> Result<Summary> {
     if acct.mode == Mode::ShowCert {
         show_cert(acct, ui)?;
         return Ok(Summary::default());
@@ -136,12 +143,17 @@ pub fn run(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> Re
     // A slot under the server's max_connections, held until the session
     // (and a retry after a token refresh) is over; taken after the lock, so
     // that a run stopped by another's lock does not hold one.
-    let _slot = slots::acquire(acct, slots::Use::Run, &|cap| {
-        ui.detail(
-            &acct.name,
-            &format!("waiting for one of the {cap} connections to the server (max_connections)"),
-        )
-    })?;
+    let _slot = match slot {
+        Some(slot) => slot,
+        None => slots::acquire(acct, slots::Use::Run, &|cap| {
+            ui.detail(
+                &acct.name,
+                &format!(
+                    "waiting for one of the {cap} connections to the server (max_connections)"
+                ),
+            )
+        })?,
+    };
     let mut summary = std::thread::scope(|scope| {
         let mut ledger = LedgerSoon {
             state: Loading::Running(scope.spawn(|| prepare(locked, acct, ui))),

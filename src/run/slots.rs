@@ -13,14 +13,16 @@
 //! while holding a slot). An IDLE watcher holds one for as long as it
 //! watches, so watchers never take the last slot of a server: runs can
 //! always go on, at worst one at a time. Waiting for a slot ends when one
-//! is freed or a stop is asked for (SIGTERM, SIGINT).
+//! is freed or a stop is asked for (SIGTERM, SIGINT); a waiter sleeps until
+//! then, so a daemon whose watchers outnumber a server's slots stays idle.
 
 use std::collections::HashMap;
-use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::config::Account;
 use crate::error::{Result, temporary, unavailable};
+use crate::platform::stop;
 use crate::signals::stop_requested;
 
 /// Who wants a connection.
@@ -57,27 +59,38 @@ struct Count {
 
 /// The process's servers and their open connections.
 struct Table {
-    servers: Mutex<HashMap<Server, Count>>,
-    freed: Condvar,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+struct State {
+    servers: HashMap<Server, Count>,
+    /// Counts every slot given back and every [`nudge`], so that a waiter
+    /// who looked at the table before can tell whether to look again.
+    changes: u64,
 }
 
 static TABLE: LazyLock<Table> = LazyLock::new(|| Table {
-    servers: Mutex::new(HashMap::new()),
-    freed: Condvar::new(),
+    state: Mutex::new(State {
+        servers: HashMap::new(),
+        changes: 0,
+    }),
+    changed: Condvar::new(),
 });
 
-fn servers() -> MutexGuard<'static, HashMap<Server, Count>> {
-    TABLE.servers.lock().unwrap_or_else(|e| e.into_inner())
+fn state() -> MutexGuard<'static, State> {
+    TABLE.state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Set each server's cap from the accounts that use it: the smallest
 /// `max_connections` among them, so that no account's limit is exceeded
 /// on its behalf.
 pub fn limit(accounts: &[Account]) {
-    let mut table = servers();
+    let mut table = state();
     for acct in accounts {
         let cap = acct.max_connections.max(1);
         table
+            .servers
             .entry(Server::of(acct))
             .and_modify(|c| c.cap = c.cap.min(cap))
             .or_insert(Count { cap, open: 0 });
@@ -87,7 +100,8 @@ pub fn limit(accounts: &[Account]) {
 /// Whether IDLE watchers may connect to `acct`'s server at all: not when
 /// its cap is 1, the one connection being the runs'.
 pub fn watchers_allowed(acct: &Account) -> bool {
-    let cap = servers()
+    let cap = state()
+        .servers
         .get(&Server::of(acct))
         .map_or(acct.max_connections, |c| c.cap);
     cap > 1
@@ -102,11 +116,111 @@ pub struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(c) = servers().get_mut(&self.server) {
+        let mut table = state();
+        if let Some(c) = table.servers.get_mut(&self.server) {
             c.open = c.open.saturating_sub(1);
         }
-        TABLE.freed.notify_all();
+        table.changes += 1;
+        drop(table);
+        TABLE.changed.notify_all();
     }
+}
+
+/// What taking a slot at once came to.
+enum Take {
+    Taken(Slot),
+    /// The server's slots are all open; its cap.
+    Full(usize),
+}
+
+fn take(table: &mut State, acct: &Account, usage: Use) -> Result<Take> {
+    let server = Server::of(acct);
+    let reserve = if usage == Use::Watch { 1 } else { 0 };
+    let count = table.servers.entry(server.clone()).or_insert(Count {
+        cap: acct.max_connections.max(1),
+        open: 0,
+    });
+    if count.cap <= reserve {
+        return Err(unavailable(format!(
+            "max_connections {} to {}:{} leaves no connection for IDLE",
+            count.cap, server.host, server.port
+        )));
+    }
+    if count.open + reserve < count.cap {
+        count.open += 1;
+        return Ok(Take::Taken(Slot { server }));
+    }
+    Ok(Take::Full(count.cap))
+}
+
+/// A slot for a run of `acct`'s if its server has one free now, without
+/// waiting: how the scheduler (schedule/pool.rs) passes over an account
+/// whose server is full for one whose server is not.
+pub fn try_acquire(acct: &Account) -> Option<Slot> {
+    match take(&mut state(), acct, Use::Run) {
+        Ok(Take::Taken(slot)) => Some(slot),
+        _ => None,
+    }
+}
+
+/// How many times a slot has been given back (or [`nudge`] called) so
+/// far: read before looking for a free slot, then given to
+/// [`wait_for_change`].
+pub fn changes() -> u64 {
+    state().changes
+}
+
+/// Wait until the count of [`changes`] has moved past `seen` (a slot was
+/// given back, new work came, or a stop was asked for).
+pub fn wait_for_change(seen: u64) {
+    let mut table = state();
+    while table.changes == seen && !stop_requested() {
+        table = sleep(table);
+    }
+}
+
+/// Wait on the table's condition variable until notified: a slot given
+/// back, a [`nudge`], or a stop. A signal handler cannot notify, so a
+/// thread started on the first wait sleeps on the stop pipe
+/// (platform/stop.rs) and nudges everyone when it wakes; where that pipe
+/// could not be made, waits look at the stop flag four times a second.
+fn sleep(table: MutexGuard<'static, State>) -> MutexGuard<'static, State> {
+    static WAKER: OnceLock<bool> = OnceLock::new();
+    let woken_on_stop = *WAKER.get_or_init(|| {
+        stop::available()
+            && std::thread::Builder::new()
+                .name("stop-waker".into())
+                .spawn(|| {
+                    loop {
+                        if let Ok(stop::Woken::Stop) = stop::wait(None, None) {
+                            nudge();
+                            if stop_requested() {
+                                return;
+                            }
+                            // The pipe was written without a stop (only a
+                            // test does that): do not spin on it.
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                })
+                .is_ok()
+    });
+    if woken_on_stop {
+        TABLE.changed.wait(table).unwrap_or_else(|e| e.into_inner())
+    } else {
+        TABLE
+            .changed
+            .wait_timeout(table, Duration::from_millis(250))
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+}
+
+/// Wake everyone waiting in [`wait_for_change`]: there is new work to
+/// look at, or a stop.
+pub fn nudge() {
+    state().changes += 1;
+    TABLE.changed.notify_all();
 }
 
 /// A slot for a connection of `acct`'s: at once if its server has one
@@ -114,42 +228,24 @@ impl Drop for Slot {
 /// Fails when a stop is asked for meanwhile, and for a watcher when the
 /// cap is 1 (the one connection is the runs').
 pub fn acquire(acct: &Account, usage: Use, waiting: &dyn Fn(usize)) -> Result<Slot> {
-    let server = Server::of(acct);
-    let reserve = if usage == Use::Watch { 1 } else { 0 };
-    let mut table = servers();
+    let mut table = state();
     let mut said = false;
     loop {
-        let count = table.entry(server.clone()).or_insert(Count {
-            cap: acct.max_connections.max(1),
-            open: 0,
-        });
-        if count.cap <= reserve {
-            return Err(unavailable(format!(
-                "max_connections {} to {}:{} leaves no connection for IDLE",
-                count.cap, server.host, server.port
-            )));
-        }
-        if count.open + reserve < count.cap {
-            count.open += 1;
-            return Ok(Slot { server });
-        }
+        let cap = match take(&mut table, acct, usage)? {
+            Take::Taken(slot) => return Ok(slot),
+            Take::Full(cap) => cap,
+        };
         if stop_requested() {
             return Err(temporary(format!(
-                "stopped while waiting for a connection to {}:{} (max_connections {})",
-                server.host, server.port, count.cap
+                "stopped while waiting for a connection to {}:{} (max_connections {cap})",
+                acct.host, acct.port
             )));
         }
         if !said {
-            waiting(count.cap);
+            waiting(cap);
             said = true;
         }
-        // Woken when a slot is given back; the timeout only lets a stop
-        // request (a signal handler cannot notify) be seen.
-        table = TABLE
-            .freed
-            .wait_timeout(table, Duration::from_millis(250))
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        table = sleep(table);
     }
 }
 

@@ -2,10 +2,11 @@
 //! with `--daemon`, every interval, each failing account backing off on its
 //! own; with `--idle`, an IMAP account also as soon as one of its folders
 //! has news (`run/idle.rs`). Each account's run is reported as it ends
-//! (summary or `--check`/`--dry-run` answer, JSON events, errors).
+//! (summary or `--check`/`--dry-run` answer, JSON events, errors). The
+//! jobs take accounts from a queue (`pool.rs`) in an order that lets no
+//! full or hung server hold up another's accounts.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,13 @@ use crate::config::{Account, Daemon, Mode};
 use crate::error::{self, Result};
 use crate::report::Ui;
 use crate::report::events::{AccountEvent, ErrorEvent, Event};
+use crate::run::slots::Slot;
 use crate::secret::Secret;
 use crate::types::Protocol;
 use crate::{run, signals};
+
+mod pool;
+use pool::Pool;
 
 /// Where runs get their passwords. A one-shot run asks each time (once per
 /// account); a daemon asks once and keeps the password in memory (as
@@ -64,53 +69,37 @@ pub fn once(accounts: &[Account], jobs: usize, ui: &Ui) -> Vec<(i32, bool)> {
     // The process exits after this: ledgers need not free their memory.
     run::exit_follows();
     run::slots::limit(accounts);
-    let all: Vec<usize> = (0..accounts.len()).collect();
-    run_accounts(accounts, jobs, &all, ui, &Passwords::new(false))
-}
-
-/// Run the accounts `which` (up to `jobs` at a time), reporting each as
-/// it ends. Returns (exit code, has new mail) per account, in `which` order.
-fn run_accounts(
-    accounts: &[Account],
-    jobs: usize,
-    which: &[usize],
-    ui: &Ui,
-    passwords: &Passwords,
-) -> Vec<(i32, bool)> {
-    let one = |i: usize| {
-        let r = run_one(&accounts[i], ui, &|| passwords.get(i, &accounts[i]));
-        if r.0 == error::Kind::Auth.exit_code() {
-            passwords.forget(i);
-        }
-        r
+    let passwords = Passwords::new(false);
+    let one = |i: usize, slot: Option<Slot>| {
+        run_one(&accounts[i], ui, &|| passwords.get(i, &accounts[i]), slot)
     };
-    let workers = jobs.min(which.len());
+    let workers = jobs.min(accounts.len());
     if workers <= 1 {
         // No threads for the usual case: signals then reach the thread that
         // is doing the work, and a trace shows one thread.
-        let mut results = Vec::with_capacity(which.len());
-        for &i in which {
+        let mut results = Vec::with_capacity(accounts.len());
+        for i in 0..accounts.len() {
             if signals::stop_requested() {
                 break;
             }
-            results.push(one(i));
+            results.push(one(i, None));
         }
-        results.resize(which.len(), (0, false));
+        results.resize(accounts.len(), (0, false));
         return results;
     }
-    let results = Mutex::new(vec![(0, false); which.len()]);
-    let next = AtomicUsize::new(0);
+    let pool = Pool::new(accounts);
+    for i in 0..accounts.len() {
+        pool.push(i);
+    }
+    pool.close();
+    let results = Mutex::new(vec![(0, false); accounts.len()]);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::SeqCst);
-                    if k >= which.len() || signals::stop_requested() {
-                        return;
-                    }
-                    let r = one(which[k]);
-                    results.lock().unwrap_or_else(|e| e.into_inner())[k] = r;
-                }
+                pool.work(&|i, slot| {
+                    let r = one(i, Some(slot));
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = r;
+                })
             });
         }
     });
@@ -119,9 +108,14 @@ fn run_accounts(
 
 /// Run one account and report it. Returns its exit code and whether it
 /// has new mail.
-fn run_one(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> (i32, bool) {
+fn run_one(
+    acct: &Account,
+    ui: &Ui,
+    password: &dyn Fn() -> Result<Secret>,
+    slot: Option<Slot>,
+) -> (i32, bool) {
     let started = Instant::now();
-    let (summary, code) = match run::run(acct, ui, password) {
+    let (summary, code) = match run::run(acct, ui, password, slot) {
         Ok(summary) => {
             match acct.mode {
                 // --check's answer is data: stdout.
@@ -168,31 +162,49 @@ fn run_one(acct: &Account, ui: &Ui, password: &dyn Fn() -> Result<Secret>) -> (i
 /// `--daemon`: fetch every account every `interval` until SIGTERM/SIGINT,
 /// and with `--idle` an IMAP account also when its watchers report news.
 /// A failing account is retried after 2, 4, 8... intervals (at most an
-/// hour); the others keep their pace. Exits 0 when asked to stop.
+/// hour); the others keep their pace, and a slow account holds up no other
+/// (each goes back in the queue as it falls due). Exits 0 when asked to
+/// stop.
 pub fn daemon(accounts: &[Account], jobs: usize, daemon: Daemon, ui: &Ui) -> i32 {
     let passwords = Passwords::new(true);
     run::slots::limit(accounts);
-    let (tx, rx) = mpsc::channel::<usize>();
+    let pool = Pool::new(accounts);
+    let (tx, rx) = mpsc::channel::<News>();
     std::thread::scope(|s| {
         if daemon.idle {
             for (i, acct) in accounts.iter().enumerate() {
                 if acct.protocol != Protocol::Imap {
                     continue;
                 }
-                let tx = Mutex::new(tx.clone());
+                let tx = tx.clone();
                 let passwords = &passwords;
                 s.spawn(move || {
                     let news = move || {
-                        let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(i);
+                        let _ = tx.send(News::Mail(i));
                     };
                     run::idle::watch(acct, ui, &|| passwords.get(i, acct), &news);
                 });
             }
         }
-        // A stop signal becomes a message to the loop below, which then
-        // sleeps until something is due instead of waking to look at the
-        // stop flag (platform/stop.rs).
+        for _ in 0..jobs.clamp(1, accounts.len().max(1)) {
+            let tx = tx.clone();
+            let (pool, passwords) = (&pool, &passwords);
+            s.spawn(move || {
+                pool.work(&|i, slot| {
+                    let acct = &accounts[i];
+                    let (code, _) = run_one(acct, ui, &|| passwords.get(i, acct), Some(slot));
+                    if code == error::Kind::Auth.exit_code() {
+                        passwords.forget(i);
+                    }
+                    let _ = tx.send(News::Ran(i, code));
+                })
+            });
+        }
+        // A stop signal becomes news for the loop below, which then sleeps
+        // until something is due instead of waking to look at the stop
+        // flag (platform/stop.rs); the workers are let go.
         let stop_tx = tx.clone();
+        let pool = &pool;
         s.spawn(move || {
             let slice = if crate::platform::stop::available() {
                 Duration::from_secs(3600)
@@ -202,74 +214,83 @@ pub fn daemon(accounts: &[Account], jobs: usize, daemon: Daemon, ui: &Ui) -> i32
             while !signals::stop_requested() {
                 let _ = crate::platform::stop::wait(None, Some(slice));
             }
-            let _ = stop_tx.send(STOP);
+            pool.close();
+            let _ = stop_tx.send(News::Stop);
         });
         drop(tx);
-        poll(accounts, jobs, ui, daemon.interval, &passwords, &rx);
+        poll(accounts.len(), pool, daemon.interval, &rx);
     });
     0
 }
 
-/// On the daemon's news channel: not an account, a stop.
-const STOP: usize = usize::MAX;
+/// What the daemon's loop hears of.
+enum News {
+    /// A watcher saw new mail for account i.
+    Mail(usize),
+    /// Account i's run ended with this exit code.
+    Ran(usize, i32),
+    /// SIGTERM or SIGINT.
+    Stop,
+}
 
-/// The daemon's loop: run what is due, then wait for the next due time or
-/// news from a watcher, whichever comes first.
-fn poll(
-    accounts: &[Account],
-    jobs: usize,
-    ui: &Ui,
-    interval: Duration,
-    passwords: &Passwords,
-    news: &mpsc::Receiver<usize>,
-) {
+/// How long news of new mail waits before the account is queued, so that
+/// a burst (a few messages at once, several folders) makes one run.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// The daemon's loop: queue each account as it falls due, and wait for the
+/// next due time, a run's end or a watcher's news, whichever comes first.
+fn poll(n: usize, pool: &Pool, interval: Duration, news: &mpsc::Receiver<News>) {
     let cap = interval.max(Duration::from_secs(3600));
-    let mut due = vec![Instant::now(); accounts.len()];
-    let mut failures = vec![0u32; accounts.len()];
+    let mut due = vec![Instant::now(); n];
+    let mut failures = vec![0u32; n];
+    // Queued or running; `again`: news came meanwhile, so run once more.
+    let mut busy = vec![false; n];
+    let mut again = vec![false; n];
     while !signals::stop_requested() {
         let now = Instant::now();
-        let ready: Vec<usize> = (0..accounts.len()).filter(|&i| due[i] <= now).collect();
-        if !ready.is_empty() {
-            let results = run_accounts(accounts, jobs, &ready, ui, passwords);
-            for (&i, &(code, _)) in ready.iter().zip(&results) {
+        for i in 0..n {
+            if !busy[i] && due[i] <= now {
+                busy[i] = true;
+                again[i] = false;
+                pool.push(i);
+            }
+        }
+        let next = (0..n).filter(|&i| !busy[i]).map(|i| due[i]).min();
+        let heard = match next {
+            Some(until) => news.recv_timeout(until.saturating_duration_since(now)),
+            None => news
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match heard {
+            Ok(News::Stop) => break,
+            // Failing accounts keep their pause: news does not cut it.
+            Ok(News::Mail(i)) if failures[i] == 0 => {
+                if busy[i] {
+                    again[i] = true;
+                } else {
+                    due[i] = due[i].min(Instant::now() + SETTLE);
+                }
+            }
+            Ok(News::Mail(_)) => {}
+            Ok(News::Ran(i, code)) => {
+                busy[i] = false;
                 if code == 0 {
                     failures[i] = 0;
-                    due[i] = now + interval;
+                    due[i] = if again[i] {
+                        Instant::now() + SETTLE
+                    } else {
+                        Instant::now() + interval
+                    };
                 } else {
                     failures[i] = failures[i].saturating_add(1);
                     let backoff = interval.saturating_mul(1 << failures[i].min(16)).min(cap);
                     due[i] = Instant::now() + backoff;
                 }
             }
-        }
-        // Wait until the next account is due or a watcher has news (an
-        // account that is backing off keeps its pause).
-        let until = due.iter().min().copied().unwrap_or(now + interval);
-        while !signals::stop_requested() && Instant::now() < until {
-            let wait = until - Instant::now();
-            match news.recv_timeout(wait) {
-                Ok(STOP) => break,
-                Ok(i) => {
-                    if failures[i] == 0 {
-                        due[i] = Instant::now();
-                        // Let a burst of news (a few messages at once) settle
-                        // into one run.
-                        std::thread::sleep(Duration::from_millis(100));
-                        while let Ok(j) = news.try_recv() {
-                            if j != STOP && failures[j] == 0 {
-                                due[j] = Instant::now();
-                            }
-                        }
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                // Nobody left to send (only after a stop): wait for the time,
-                // or the stop.
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = crate::platform::stop::wait(None, Some(wait));
-                }
-            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // Nobody is left to send: only after a stop.
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
 }
