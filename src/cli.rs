@@ -299,7 +299,9 @@ pub struct Cli {
     /// Open at most N connections at a time to one server [default: 8]:
     /// across all accounts, --jobs and --idle watchers. A server is a
     /// protocol, host name (as written, not its addresses) and port.
-    /// Runs wait for a free connection; watchers never take the last one.
+    /// A job passes over a full server's accounts to another server's, and
+    /// waits only when none has a connection free; watchers never take the
+    /// last one.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
