@@ -97,14 +97,19 @@ pub fn limit(accounts: &[Account]) {
     }
 }
 
+/// The cap on `acct`'s server: the smallest `max_connections` of the
+/// accounts that share it.
+pub fn cap(acct: &Account) -> usize {
+    state()
+        .servers
+        .get(&Server::of(acct))
+        .map_or(acct.max_connections, |c| c.cap)
+}
+
 /// Whether IDLE watchers may connect to `acct`'s server at all: not when
 /// its cap is 1, the one connection being the runs'.
 pub fn watchers_allowed(acct: &Account) -> bool {
-    let cap = state()
-        .servers
-        .get(&Server::of(acct))
-        .map_or(acct.max_connections, |c| c.cap);
-    cap > 1
+    cap(acct) > 1
 }
 
 /// An open connection's place under its server's cap; given back when

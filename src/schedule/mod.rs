@@ -87,7 +87,8 @@ pub fn once(accounts: &[Account], jobs: usize, ui: &Ui) -> Vec<(i32, bool)> {
         results.resize(accounts.len(), (0, false));
         return results;
     }
-    let pool = Pool::new(accounts);
+    let held_up = held_up(accounts, ui);
+    let pool = Pool::new(accounts, &held_up);
     for i in 0..accounts.len() {
         pool.push(i);
     }
@@ -104,6 +105,21 @@ pub fn once(accounts: &[Account], jobs: usize, ui: &Ui) -> Vec<(i32, bool)> {
         }
     });
     results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What `-v` says when every queued account's server is full, for the
+/// first of them (the same words as a run that waits, run/mod.rs).
+fn held_up<'a>(accounts: &'a [Account], ui: &'a Ui) -> impl Fn(usize) + Sync + 'a {
+    move |i| {
+        let acct = &accounts[i];
+        ui.detail(
+            &acct.name,
+            &format!(
+                "waiting for one of the {} connections to the server (max_connections)",
+                run::slots::cap(acct)
+            ),
+        );
+    }
 }
 
 /// Run one account and report it. Returns its exit code and whether it
@@ -168,7 +184,8 @@ fn run_one(
 pub fn daemon(accounts: &[Account], jobs: usize, daemon: Daemon, ui: &Ui) -> i32 {
     let passwords = Passwords::new(true);
     run::slots::limit(accounts);
-    let pool = Pool::new(accounts);
+    let held_up = held_up(accounts, ui);
+    let pool = Pool::new(accounts, &held_up);
     let (tx, rx) = mpsc::channel::<News>();
     std::thread::scope(|s| {
         if daemon.idle {

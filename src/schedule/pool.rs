@@ -11,7 +11,7 @@
 //! Waiting, for work or for a slot, sleeps on a condition variable until
 //! something changes: an idle daemon's workers use no CPU.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use crate::config::Account;
@@ -23,23 +23,33 @@ pub struct Pool<'a> {
     accounts: &'a [Account],
     queue: Mutex<Queue>,
     work: Condvar,
+    /// Told, once per account and turn in the queue, that the account
+    /// heads a queue whose every server is full (for `-v`).
+    held_up: &'a (dyn Fn(usize) + Sync),
 }
 
 struct Queue {
     waiting: VecDeque<usize>,
     /// No more accounts will come: workers return once the queue is empty.
     closed: bool,
+    /// Accounts `held_up` was told of since they were last taken.
+    told: HashSet<usize>,
 }
 
 impl<'a> Pool<'a> {
-    pub fn new(accounts: &'a [Account]) -> Pool<'a> {
+    /// A pool for `accounts`; `held_up(i)` is called when a worker has to
+    /// wait for a connection because every queued account's server is
+    /// full, with the first of them.
+    pub fn new(accounts: &'a [Account], held_up: &'a (dyn Fn(usize) + Sync)) -> Pool<'a> {
         Pool {
             accounts,
             queue: Mutex::new(Queue {
                 waiting: VecDeque::new(),
                 closed: false,
+                told: HashSet::new(),
             }),
             work: Condvar::new(),
+            held_up,
         }
     }
 
@@ -90,12 +100,18 @@ impl<'a> Pool<'a> {
             match taken {
                 Some((at, slot)) => {
                     let i = queue.waiting.remove(at).unwrap_or_default();
+                    queue.told.remove(&i);
                     drop(queue);
                     run(i, slot);
                 }
                 None => {
                     // Every queued account's server is full.
+                    let first = queue.waiting.front().copied().unwrap_or_default();
+                    let tell = queue.told.insert(first);
                     drop(queue);
+                    if tell {
+                        (self.held_up)(first);
+                    }
                     slots::wait_for_change(seen);
                 }
             }
@@ -126,7 +142,7 @@ mod tests {
         let mut accounts: Vec<Account> = (0..6).map(|_| account("full.pool.example", 1)).collect();
         accounts.push(account("free.pool.example", 1));
         slots::limit(&accounts);
-        let pool = Pool::new(&accounts);
+        let pool = Pool::new(&accounts, &|_| {});
         for i in 0..accounts.len() {
             pool.push(i);
         }
@@ -161,10 +177,49 @@ mod tests {
         assert_eq!(&order[1..], &[0, 1, 2, 3, 4, 5], "{order:?}");
     }
 
+    /// Three accounts on a server with one connection, two workers: while
+    /// the first runs, the other worker waits, and says so once, naming
+    /// the account at the head of the queue.
+    #[test]
+    fn a_worker_that_must_wait_says_so_once_for_the_queues_head() {
+        let accounts: Vec<Account> = (0..3).map(|_| account("busy.pool.example", 1)).collect();
+        slots::limit(&accounts);
+        let told = Mutex::new(Vec::new());
+        let held_up = |i: usize| told.lock().unwrap().push(i);
+        let pool = Pool::new(&accounts, &held_up);
+        for i in 0..accounts.len() {
+            pool.push(i);
+        }
+        pool.close();
+        let ran = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    pool.work(&|i, _slot| {
+                        // The first run lasts until the other worker has
+                        // found the server full.
+                        let until = std::time::Instant::now() + Duration::from_secs(10);
+                        while i == 0
+                            && told.lock().unwrap().is_empty()
+                            && std::time::Instant::now() < until
+                        {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        ran.lock().unwrap().push(i);
+                    });
+                });
+            }
+        });
+        assert_eq!(ran.into_inner().unwrap(), vec![0, 1, 2]);
+        let told = told.into_inner().unwrap();
+        assert_eq!(told.first(), Some(&1), "{told:?}");
+        assert_eq!(told.iter().filter(|&&i| i == 1).count(), 1, "{told:?}");
+    }
+
     #[test]
     fn an_open_pool_waits_for_work_and_close_ends_it() {
         let accounts = vec![account("open.pool.example", 8)];
-        let pool = Pool::new(&accounts);
+        let pool = Pool::new(&accounts, &|_| {});
         let ran = AtomicUsize::new(0);
         std::thread::scope(|s| {
             s.spawn(|| {
