@@ -184,8 +184,14 @@ fn a_hung_server_holds_up_no_other_servers_accounts() {
     }
     config.push_str(&section("z", good.port, "zed", 10));
     write_config(&env, &config, 0o600);
-    let out = env.run(&["-j", "2", "--max-connections", "1", "--json"]);
+    let out = env.run(&["-j", "2", "--max-connections", "1", "--json", "-v"]);
     assert_eq!(out.code, 75, "{out:?}");
+    // The job left with only the hung server's accounts says why it waits.
+    assert!(
+        out.stderr
+            .contains("waiting for one of the 1 connections to the server (max_connections)"),
+        "{out:?}"
+    );
     assert_eq!(
         maildir_files(&env.path().join("Mail-z")).len(),
         2,

@@ -146,12 +146,7 @@ pub fn run(
     let _slot = match slot {
         Some(slot) => slot,
         None => slots::acquire(acct, slots::Use::Run, &|cap| {
-            ui.detail(
-                &acct.name,
-                &format!(
-                    "waiting for one of the {cap} connections to the server (max_connections)"
-                ),
-            )
+            ui.detail(&acct.name, &slots::waiting_note(cap))
         })?,
     };
     let mut summary = std::thread::scope(|scope| {

@@ -106,6 +106,12 @@ pub fn cap(acct: &Account) -> usize {
         .map_or(acct.max_connections, |c| c.cap)
 }
 
+/// What `-v` says of a run that has to wait for one of its server's
+/// `cap` connections (run/mod.rs, and schedule/pool.rs's jobs).
+pub fn waiting_note(cap: usize) -> String {
+    format!("waiting for one of the {cap} connections to the server (max_connections)")
+}
+
 /// Whether IDLE watchers may connect to `acct`'s server at all: not when
 /// its cap is 1, the one connection being the runs'.
 pub fn watchers_allowed(acct: &Account) -> bool {

@@ -108,17 +108,11 @@ pub fn once(accounts: &[Account], jobs: usize, ui: &Ui) -> Vec<(i32, bool)> {
 }
 
 /// What `-v` says when every queued account's server is full, for the
-/// first of them (the same words as a run that waits, run/mod.rs).
+/// first of them: what a run that waits says (run/mod.rs).
 fn held_up<'a>(accounts: &'a [Account], ui: &'a Ui) -> impl Fn(usize) + Sync + 'a {
     move |i| {
         let acct = &accounts[i];
-        ui.detail(
-            &acct.name,
-            &format!(
-                "waiting for one of the {} connections to the server (max_connections)",
-                run::slots::cap(acct)
-            ),
-        );
+        ui.detail(&acct.name, &run::slots::waiting_note(run::slots::cap(acct)));
     }
 }
 
